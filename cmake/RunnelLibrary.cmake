@@ -8,7 +8,8 @@
 
 function(runnel_apply_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
-                                           -Wold-style-cast -Wcast-align -Wnull-dereference)
+                                           -Wold-style-cast -Wcast-align -Wnull-dereference
+                                           -Wno-missing-field-initializers)
   if(RUNNEL_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()

@@ -47,7 +47,7 @@ class [[nodiscard]] Result {
 // Evaluates `expr` (a Result<T>); on error returns its Status, else moves the value into `lhs`
 // (which may be a declaration such as `auto x`).
 #define RUNNEL_ASSIGN_OR_RETURN(lhs, expr) \
-  RUNNEL_ASSIGN_OR_RETURN_IMPL(RUNNEL_CONCAT(_runnel_res_, __LINE__), lhs, expr)
+  RUNNEL_ASSIGN_OR_RETURN_IMPL(RUNNEL_CONCAT(_runnel_res_, __COUNTER__), lhs, expr)
 #define RUNNEL_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                                 \
   if (!tmp.ok()) return std::move(tmp).status();     \

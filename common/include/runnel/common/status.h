@@ -86,8 +86,11 @@ class [[nodiscard]] Status {
 }  // namespace runnel
 
 // Evaluates `expr` (a Status); returns it from the enclosing function when it is not OK.
-#define RUNNEL_RETURN_IF_ERROR(expr)         \
-  do {                                       \
-    ::runnel::Status _runnel_st = (expr);    \
-    if (!_runnel_st.ok()) return _runnel_st; \
+#define RUNNEL_RETURN_IF_ERROR(expr) RUNNEL_RETURN_IF_ERROR_IMPL(RUNNEL_STATUS_CAT(_runnel_st_, __COUNTER__), expr)
+#define RUNNEL_STATUS_CAT_INNER(a, b) a##b
+#define RUNNEL_STATUS_CAT(a, b) RUNNEL_STATUS_CAT_INNER(a, b)
+#define RUNNEL_RETURN_IF_ERROR_IMPL(tmp, expr) \
+  do {                                         \
+    ::runnel::Status tmp = (expr);             \
+    if (!tmp.ok()) return tmp;                 \
   } while (0)

@@ -1,0 +1,97 @@
+// LogStoreImpl retention: trims each partition's log start by time and size, at sparse-index
+// granularity, with DeleteRange + DeleteFilesInRange.
+#include <algorithm>
+
+#include <rocksdb/convenience.h>
+
+#include "log_store_impl.h"
+#include "rocks_status.h"
+
+namespace runnel::storage {
+
+namespace fmt = format;
+
+void LogStoreImpl::RetentionLoop() {
+  std::unique_lock lk(retention_mu_);
+  while (!retention_stop_) {
+    retention_cv_.wait_for(lk, std::chrono::milliseconds(options_.retention_check_interval_ms),
+                           [&] { return retention_stop_; });
+    if (retention_stop_) break;
+    lk.unlock();
+    (void)EnforceRetention();  // errors are retried on the next pass
+    lk.lock();
+  }
+}
+
+Status LogStoreImpl::EnforceRetention() {
+  std::vector<std::pair<std::shared_ptr<TopicState>, TopicConfig>> topics;
+  {
+    std::shared_lock lk(topics_mu_);
+    for (const auto& [name, t] : topics_) topics.emplace_back(t, t->config);
+  }
+  const int64_t now = clock_->NowMs();
+  Status result;
+  for (const auto& [topic, config] : topics) {
+    if (config.retention_ms < 0 && config.retention_bytes < 0) continue;
+    std::vector<std::shared_ptr<PartitionState>> parts;
+    {
+      std::shared_lock lk(topics_mu_);
+      parts = topic->partitions;
+    }
+    for (const auto& part : parts) {
+      Status s = TrimPartition(part, config, now);
+      if (result.ok()) result = s;
+    }
+  }
+  return result;
+}
+
+Status LogStoreImpl::TrimPartition(const std::shared_ptr<PartitionState>& part,
+                                   const TopicConfig& config, int64_t now_ms) {
+  // Only whole index intervals below the durable high watermark are deleted, and never the last
+  // one (like Kafka's active segment).
+  const int64_t hwm = part->high_watermark.load(std::memory_order_acquire);
+  int64_t new_start = part->log_start.load();
+  uint64_t new_start_bytes = 0;
+  {
+    std::lock_guard lk(part->mu);
+    new_start_bytes = part->start_bytes;
+    const uint64_t end_bytes = part->end_bytes.load();
+    for (size_t i = 1; i < part->index.size(); ++i) {
+      const IndexEntry& e = part->index[i];
+      if (e.offset > hwm) break;
+      const bool expired = config.retention_ms >= 0 && e.max_ts_before >= 0 &&
+                           e.max_ts_before < now_ms - config.retention_ms;
+      const bool too_big = config.retention_bytes >= 0 &&
+                           end_bytes - new_start_bytes > static_cast<uint64_t>(config.retention_bytes);
+      if (!expired && !too_big) break;
+      new_start = e.offset;
+      new_start_bytes = e.bytes_before;
+    }
+  }
+  if (new_start <= part->log_start.load()) return Status::OK();
+
+  const std::string begin = fmt::LogKey(part->uid, 0);
+  const std::string end = fmt::LogKey(part->uid, new_start);
+  {
+    std::lock_guard commit(commit_mu_);
+    if (part->deleted.load()) return Status::OK();
+    rocksdb::WriteBatch wb;
+    wb.DeleteRange(part->cf, begin, end);
+    wb.DeleteRange(meta_cf_, fmt::IndexKey(part->uid, 0), fmt::IndexKey(part->uid, new_start));
+    fmt::PartitionValue pv = PartitionRecord(*part, nullptr);
+    pv.log_start = new_start;
+    pv.start_bytes = new_start_bytes;
+    wb.Put(meta_cf_, fmt::PartitionKey(part->uid), fmt::Encode(pv));
+    RUNNEL_RETURN_IF_ERROR(WriteMeta(&wb, "applying retention to " + part->topic_name));
+    std::lock_guard lk(part->mu);
+    while (!part->index.empty() && part->index.front().offset < new_start) part->index.pop_front();
+    part->start_bytes = new_start_bytes;
+    part->log_start.store(new_start, std::memory_order_release);
+  }
+  // Reclaim whole files now; the range tombstone hides the rest until compaction drops it.
+  rocksdb::Slice b(begin), e(end);
+  return FromRocks(rocksdb::DeleteFilesInRange(db_.get(), part->cf, &b, &e), "deleting expired files");
+}
+
+}  // namespace runnel::storage

@@ -1,0 +1,123 @@
+#include "runnel/storage/format.h"
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+namespace runnel::storage::format {
+namespace {
+
+std::string Hex(std::string_view s) {
+  static const char* kDigits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 15]);
+  }
+  return out;
+}
+
+template <typename V>
+void CheckTruncationsFail(const std::string& bytes) {
+  for (size_t len = 0; len < bytes.size(); ++len) {
+    V v;
+    CHECK(Decode(std::string_view(bytes).substr(0, len), &v).IsCorruption());
+  }
+  V v;
+  CHECK(Decode(bytes + "x", &v).IsCorruption());  // trailing garbage
+}
+
+// These bytes are the worked examples of storage/FORMAT.md. Changing them breaks every store.
+TEST_CASE("Format: keys have the documented layout") {
+  CHECK(Hex(LogKey(7, 0x0102)) == "000000070000000000000102");
+  uint32_t uid;
+  int64_t off;
+  REQUIRE(ParseLogKey(LogKey(7, 0x0102), &uid, &off));
+  CHECK(uid == 7);
+  CHECK(off == 0x0102);
+  CHECK_FALSE(ParseLogKey("short", &uid, &off));
+  CHECK(LogColumnFamilyName(12) == "log.12");
+  CHECK(ParseLogColumnFamilyName("log.12") == std::optional<uint32_t>(12));
+  CHECK_FALSE(ParseLogColumnFamilyName("log.").has_value());
+  CHECK_FALSE(ParseLogColumnFamilyName("log.1x").has_value());
+  CHECK_FALSE(ParseLogColumnFamilyName("meta").has_value());
+  CHECK(Hex(FormatVersionKey()) == "56");
+  CHECK(Hex(CountersKey()) == "43");
+  CHECK(TopicKey("orders") == "Torders");
+  CHECK(Hex(PartitionKey(5)) == "5000000005");
+  CHECK(Hex(IndexKey(5, 300)) == "4900000005000000000000012c");
+  CHECK(Hex(ProducerKey(5, 42)) == "5300000005000000000000002a");
+  CHECK(Hex(DedupKey(3, "scan-1")) == "4400000003" + Hex("scan-1"));
+  CHECK(IdPrefixBegin(MetaKeyType::kIndex, 5) < IndexKey(5, 0));
+  CHECK(IndexKey(5, INT64_MAX) < IdPrefixEnd(MetaKeyType::kIndex, 5));
+  CHECK(IdPrefixEnd(MetaKeyType::kIndex, UINT32_MAX) == "J");
+}
+
+TEST_CASE("Format: values have the documented layout and round-trip") {
+  SUBCASE("counters") {
+    const std::string b = Encode(CountersValue{4, 17});
+    CHECK(Hex(b) == "010000000400000011");
+    CountersValue v;
+    REQUIRE(Decode(b, &v).ok());
+    CHECK(v.next_topic_id == 4);
+    CHECK(v.next_partition_uid == 17);
+    CheckTruncationsFail<CountersValue>(b);
+  }
+  SUBCASE("topic") {
+    const std::string b = Encode(TopicValue{3, 1'700'000'000'000, {7, 8}, {{"retention.ms", "60000"}}});
+    CHECK(Hex(b) == "0100000003" "0000018bcfe56800" "00000002" "00000007" "00000008" "01" "0c" +
+                        Hex("retention.ms") + "05" + Hex("60000"));
+    TopicValue v;
+    REQUIRE(Decode(b, &v).ok());
+    CHECK(v.partition_uids == std::vector<uint32_t>{7, 8});
+    CHECK(v.config[0].second == "60000");
+    CheckTruncationsFail<TopicValue>(b);
+  }
+  SUBCASE("partition") {
+    const std::string b = Encode(PartitionValue{3, 1, 100, 40, 4096, 10240, 1'700'000'000'000});
+    CHECK(Hex(b) == "01" "00000003" "00000001" "0000000000000064" "0000000000000028"
+                    "0000000000001000" "0000000000002800" "0000018bcfe56800");
+    PartitionValue v;
+    REQUIRE(Decode(b, &v).ok());
+    CHECK(v.next_offset == 100);
+    CHECK(v.log_start == 40);
+    CHECK(v.end_bytes == 10240);
+    CheckTruncationsFail<PartitionValue>(b);
+  }
+  SUBCASE("index") {
+    const std::string b = Encode(IndexValue{4096, 1'700'000'000'000, 1'700'000'000'500});
+    CHECK(Hex(b) == "01" "0000000000001000" "0000018bcfe56800" "0000018bcfe569f4");
+    IndexValue v;
+    REQUIRE(Decode(b, &v).ok());
+    CHECK(v.created_ms == 1'700'000'000'500);
+    CheckTruncationsFail<IndexValue>(b);
+  }
+  SUBCASE("producer") {
+    const std::string b = Encode(ProducerValue{2, 9, 1'700'000'000'000, {{5, 9, 100, 104}}});
+    CHECK(Hex(b) == "01" "0002" "00000009" "0000018bcfe56800" "01" "00000005" "00000009"
+                    "0000000000000064" "0000000000000068");
+    ProducerValue v;
+    REQUIRE(Decode(b, &v).ok());
+    REQUIRE(v.recent.size() == 1);
+    CHECK(v.recent[0].last_offset == 104);
+    CheckTruncationsFail<ProducerValue>(b);
+  }
+  SUBCASE("dedup") {
+    const std::string b = Encode(DedupValue{1, 42, 1'700'000'000'000});
+    CHECK(Hex(b) == "01" "00000001" "000000000000002a" "0000018bcfe56800");
+    DedupValue v;
+    REQUIRE(Decode(b, &v).ok());
+    CHECK(v.offset == 42);
+    CheckTruncationsFail<DedupValue>(b);
+  }
+}
+
+TEST_CASE("Format: an unknown value version is corruption") {
+  std::string b = Encode(CountersValue{1, 1});
+  b[0] = 2;
+  CountersValue v;
+  CHECK(Decode(b, &v).IsCorruption());
+}
+
+}  // namespace
+}  // namespace runnel::storage::format
