@@ -69,7 +69,7 @@ bool ParseLogKey(std::string_view key, uint32_t* uid, int64_t* base_offset) {
 
 std::string FormatVersionKey() { return std::string(1, static_cast<char>(MetaKeyType::kVersion)); }
 std::string CountersKey() { return std::string(1, static_cast<char>(MetaKeyType::kCounters)); }
-std::string TopicKeyPrefix() { return std::string(1, static_cast<char>(MetaKeyType::kTopic)); }
+std::string TopicKeyPrefix() { return TypeBegin(MetaKeyType::kTopic); }
 std::string TopicKey(std::string_view name) { return TopicKeyPrefix() + std::string(name); }
 std::string PartitionKey(uint32_t uid) { return KeyWithId(MetaKeyType::kPartition, uid); }
 
@@ -91,12 +91,14 @@ std::string DedupKey(uint32_t topic_id, std::string_view dedup_key) {
   return k;
 }
 
+std::string TypeBegin(MetaKeyType type) { return std::string(1, static_cast<char>(type)); }
+std::string TypeEnd(MetaKeyType type) { return std::string(1, static_cast<char>(static_cast<char>(type) + 1)); }
+
 std::string IdPrefixBegin(MetaKeyType type, uint32_t id) { return KeyWithId(type, id); }
 
 std::string IdPrefixEnd(MetaKeyType type, uint32_t id) {
   // The next id's prefix; for the largest id, the next key type.
-  if (id == UINT32_MAX) return std::string(1, static_cast<char>(static_cast<char>(type) + 1));
-  return KeyWithId(type, id + 1);
+  return id == UINT32_MAX ? TypeEnd(type) : KeyWithId(type, id + 1);
 }
 
 // ---- values --------------------------------------------------------------------------------

@@ -210,9 +210,8 @@ Status LogStoreImpl::LoadState(std::map<uint32_t, rocksdb::ColumnFamilyHandle*>&
   }
 
   // Topics and partitions.
-  const std::string tprefix = fmt::TopicKeyPrefix();
-  const std::string tend(1, static_cast<char>(fmt::MetaKeyType::kTopic) + 1);
-  RUNNEL_RETURN_IF_ERROR(ForEachMeta(tprefix, tend, [&](std::string_view k, std::string_view v) {
+  using fmt::MetaKeyType;
+  RUNNEL_RETURN_IF_ERROR(ForEachMeta(fmt::TypeBegin(MetaKeyType::kTopic), fmt::TypeEnd(MetaKeyType::kTopic), [&](std::string_view k, std::string_view v) {
     fmt::TopicValue tv;
     RUNNEL_RETURN_IF_ERROR(fmt::Decode(v, &tv));
     return LoadTopic(std::string(k.substr(1)), tv, log_cfs);
@@ -223,9 +222,7 @@ Status LogStoreImpl::LoadState(std::map<uint32_t, rocksdb::ColumnFamilyHandle*>&
   }
 
   // Sparse index.
-  const auto index_begin = std::string(1, static_cast<char>(fmt::MetaKeyType::kIndex));
-  const auto index_end = std::string(1, static_cast<char>(fmt::MetaKeyType::kIndex) + 1);
-  RUNNEL_RETURN_IF_ERROR(ForEachMeta(index_begin, index_end, [&](std::string_view k, std::string_view v) {
+  RUNNEL_RETURN_IF_ERROR(ForEachMeta(fmt::TypeBegin(MetaKeyType::kIndex), fmt::TypeEnd(MetaKeyType::kIndex), [&](std::string_view k, std::string_view v) {
     if (k.size() != 13) return Status::Corruption("malformed index key in meta");
     const uint32_t uid = DecodeFixed32BE(k.data() + 1);
     auto it = by_uid.find(uid);
@@ -239,9 +236,7 @@ Status LogStoreImpl::LoadState(std::map<uint32_t, rocksdb::ColumnFamilyHandle*>&
   }));
 
   // Idempotent producer state.
-  const auto prod_begin = std::string(1, static_cast<char>(fmt::MetaKeyType::kProducer));
-  const auto prod_end = std::string(1, static_cast<char>(fmt::MetaKeyType::kProducer) + 1);
-  RUNNEL_RETURN_IF_ERROR(ForEachMeta(prod_begin, prod_end, [&](std::string_view k, std::string_view v) {
+  RUNNEL_RETURN_IF_ERROR(ForEachMeta(fmt::TypeBegin(MetaKeyType::kProducer), fmt::TypeEnd(MetaKeyType::kProducer), [&](std::string_view k, std::string_view v) {
     if (k.size() != 13) return Status::Corruption("malformed producer key in meta");
     auto it = by_uid.find(DecodeFixed32BE(k.data() + 1));
     if (it == by_uid.end()) return Status::OK();
@@ -262,9 +257,7 @@ Status LogStoreImpl::LoadState(std::map<uint32_t, rocksdb::ColumnFamilyHandle*>&
   };
   std::vector<Loaded> live;
   rocksdb::WriteBatch expired;
-  const auto dedup_begin = std::string(1, static_cast<char>(fmt::MetaKeyType::kDedup));
-  const auto dedup_end = std::string(1, static_cast<char>(fmt::MetaKeyType::kDedup) + 1);
-  RUNNEL_RETURN_IF_ERROR(ForEachMeta(dedup_begin, dedup_end, [&](std::string_view k, std::string_view v) {
+  RUNNEL_RETURN_IF_ERROR(ForEachMeta(fmt::TypeBegin(MetaKeyType::kDedup), fmt::TypeEnd(MetaKeyType::kDedup), [&](std::string_view k, std::string_view v) {
     if (k.size() < 5) return Status::Corruption("malformed dedup key in meta");
     auto it = by_topic_id.find(DecodeFixed32BE(k.data() + 1));
     fmt::DedupValue dv;

@@ -54,6 +54,9 @@ std::string PartitionKey(uint32_t uid);
 std::string IndexKey(uint32_t uid, int64_t base_offset);
 std::string ProducerKey(uint32_t uid, int64_t producer_id);
 std::string DedupKey(uint32_t topic_id, std::string_view dedup_key);
+// The smallest key of `type`, and the smallest key past all keys of `type`.
+std::string TypeBegin(MetaKeyType type);
+std::string TypeEnd(MetaKeyType type);
 // The smallest key of `type` for `id` (uid or topic id), and the smallest key past all of them.
 std::string IdPrefixBegin(MetaKeyType type, uint32_t id);
 std::string IdPrefixEnd(MetaKeyType type, uint32_t id);
