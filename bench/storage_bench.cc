@@ -69,12 +69,15 @@ std::vector<std::string> EventPool(size_t n) {
     int len;
     if (i % 2 == 0) {
       len = std::snprintf(buf, sizeof buf,
-                          "{\"type\":\"scan\",\"barcodeId\":\"BC%010llu\",\"internalBarcodeId\":\"%016llx\",\"wh\":%u,\"ts\":%lld}",
+                          "{\"type\":\"scan\",\"barcodeId\":\"BC%010llu\",\"internalBarcodeId\":\"%"
+                          "016llx\",\"wh\":%u,\"ts\":%lld}",
                           static_cast<unsigned long long>(rng() % 10'000'000'000ULL),
-                          static_cast<unsigned long long>(rng()), static_cast<unsigned>(rng() % 64), ts);
+                          static_cast<unsigned long long>(rng()), static_cast<unsigned>(rng() % 64),
+                          ts);
     } else {
       len = std::snprintf(buf, sizeof buf,
-                          "{\"type\":\"notify\",\"userId\":%llu,\"channel\":\"push\",\"tpl\":\"order-shipped\",\"ts\":%lld}",
+                          "{\"type\":\"notify\",\"userId\":%llu,\"channel\":\"push\",\"tpl\":"
+                          "\"order-shipped\",\"ts\":%lld}",
                           static_cast<unsigned long long>(rng() % 100'000'000), ts);
     }
     std::string s(buf, static_cast<size_t>(len));
@@ -117,27 +120,31 @@ AppendStats RunAppends(LogStore& store, const Settings& st, const std::string& t
       while (!stop.load(std::memory_order_relaxed)) {
         slots.acquire();
         const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch()).count();
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count();
         for (int i = 0; i < per_batch; ++i) {
           const std::string& v = pool[next++ % pool.size()];
           const int klen = std::snprintf(key, sizeof key, "u%07zu", next % 1'000'000);
           builder.Add(now_ms, std::string_view(key, static_cast<size_t>(klen)), v);
         }
         const auto sent = Clock::now();
-        store.AppendAsync(AppendRequest{topic, partition, builder.Build(), AckMode::kDurable},
-                          [&, sent](Result<AppendResult> r) {
-                            const double us = std::chrono::duration<double, std::micro>(Clock::now() - sent).count();
-                            if (r.ok()) {
-                              records.fetch_add(static_cast<uint64_t>(r->records_written), std::memory_order_relaxed);
-                            } else {
-                              errors.fetch_add(1);
-                            }
-                            {
-                              std::lock_guard lk(lat_mu);
-                              latencies.push_back(us);
-                            }
-                            slots.release();
-                          });
+        store.AppendAsync(
+            AppendRequest{topic, partition, builder.Build(), AckMode::kDurable},
+            [&, sent](Result<AppendResult> r) {
+              const double us =
+                  std::chrono::duration<double, std::micro>(Clock::now() - sent).count();
+              if (r.ok()) {
+                records.fetch_add(static_cast<uint64_t>(r->records_written),
+                                  std::memory_order_relaxed);
+              } else {
+                errors.fetch_add(1);
+              }
+              {
+                std::lock_guard lk(lat_mu);
+                latencies.push_back(us);
+              }
+              slots.release();
+            });
       }
       for (int i = 0; i < st.inflight; ++i) slots.acquire();  // drain
     });
@@ -162,11 +169,13 @@ AppendStats RunAppends(LogStore& store, const Settings& st, const std::string& t
 
 // Reads every partition of `topic` from its start to its end, one thread per partition (up to
 // the number of cores), counting records from batch headers as a fetch would serve them.
-std::pair<uint64_t, double> RunCatchUpRead(LogStore& store, const std::string& topic, int partitions) {
+std::pair<uint64_t, double> RunCatchUpRead(LogStore& store, const std::string& topic,
+                                           int partitions) {
   std::atomic<uint64_t> records{0};
   std::atomic<int> next_partition{0};
   const auto t0 = Clock::now();
-  const int threads_n = std::max(1, std::min<int>(partitions, static_cast<int>(std::thread::hardware_concurrency())));
+  const int threads_n =
+      std::max(1, std::min<int>(partitions, static_cast<int>(std::thread::hardware_concurrency())));
   std::vector<std::thread> threads;
   for (int t = 0; t < threads_n; ++t) {
     threads.emplace_back([&] {
@@ -215,15 +224,20 @@ double DiskMBps(const std::string& dir, size_t bytes) {
 int main(int argc, char** argv) {
   Settings st;
   CLI::App app{"runnel-storage-bench: in-process LogStore throughput and latency"};
-  app.add_option("--data-dir", st.data_dir, "Directory for the store (default: a fresh ./bench-data/storage-<pid>)");
+  app.add_option("--data-dir", st.data_dir,
+                 "Directory for the store (default: a fresh ./bench-data/storage-<pid>)");
   app.add_flag("--keep", st.keep, "Keep the data directory afterwards");
   app.add_flag("--json", st.json, "Print one JSON object instead of a table");
-  app.add_option("--seconds", st.seconds, "Duration of each append workload")->check(CLI::PositiveNumber);
+  app.add_option("--seconds", st.seconds, "Duration of each append workload")
+      ->check(CLI::PositiveNumber);
   app.add_option("--producers", st.producers, "Producer threads")->check(CLI::Range(1, 256));
   app.add_option("--partitions", st.partitions, "Partitions per topic")->check(CLI::Range(1, 1024));
-  app.add_option("--inflight", st.inflight, "Outstanding appends per producer")->check(CLI::Range(1, 1024));
-  app.add_option("--batch-bytes", st.batch_bytes, "Uncompressed bytes per record batch")->check(CLI::Range(128, 16 << 20));
-  app.add_option("--compression", st.compression_100b, "Codec for the 100-byte workload: lz4 or none");
+  app.add_option("--inflight", st.inflight, "Outstanding appends per producer")
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--batch-bytes", st.batch_bytes, "Uncompressed bytes per record batch")
+      ->check(CLI::Range(128, 16 << 20));
+  app.add_option("--compression", st.compression_100b,
+                 "Codec for the 100-byte workload: lz4 or none");
   app.add_option("--disk-bytes", st.disk_bytes, "Bytes written by the raw disk probe");
   CLI11_PARSE(app, argc, argv);
   auto codec = ParseCompression(st.compression_100b);
@@ -247,14 +261,16 @@ int main(int argc, char** argv) {
   TopicConfig tc;
   tc.retention_ms = -1;
   for (const char* t : {"bench.events", "bench.1k"}) {
-    if (Status s = store->CreateTopic(t, st.partitions, tc); !s.ok() && s.code() != StatusCode::kAlreadyExists) {
+    if (Status s = store->CreateTopic(t, st.partitions, tc);
+        !s.ok() && s.code() != StatusCode::kAlreadyExists) {
       std::fprintf(stderr, "error: %s\n", s.ToString().c_str());
       return 1;
     }
   }
 
   const AppendStats small = RunAppends(*store, st, "bench.events", EventPool(1 << 16), *codec);
-  const AppendStats large = RunAppends(*store, st, "bench.1k", RandomPool(4096, 1024), Compression::kNone);
+  const AppendStats large =
+      RunAppends(*store, st, "bench.1k", RandomPool(4096, 1024), Compression::kNone);
   const auto [read_records, read_secs] = RunCatchUpRead(*store, "bench.events", st.partitions);
   store.reset();
   const double disk = DiskMBps(st.data_dir, st.disk_bytes);
@@ -264,33 +280,40 @@ int main(int argc, char** argv) {
   const double large_mbps = static_cast<double>(large.payload_bytes) / 1e6 / large.seconds;
   const double read_rps = static_cast<double>(read_records) / read_secs;
   const double commits_ps = static_cast<double>(small.commits) / small.seconds;
-  const double per_commit = small.commits ? static_cast<double>(small.records) / static_cast<double>(small.commits) : 0;
+  const double per_commit =
+      small.commits ? static_cast<double>(small.records) / static_cast<double>(small.commits) : 0;
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
   const double max_rss_mb = static_cast<double>(usage.ru_maxrss) / 1024.0;
   if (st.json) {
-    std::printf("{\"append_100b_records_per_s\":%.0f,\"append_1k_mb_per_s\":%.1f,\"disk_mb_per_s\":%.1f,"
-                "\"append_1k_disk_ratio\":%.3f,\"read_records_per_s\":%.0f,\"commits_per_s\":%.1f,"
-                "\"records_per_commit\":%.1f,\"append_p50_us\":%.0f,\"append_p99_us\":%.0f,"
-                "\"append_1k_p50_us\":%.0f,\"append_1k_p99_us\":%.0f,\"max_rss_mb\":%.0f,\"errors\":%llu,"
-                "\"producers\":%d,\"partitions\":%d,\"batch_bytes\":%zu,\"compression_100b\":\"%s\"}\n",
-                small_rps, large_mbps, disk, disk > 0 ? large_mbps / disk : 0, read_rps, commits_ps, per_commit,
-                small.p50_us, small.p99_us, large.p50_us, large.p99_us, max_rss_mb,
-                static_cast<unsigned long long>(small.errors + large.errors), st.producers, st.partitions,
-                st.batch_bytes, st.compression_100b.c_str());
+    std::printf(
+        "{\"append_100b_records_per_s\":%.0f,\"append_1k_mb_per_s\":%.1f,\"disk_mb_per_s\":%.1f,"
+        "\"append_1k_disk_ratio\":%.3f,\"read_records_per_s\":%.0f,\"commits_per_s\":%.1f,"
+        "\"records_per_commit\":%.1f,\"append_p50_us\":%.0f,\"append_p99_us\":%.0f,"
+        "\"append_1k_p50_us\":%.0f,\"append_1k_p99_us\":%.0f,\"max_rss_mb\":%.0f,\"errors\":%llu,"
+        "\"producers\":%d,\"partitions\":%d,\"batch_bytes\":%zu,\"compression_100b\":\"%s\"}\n",
+        small_rps, large_mbps, disk, disk > 0 ? large_mbps / disk : 0, read_rps, commits_ps,
+        per_commit, small.p50_us, small.p99_us, large.p50_us, large.p99_us, max_rss_mb,
+        static_cast<unsigned long long>(small.errors + large.errors), st.producers, st.partitions,
+        st.batch_bytes, st.compression_100b.c_str());
   } else {
-    std::printf("runnel-storage-bench: %d producers, %d partitions, %zu-byte batches, %d in flight each, durable acks\n",
-                st.producers, st.partitions, st.batch_bytes, st.inflight);
+    std::printf(
+        "runnel-storage-bench: %d producers, %d partitions, %zu-byte batches, %d in flight each, "
+        "durable acks\n",
+        st.producers, st.partitions, st.batch_bytes, st.inflight);
     std::printf("%-34s %16s %12s %12s\n", "workload", "throughput", "p50 (us)", "p99 (us)");
-    std::printf("%-34s %12.0f r/s %12.0f %12.0f\n", ("append 100 B events (" + st.compression_100b + ")").c_str(),
-                small_rps, small.p50_us, small.p99_us);
-    std::printf("%-34s %11.1f MB/s %12.0f %12.0f\n", "append 1 KiB random (none)", large_mbps, large.p50_us, large.p99_us);
+    std::printf("%-34s %12.0f r/s %12.0f %12.0f\n",
+                ("append 100 B events (" + st.compression_100b + ")").c_str(), small_rps,
+                small.p50_us, small.p99_us);
+    std::printf("%-34s %11.1f MB/s %12.0f %12.0f\n", "append 1 KiB random (none)", large_mbps,
+                large.p50_us, large.p99_us);
     std::printf("%-34s %12.0f r/s\n", "catch-up read (100 B topic)", read_rps);
     std::printf("%-34s %11.1f MB/s\n", "disk: sequential write + fdatasync", disk);
-    std::printf("1 KiB append / disk bandwidth: %.2f; commits/s (100 B): %.0f; records/commit: %.0f; "
-                "peak RSS: %.0f MB; errors: %llu\n",
-                disk > 0 ? large_mbps / disk : 0, commits_ps, per_commit, max_rss_mb,
-                static_cast<unsigned long long>(small.errors + large.errors));
+    std::printf(
+        "1 KiB append / disk bandwidth: %.2f; commits/s (100 B): %.0f; records/commit: %.0f; "
+        "peak RSS: %.0f MB; errors: %llu\n",
+        disk > 0 ? large_mbps / disk : 0, commits_ps, per_commit, max_rss_mb,
+        static_cast<unsigned long long>(small.errors + large.errors));
   }
   return small.errors + large.errors == 0 ? 0 : 1;
 }

@@ -34,7 +34,8 @@ bool SkipHeaders(ByteReader& r, int32_t count) {
   for (int32_t i = 0; i < count; ++i) {
     int32_t klen, vlen;
     std::string_view unused;
-    if (!r.ReadSignedVarint32(&klen) || klen < 0 || !r.ReadBytes(static_cast<size_t>(klen), &unused))
+    if (!r.ReadSignedVarint32(&klen) || klen < 0 ||
+        !r.ReadBytes(static_cast<size_t>(klen), &unused))
       return false;
     if (!r.ReadSignedVarint32(&vlen) || vlen < -1) return false;
     if (vlen >= 0 && !r.ReadBytes(static_cast<size_t>(vlen), &unused)) return false;
@@ -79,8 +80,8 @@ Status ParseRecords(std::string_view data, const BatchHeader& h,
       return Status::Corruption(Fmt("record ", i, ": truncated record prefix"));
     }
     if (offset_delta != i) {
-      return Status::Corruption(Fmt("record ", i, ": offset delta ") + std::to_string(offset_delta) +
-                                " is not sequential");
+      return Status::Corruption(Fmt("record ", i, ": offset delta ") +
+                                std::to_string(offset_delta) + " is not sequential");
     }
     if (!ReadNullableBytes(br, &rec.key)) {
       return Status::Corruption(Fmt("record ", i, ": bad key length"));
@@ -107,18 +108,20 @@ Status ParseRecords(std::string_view data, const BatchHeader& h,
     }
     rec.offset = h.base_offset + offset_delta;
     rec.timestamp = h.base_timestamp + ts_delta;
-    rec.headers_data = std::string_view(headers_begin, static_cast<size_t>(br.position() - headers_begin));
+    rec.headers_data =
+        std::string_view(headers_begin, static_cast<size_t>(br.position() - headers_begin));
     rec.header_count = header_count;
     max_ts = std::max(max_ts, rec.timestamp);
     if (fn) fn(rec);
   }
   if (!r.empty()) {
-    return Status::Corruption(Fmt("", static_cast<int64_t>(r.remaining()),
-                                  " trailing bytes after the last record"));
+    return Status::Corruption(
+        Fmt("", static_cast<int64_t>(r.remaining()), " trailing bytes after the last record"));
   }
   if (!h.log_append_time() && max_ts != h.max_timestamp) {
-    return Status::Corruption(Fmt("batch max timestamp ", h.max_timestamp,
-                                  " does not match its records' max ") + std::to_string(max_ts));
+    return Status::Corruption(
+        Fmt("batch max timestamp ", h.max_timestamp, " does not match its records' max ") +
+        std::to_string(max_ts));
   }
   return Status::OK();
 }
@@ -127,11 +130,16 @@ Status ParseRecords(std::string_view data, const BatchHeader& h,
 
 std::string_view CompressionName(Compression c) {
   switch (c) {
-    case Compression::kNone: return "none";
-    case Compression::kGzip: return "gzip";
-    case Compression::kSnappy: return "snappy";
-    case Compression::kLz4: return "lz4";
-    case Compression::kZstd: return "zstd";
+    case Compression::kNone:
+      return "none";
+    case Compression::kGzip:
+      return "gzip";
+    case Compression::kSnappy:
+      return "snappy";
+    case Compression::kLz4:
+      return "lz4";
+    case Compression::kZstd:
+      return "zstd";
   }
   return "unknown";
 }
@@ -158,8 +166,8 @@ std::vector<RecordHeader> Record::Headers() const {
   for (int32_t i = 0; i < header_count; ++i) {
     int32_t klen;
     RecordHeader h;
-    if (!r.ReadSignedVarint32(&klen) || klen < 0 || !r.ReadBytes(static_cast<size_t>(klen), &h.key) ||
-        !ReadNullableBytes(r, &h.value)) {
+    if (!r.ReadSignedVarint32(&klen) || klen < 0 ||
+        !r.ReadBytes(static_cast<size_t>(klen), &h.key) || !ReadNullableBytes(r, &h.value)) {
       break;  // cannot happen for validated records; stay in bounds regardless
     }
     out.push_back(h);
@@ -205,8 +213,9 @@ Status PeekBatchHeader(std::string_view bytes, BatchHeader* h) {
     return Status::Corruption(Fmt("batch length ", h->batch_length, " is smaller than the header"));
   }
   if (h->total_size() > bytes.size()) {
-    return Status::Corruption(Fmt("truncated batch: declares ", static_cast<int64_t>(h->total_size()),
-                                  " bytes, ") + std::to_string(bytes.size()) + " present");
+    return Status::Corruption(
+        Fmt("truncated batch: declares ", static_cast<int64_t>(h->total_size()), " bytes, ") +
+        std::to_string(bytes.size()) + " present");
   }
   return Status::OK();
 }
@@ -214,8 +223,9 @@ Status PeekBatchHeader(std::string_view bytes, BatchHeader* h) {
 Status ParseBatchHeader(std::string_view bytes, BatchHeader* h) {
   RUNNEL_RETURN_IF_ERROR(PeekBatchHeader(bytes, h));
   if (h->total_size() != bytes.size()) {
-    return Status::Corruption(Fmt("batch declares ", static_cast<int64_t>(h->total_size()),
-                                  " bytes but ") + std::to_string(bytes.size()) + " were given");
+    return Status::Corruption(
+        Fmt("batch declares ", static_cast<int64_t>(h->total_size()), " bytes but ") +
+        std::to_string(bytes.size()) + " were given");
   }
   if (h->magic != kRecordBatchMagic) {
     return Status::Corruption(Fmt("unsupported magic byte ", h->magic, " (expected 2)"));
@@ -239,9 +249,9 @@ Status OpenRecords(std::string_view bytes, const DecodeLimits& limits, BatchHead
     return Status::Corruption(Fmt("batch has an invalid record count ", h->record_count));
   }
   if (h->last_offset_delta != h->record_count - 1) {
-    return Status::Corruption(Fmt("last offset delta ", h->last_offset_delta,
-                                  " does not match record count ") +
-                              std::to_string(h->record_count));
+    return Status::Corruption(
+        Fmt("last offset delta ", h->last_offset_delta, " does not match record count ") +
+        std::to_string(h->record_count));
   }
   *records = bytes.substr(kBatchHeaderSize);
   switch (h->compression()) {
@@ -284,11 +294,11 @@ Result<DecodedBatch> DecodedBatch::Decode(std::string_view bytes, const DecodeLi
   // Records borrow from the decompression buffer, so it lives on the heap and moves with `out`.
   out.decompressed_ = std::make_unique<std::string>();
   std::string_view records;
-  RUNNEL_RETURN_IF_ERROR(OpenRecords(bytes, limits, &out.header_, out.decompressed_.get(), &records));
+  RUNNEL_RETURN_IF_ERROR(
+      OpenRecords(bytes, limits, &out.header_, out.decompressed_.get(), &records));
   out.records_.reserve(static_cast<size_t>(out.header_.record_count));
-  RUNNEL_RETURN_IF_ERROR(ParseRecords(records, out.header_, [&](const Record& r) {
-    out.records_.push_back(r);
-  }));
+  RUNNEL_RETURN_IF_ERROR(
+      ParseRecords(records, out.header_, [&](const Record& r) { out.records_.push_back(r); }));
   return out;
 }
 
@@ -392,7 +402,7 @@ std::string Lz4FrameCompress(std::string_view input) {
   LZ4F_preferences_t prefs{};
   prefs.frameInfo.blockSizeID = LZ4F_max64KB;
   prefs.frameInfo.blockMode = LZ4F_blockIndependent;  // what Kafka's Java client writes
-  prefs.compressionLevel = 0;                          // fast
+  prefs.compressionLevel = 0;                         // fast
   std::string out;
   out.resize(LZ4F_compressFrameBound(input.size(), &prefs));
   const size_t n = LZ4F_compressFrame(out.data(), out.size(), input.data(), input.size(), &prefs);

@@ -5,20 +5,34 @@ namespace runnel {
 
 std::string_view StatusCodeName(StatusCode code) {
   switch (code) {
-    case StatusCode::kOk: return "ok";
-    case StatusCode::kNotFound: return "not_found";
-    case StatusCode::kAlreadyExists: return "already_exists";
-    case StatusCode::kInvalidArgument: return "invalid_argument";
-    case StatusCode::kCorruption: return "corruption";
-    case StatusCode::kIOError: return "io_error";
-    case StatusCode::kBusy: return "busy";
-    case StatusCode::kTimeout: return "timeout";
-    case StatusCode::kOutOfRange: return "out_of_range";
-    case StatusCode::kTooLarge: return "too_large";
-    case StatusCode::kOutOfOrderSequence: return "out_of_order_sequence";
-    case StatusCode::kFenced: return "fenced";
-    case StatusCode::kShutdown: return "shutdown";
-    case StatusCode::kNoSpace: return "no_space";
+    case StatusCode::kOk:
+      return "ok";
+    case StatusCode::kNotFound:
+      return "not_found";
+    case StatusCode::kAlreadyExists:
+      return "already_exists";
+    case StatusCode::kInvalidArgument:
+      return "invalid_argument";
+    case StatusCode::kCorruption:
+      return "corruption";
+    case StatusCode::kIOError:
+      return "io_error";
+    case StatusCode::kBusy:
+      return "busy";
+    case StatusCode::kTimeout:
+      return "timeout";
+    case StatusCode::kOutOfRange:
+      return "out_of_range";
+    case StatusCode::kTooLarge:
+      return "too_large";
+    case StatusCode::kOutOfOrderSequence:
+      return "out_of_order_sequence";
+    case StatusCode::kFenced:
+      return "fenced";
+    case StatusCode::kShutdown:
+      return "shutdown";
+    case StatusCode::kNoSpace:
+      return "no_space";
   }
   return "unknown";
 }

@@ -25,9 +25,9 @@ Status LogStoreImpl::Prepare(AppendRequest& request, PendingAppend* out) {
     out->part = parts[static_cast<size_t>(p)];
     const TopicConfig& c = it->second->config;
     if (request.batch.size() > static_cast<size_t>(c.max_message_bytes)) {
-      return Status::TooLarge("batch of " + std::to_string(request.batch.size()) +
-                              " bytes exceeds max.message.bytes " + std::to_string(c.max_message_bytes) +
-                              " of topic '" + request.topic + "'");
+      return Status::TooLarge(
+          "batch of " + std::to_string(request.batch.size()) + " bytes exceeds max.message.bytes " +
+          std::to_string(c.max_message_bytes) + " of topic '" + request.topic + "'");
     }
     out->dedup_window_ms = c.dedup_window_ms;
     out->index_interval_bytes = c.index_interval_bytes;
@@ -35,17 +35,19 @@ Status LogStoreImpl::Prepare(AppendRequest& request, PendingAppend* out) {
   }
   const bool dedup = out->dedup_window_ms > 0;
   int32_t index = 0;
-  Status s = ForEachRecord(request.batch, DecodeLimits{options_.max_uncompressed_batch_bytes},
-                           &out->header, [&](const Record& r) {
-                             if (dedup && r.header_count > 0) {
-                               if (auto key = r.FindHeader(fmt::kDedupKeyHeader); key && !key->empty()) {
-                                 out->dedup_keys.emplace_back(index, std::string(*key));
-                               }
-                             }
-                             ++index;
-                           });
+  Status s =
+      ForEachRecord(request.batch, DecodeLimits{options_.max_uncompressed_batch_bytes},
+                    &out->header, [&](const Record& r) {
+                      if (dedup && r.header_count > 0) {
+                        if (auto key = r.FindHeader(fmt::kDedupKeyHeader); key && !key->empty()) {
+                          out->dedup_keys.emplace_back(index, std::string(*key));
+                        }
+                      }
+                      ++index;
+                    });
   if (!s.ok()) {
-    return s.WithContext("invalid batch for " + request.topic + "/" + std::to_string(request.partition.value()));
+    return s.WithContext("invalid batch for " + request.topic + "/" +
+                         std::to_string(request.partition.value()));
   }
   if (out->header.attributes & (kAttrTransactional | kAttrControl)) {
     return Status::InvalidArgument("transactional and control batches are not supported");
@@ -143,7 +145,8 @@ fmt::PartitionValue LogStoreImpl::PartitionRecord(const PartitionState& part,
 void LogStoreImpl::ExpireDedup(int64_t now_ms, rocksdb::WriteBatch* batch) {
   for (auto it = dedup_topics_.begin(); it != dedup_topics_.end();) {
     TopicState& t = *it->second;
-    t.dedup.Expire(now_ms, [&](const std::string& key) { batch->Delete(meta_cf_, fmt::DedupKey(t.id, key)); });
+    t.dedup.Expire(
+        now_ms, [&](const std::string& key) { batch->Delete(meta_cf_, fmt::DedupKey(t.id, key)); });
     it = t.dedup.size() == 0 ? dedup_topics_.erase(it) : std::next(it);
   }
 }
@@ -179,16 +182,18 @@ Status LogStoreImpl::Stage(PendingAppend& req, Round& round, int64_t now_ms) {
             result.duplicate_batch = true;
             result.base_offset = Offset(b.base_offset);
             result.last_offset = Offset(b.last_offset);
-            result.records_written = b.base_offset < 0 ? 0 : static_cast<int32_t>(b.last_offset - b.base_offset + 1);
+            result.records_written =
+                b.base_offset < 0 ? 0 : static_cast<int32_t>(b.last_offset - b.base_offset + 1);
             req.result = std::move(result);
             return Status::OK();
           }
         }
-        const int32_t expected = current->last_sequence == INT32_MAX ? 0 : current->last_sequence + 1;
+        const int32_t expected =
+            current->last_sequence == INT32_MAX ? 0 : current->last_sequence + 1;
         if (h.base_sequence != expected) {
-          return Status::OutOfOrderSequence(
-              "producer " + std::to_string(h.producer_id) + " sent sequence " +
-              std::to_string(h.base_sequence) + ", expected " + std::to_string(expected));
+          return Status::OutOfOrderSequence("producer " + std::to_string(h.producer_id) +
+                                            " sent sequence " + std::to_string(h.base_sequence) +
+                                            ", expected " + std::to_string(expected));
         }
         producer = *current;
       } else if (h.base_sequence != 0) {
@@ -230,9 +235,11 @@ Status LogStoreImpl::Stage(PendingAppend& req, Round& round, int64_t now_ms) {
     if (!result.duplicates.empty()) {
       kept = h.record_count - static_cast<int32_t>(result.duplicates.size());
       if (kept > 0) {
-        auto decoded = DecodedBatch::Decode(req.batch, DecodeLimits{options_.max_uncompressed_batch_bytes});
+        auto decoded =
+            DecodedBatch::Decode(req.batch, DecodeLimits{options_.max_uncompressed_batch_bytes});
         if (!decoded.ok()) return decoded.status();
-        RecordBatchBuilder builder({h.compression(), h.producer_id, h.producer_epoch, h.base_sequence});
+        RecordBatchBuilder builder(
+            {h.compression(), h.producer_id, h.producer_epoch, h.base_sequence});
         for (const Record& r : decoded->records()) {
           if (!drop[static_cast<size_t>(r.offset - h.base_offset)]) builder.AddCopy(r);
         }
@@ -245,7 +252,8 @@ Status LogStoreImpl::Stage(PendingAppend& req, Round& round, int64_t now_ms) {
     for (int32_t i = 0; i < h.record_count; ++i) {
       if (drop[static_cast<size_t>(i)]) continue;
       while (key_it != req.dedup_keys.end() && key_it->first < i) ++key_it;
-      if (key_it != req.dedup_keys.end() && key_it->first == i) new_keys.emplace_back(position, &key_it->second);
+      if (key_it != req.dedup_keys.end() && key_it->first == i)
+        new_keys.emplace_back(position, &key_it->second);
       ++position;
     }
   }
@@ -254,9 +262,10 @@ Status LogStoreImpl::Stage(PendingAppend& req, Round& round, int64_t now_ms) {
     const int64_t base = d.next_offset;
     SetBatchBaseOffset(*batch, base);
     round.batch.Put(part.cf, fmt::LogKey(part.uid, base), *batch);
-    const bool roll = !d.has_index ||
-                      d.end_bytes - d.last_index_bytes >= static_cast<uint64_t>(req.index_interval_bytes) ||
-                      now_ms - d.last_index_ms >= req.index_interval_ms;
+    const bool roll =
+        !d.has_index ||
+        d.end_bytes - d.last_index_bytes >= static_cast<uint64_t>(req.index_interval_bytes) ||
+        now_ms - d.last_index_ms >= req.index_interval_ms;
     if (roll) {
       IndexEntry e{base, d.end_bytes, d.max_timestamp, now_ms};
       round.batch.Put(meta_cf_, fmt::IndexKey(part.uid, base),
@@ -275,14 +284,16 @@ Status LogStoreImpl::Stage(PendingAppend& req, Round& round, int64_t now_ms) {
     result.records_written = kept;
     auto& round_keys = round.dedup[req.topic.get()];
     for (const auto& [position, key] : new_keys) {
-      const DedupEntry e{part.partition.value(), base + position, now_ms, now_ms + req.dedup_window_ms};
+      const DedupEntry e{part.partition.value(), base + position, now_ms,
+                         now_ms + req.dedup_window_ms};
       round_keys[*key] = e;
       round.batch.Put(meta_cf_, fmt::DedupKey(req.topic->id, *key),
                       fmt::Encode(fmt::DedupValue{e.partition, e.offset, e.timestamp_ms}));
     }
     // Resolve in-batch duplicates to the offset their first occurrence received.
     for (DuplicateRecord& dup : result.duplicates) {
-      if (dup.offset.value() <= -2) dup.offset = result.OffsetOf(static_cast<int32_t>(-2 - dup.offset.value()));
+      if (dup.offset.value() <= -2)
+        dup.offset = result.OffsetOf(static_cast<int32_t>(-2 - dup.offset.value()));
     }
   }
   if (idempotent) {
@@ -290,7 +301,8 @@ Status LogStoreImpl::Stage(PendingAppend& req, Round& round, int64_t now_ms) {
     producer.last_update_ms = now_ms;
     producer.recent.push_back({h.base_sequence, h.last_sequence(), result.base_offset.value(),
                                result.last_offset.value()});
-    if (producer.recent.size() > fmt::kMaxRecentBatches) producer.recent.erase(producer.recent.begin());
+    if (producer.recent.size() > fmt::kMaxRecentBatches)
+      producer.recent.erase(producer.recent.begin());
     d.producers[h.producer_id] = std::move(producer);
   }
   req.result = std::move(result);
@@ -337,7 +349,8 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
     }
     for (auto& [part, d] : round.parts) {
       if (!d.wrote && d.producers.empty()) continue;
-      round.batch.Put(meta_cf_, fmt::PartitionKey(part->uid), fmt::Encode(PartitionRecord(*part, &d)));
+      round.batch.Put(meta_cf_, fmt::PartitionKey(part->uid),
+                      fmt::Encode(PartitionRecord(*part, &d)));
       for (const auto& [id, p] : d.producers) {
         round.batch.Put(meta_cf_, fmt::ProducerKey(part->uid, id), fmt::Encode(p));
       }
@@ -356,7 +369,8 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
           }
         }
         for (auto& req : reqs) {
-          if (req->result.ok() && req->result->records_written > 0 && !req->result->duplicate_batch) {
+          if (req->result.ok() && req->result->records_written > 0 &&
+              !req->result->duplicate_batch) {
             if (std::find(unsynced_.begin(), unsynced_.end(), req->part) == unsynced_.end()) {
               unsynced_.push_back(req->part);
             }
@@ -387,13 +401,15 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
     const auto t0 = std::chrono::steady_clock::now();
     sync_status = FromRocks(db_->SyncWAL(), "syncing the WAL");
     stat_fsync_micros_.fetch_add(static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count()));
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+            .count()));
     stat_fsyncs_.fetch_add(1, std::memory_order_relaxed);
     if (sync_status.ok()) {
       for (auto& part : unsynced_) {
         const int64_t hwm = part->next_offset;  // committer-owned; we are the committer
         part->high_watermark.store(hwm, std::memory_order_release);
-        if (options_.on_high_watermark) options_.on_high_watermark(part->topic_name, part->partition, Offset(hwm));
+        if (options_.on_high_watermark)
+          options_.on_high_watermark(part->topic_name, part->partition, Offset(hwm));
       }
       unsynced_.clear();
     }

@@ -92,7 +92,9 @@ std::string DedupKey(uint32_t topic_id, std::string_view dedup_key) {
 }
 
 std::string TypeBegin(MetaKeyType type) { return std::string(1, static_cast<char>(type)); }
-std::string TypeEnd(MetaKeyType type) { return std::string(1, static_cast<char>(static_cast<char>(type) + 1)); }
+std::string TypeEnd(MetaKeyType type) {
+  return std::string(1, static_cast<char>(static_cast<char>(type) + 1));
+}
 
 std::string IdPrefixBegin(MetaKeyType type, uint32_t id) { return KeyWithId(type, id); }
 

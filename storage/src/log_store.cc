@@ -9,8 +9,8 @@
 #include <future>
 
 #include "log_store_impl.h"
-#include "runnel/common/coding.h"
 #include "rocks_status.h"
+#include "runnel/common/coding.h"
 
 namespace runnel::storage {
 
@@ -29,7 +29,8 @@ Offset AppendResult::OffsetOf(int32_t index) const {
 Result<AppendResult> LogStore::Append(AppendRequest request) {
   std::promise<Result<AppendResult>> promise;
   auto future = promise.get_future();
-  AppendAsync(std::move(request), [&promise](Result<AppendResult> r) { promise.set_value(std::move(r)); });
+  AppendAsync(std::move(request),
+              [&promise](Result<AppendResult> r) { promise.set_value(std::move(r)); });
   return future.get();
 }
 
@@ -104,11 +105,13 @@ Status LogStoreImpl::Init() {
   std::error_code ec;
   std::filesystem::create_directories(options_.data_dir, ec);
   if (ec) {
-    return Status::IOError("cannot create data directory '" + options_.data_dir + "': " + ec.message());
+    return Status::IOError("cannot create data directory '" + options_.data_dir +
+                           "': " + ec.message());
   }
   db_path_ = options_.data_dir + "/store";
   block_cache_ = rocksdb::NewLRUCache(options_.block_cache_bytes);
-  write_buffer_manager_ = std::make_shared<rocksdb::WriteBufferManager>(options_.total_write_buffer_bytes);
+  write_buffer_manager_ =
+      std::make_shared<rocksdb::WriteBufferManager>(options_.total_write_buffer_bytes);
 
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = true;
@@ -173,8 +176,9 @@ Status LogStoreImpl::Init() {
   return Status::OK();
 }
 
-Status LogStoreImpl::ForEachMeta(std::string_view begin, std::string_view end,
-                                 const std::function<Status(std::string_view, std::string_view)>& fn) const {
+Status LogStoreImpl::ForEachMeta(
+    std::string_view begin, std::string_view end,
+    const std::function<Status(std::string_view, std::string_view)>& fn) const {
   rocksdb::ReadOptions ro;
   rocksdb::Slice lower(begin.data(), begin.size()), upper(end.data(), end.size());
   ro.iterate_lower_bound = &lower;
@@ -196,7 +200,8 @@ Status LogStoreImpl::WriteMeta(rocksdb::WriteBatch* batch, std::string_view cont
 
 Status LogStoreImpl::LoadState(std::map<uint32_t, rocksdb::ColumnFamilyHandle*>& log_cfs) {
   std::string version;
-  rocksdb::Status gs = db_->Get(rocksdb::ReadOptions(), meta_cf_, fmt::FormatVersionKey(), &version);
+  rocksdb::Status gs =
+      db_->Get(rocksdb::ReadOptions(), meta_cf_, fmt::FormatVersionKey(), &version);
   if (gs.IsNotFound()) {
     rocksdb::WriteBatch wb;
     std::string v;
@@ -211,40 +216,46 @@ Status LogStoreImpl::LoadState(std::map<uint32_t, rocksdb::ColumnFamilyHandle*>&
 
   // Topics and partitions.
   using fmt::MetaKeyType;
-  RUNNEL_RETURN_IF_ERROR(ForEachMeta(fmt::TypeBegin(MetaKeyType::kTopic), fmt::TypeEnd(MetaKeyType::kTopic), [&](std::string_view k, std::string_view v) {
-    fmt::TopicValue tv;
-    RUNNEL_RETURN_IF_ERROR(fmt::Decode(v, &tv));
-    return LoadTopic(std::string(k.substr(1)), tv, log_cfs);
-  }));
+  RUNNEL_RETURN_IF_ERROR(ForEachMeta(fmt::TypeBegin(MetaKeyType::kTopic),
+                                     fmt::TypeEnd(MetaKeyType::kTopic),
+                                     [&](std::string_view k, std::string_view v) {
+                                       fmt::TopicValue tv;
+                                       RUNNEL_RETURN_IF_ERROR(fmt::Decode(v, &tv));
+                                       return LoadTopic(std::string(k.substr(1)), tv, log_cfs);
+                                     }));
   std::unordered_map<uint32_t, PartitionState*> by_uid;
   for (auto& [name, topic] : topics_) {
     for (auto& p : topic->partitions) by_uid[p->uid] = p.get();
   }
 
   // Sparse index.
-  RUNNEL_RETURN_IF_ERROR(ForEachMeta(fmt::TypeBegin(MetaKeyType::kIndex), fmt::TypeEnd(MetaKeyType::kIndex), [&](std::string_view k, std::string_view v) {
-    if (k.size() != 13) return Status::Corruption("malformed index key in meta");
-    const uint32_t uid = DecodeFixed32BE(k.data() + 1);
-    auto it = by_uid.find(uid);
-    if (it == by_uid.end()) return Status::OK();  // belongs to a deleted topic
-    fmt::IndexValue iv;
-    RUNNEL_RETURN_IF_ERROR(fmt::Decode(v, &iv));
-    IndexEntry e{static_cast<int64_t>(DecodeFixed64BE(k.data() + 5)), iv.bytes_before,
-                 iv.max_ts_before, iv.created_ms};
-    if (e.offset >= it->second->log_start.load()) it->second->index.push_back(e);
-    return Status::OK();
-  }));
+  RUNNEL_RETURN_IF_ERROR(
+      ForEachMeta(fmt::TypeBegin(MetaKeyType::kIndex), fmt::TypeEnd(MetaKeyType::kIndex),
+                  [&](std::string_view k, std::string_view v) {
+                    if (k.size() != 13) return Status::Corruption("malformed index key in meta");
+                    const uint32_t uid = DecodeFixed32BE(k.data() + 1);
+                    auto it = by_uid.find(uid);
+                    if (it == by_uid.end()) return Status::OK();  // belongs to a deleted topic
+                    fmt::IndexValue iv;
+                    RUNNEL_RETURN_IF_ERROR(fmt::Decode(v, &iv));
+                    IndexEntry e{static_cast<int64_t>(DecodeFixed64BE(k.data() + 5)),
+                                 iv.bytes_before, iv.max_ts_before, iv.created_ms};
+                    if (e.offset >= it->second->log_start.load()) it->second->index.push_back(e);
+                    return Status::OK();
+                  }));
 
   // Idempotent producer state.
-  RUNNEL_RETURN_IF_ERROR(ForEachMeta(fmt::TypeBegin(MetaKeyType::kProducer), fmt::TypeEnd(MetaKeyType::kProducer), [&](std::string_view k, std::string_view v) {
-    if (k.size() != 13) return Status::Corruption("malformed producer key in meta");
-    auto it = by_uid.find(DecodeFixed32BE(k.data() + 1));
-    if (it == by_uid.end()) return Status::OK();
-    fmt::ProducerValue pv;
-    RUNNEL_RETURN_IF_ERROR(fmt::Decode(v, &pv));
-    it->second->producers[static_cast<int64_t>(DecodeFixed64BE(k.data() + 5))] = std::move(pv);
-    return Status::OK();
-  }));
+  RUNNEL_RETURN_IF_ERROR(ForEachMeta(
+      fmt::TypeBegin(MetaKeyType::kProducer), fmt::TypeEnd(MetaKeyType::kProducer),
+      [&](std::string_view k, std::string_view v) {
+        if (k.size() != 13) return Status::Corruption("malformed producer key in meta");
+        auto it = by_uid.find(DecodeFixed32BE(k.data() + 1));
+        if (it == by_uid.end()) return Status::OK();
+        fmt::ProducerValue pv;
+        RUNNEL_RETURN_IF_ERROR(fmt::Decode(v, &pv));
+        it->second->producers[static_cast<int64_t>(DecodeFixed64BE(k.data() + 5))] = std::move(pv);
+        return Status::OK();
+      }));
 
   // Dedup windows: keep live keys (in expiry order), delete expired ones.
   const int64_t now = clock_->NowMs();
@@ -257,22 +268,23 @@ Status LogStoreImpl::LoadState(std::map<uint32_t, rocksdb::ColumnFamilyHandle*>&
   };
   std::vector<Loaded> live;
   rocksdb::WriteBatch expired;
-  RUNNEL_RETURN_IF_ERROR(ForEachMeta(fmt::TypeBegin(MetaKeyType::kDedup), fmt::TypeEnd(MetaKeyType::kDedup), [&](std::string_view k, std::string_view v) {
-    if (k.size() < 5) return Status::Corruption("malformed dedup key in meta");
-    auto it = by_topic_id.find(DecodeFixed32BE(k.data() + 1));
-    fmt::DedupValue dv;
-    RUNNEL_RETURN_IF_ERROR(fmt::Decode(v, &dv));
-    const int64_t expire = it == by_topic_id.end()
-                               ? now
-                               : dv.timestamp_ms + it->second->config.dedup_window_ms;
-    if (expire <= now) {
-      expired.Delete(meta_cf_, rocksdb::Slice(k.data(), k.size()));
-    } else {
-      live.push_back({it->second, std::string(k.substr(5)),
-                      DedupEntry{dv.partition, dv.offset, dv.timestamp_ms, expire}});
-    }
-    return Status::OK();
-  }));
+  RUNNEL_RETURN_IF_ERROR(ForEachMeta(
+      fmt::TypeBegin(MetaKeyType::kDedup), fmt::TypeEnd(MetaKeyType::kDedup),
+      [&](std::string_view k, std::string_view v) {
+        if (k.size() < 5) return Status::Corruption("malformed dedup key in meta");
+        auto it = by_topic_id.find(DecodeFixed32BE(k.data() + 1));
+        fmt::DedupValue dv;
+        RUNNEL_RETURN_IF_ERROR(fmt::Decode(v, &dv));
+        const int64_t expire =
+            it == by_topic_id.end() ? now : dv.timestamp_ms + it->second->config.dedup_window_ms;
+        if (expire <= now) {
+          expired.Delete(meta_cf_, rocksdb::Slice(k.data(), k.size()));
+        } else {
+          live.push_back({it->second, std::string(k.substr(5)),
+                          DedupEntry{dv.partition, dv.offset, dv.timestamp_ms, expire}});
+        }
+        return Status::OK();
+      }));
   std::sort(live.begin(), live.end(),
             [](const Loaded& a, const Loaded& b) { return a.entry.expire_ms < b.entry.expire_ms; });
   for (const Loaded& l : live) {
@@ -283,7 +295,8 @@ Status LogStoreImpl::LoadState(std::map<uint32_t, rocksdb::ColumnFamilyHandle*>&
 
   // Log column families no topic owns: left by a crash during create or delete.
   for (auto it = log_cfs.begin(); it != log_cfs.end();) {
-    RUNNEL_RETURN_IF_ERROR(FromRocks(db_->DropColumnFamily(it->second), "dropping orphan partition"));
+    RUNNEL_RETURN_IF_ERROR(
+        FromRocks(db_->DropColumnFamily(it->second), "dropping orphan partition"));
     db_->DestroyColumnFamilyHandle(it->second);
     it = log_cfs.erase(it);
   }
@@ -310,8 +323,9 @@ Status LogStoreImpl::LoadTopic(const std::string& name, const fmt::TopicValue& v
     auto part = std::make_shared<PartitionState>(db_.get(), cf->second);
     log_cfs.erase(cf);
     std::string pv_bytes;
-    RUNNEL_RETURN_IF_ERROR(FromRocks(db_->Get(rocksdb::ReadOptions(), meta_cf_, fmt::PartitionKey(uid), &pv_bytes),
-                                     "reading partition state of '" + name + "'"));
+    RUNNEL_RETURN_IF_ERROR(
+        FromRocks(db_->Get(rocksdb::ReadOptions(), meta_cf_, fmt::PartitionKey(uid), &pv_bytes),
+                  "reading partition state of '" + name + "'"));
     fmt::PartitionValue pv;
     RUNNEL_RETURN_IF_ERROR(fmt::Decode(pv_bytes, &pv));
     part->uid = uid;
@@ -340,8 +354,9 @@ Result<std::vector<std::shared_ptr<PartitionState>>> LogStoreImpl::CreatePartiti
     names.push_back(fmt::LogColumnFamilyName(uids.back()));
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  RUNNEL_RETURN_IF_ERROR(FromRocks(db_->CreateColumnFamilies(LogColumnFamilyOptions(), names, &handles),
-                                   "creating partitions of '" + topic_name + "'"));
+  RUNNEL_RETURN_IF_ERROR(
+      FromRocks(db_->CreateColumnFamilies(LogColumnFamilyOptions(), names, &handles),
+                "creating partitions of '" + topic_name + "'"));
   std::vector<std::shared_ptr<PartitionState>> parts;
   for (int32_t i = 0; i < count; ++i) {
     auto part = std::make_shared<PartitionState>(db_.get(), handles[static_cast<size_t>(i)]);
@@ -349,13 +364,15 @@ Result<std::vector<std::shared_ptr<PartitionState>>> LogStoreImpl::CreatePartiti
     part->topic_id = topic_id;
     part->partition = Partition(first + i);
     part->topic_name = topic_name;
-    batch->Put(meta_cf_, fmt::PartitionKey(part->uid), fmt::Encode(PartitionRecord(*part, nullptr)));
+    batch->Put(meta_cf_, fmt::PartitionKey(part->uid),
+               fmt::Encode(PartitionRecord(*part, nullptr)));
     parts.push_back(std::move(part));
   }
   return parts;
 }
 
-Status LogStoreImpl::CreateTopic(std::string_view name, int32_t partitions, const TopicConfig& config) {
+Status LogStoreImpl::CreateTopic(std::string_view name, int32_t partitions,
+                                 const TopicConfig& config) {
   RUNNEL_RETURN_IF_ERROR(ValidateTopicName(name));
   if (partitions < 1 || partitions > kMaxPartitionsPerTopic) {
     return Status::InvalidArgument("partition count must be between 1 and " +
@@ -363,7 +380,8 @@ Status LogStoreImpl::CreateTopic(std::string_view name, int32_t partitions, cons
   }
   RUNNEL_RETURN_IF_ERROR(config.Validate());
   std::lock_guard admin(admin_mu_);
-  if (FindTopic(name)) return Status::AlreadyExists("topic '" + std::string(name) + "' already exists");
+  if (FindTopic(name))
+    return Status::AlreadyExists("topic '" + std::string(name) + "' already exists");
 
   fmt::CountersValue counters;
   std::string cbytes;
@@ -427,9 +445,9 @@ Status LogStoreImpl::DeleteTopic(std::string_view name) {
   return result;
 }
 
-Status LogStoreImpl::AlterTopic(std::string_view name,
-                                const std::vector<std::pair<std::string, std::string>>& config_changes,
-                                int32_t new_partition_count) {
+Status LogStoreImpl::AlterTopic(
+    std::string_view name, const std::vector<std::pair<std::string, std::string>>& config_changes,
+    int32_t new_partition_count) {
   std::lock_guard admin(admin_mu_);
   std::shared_ptr<TopicState> topic = FindTopic(name);
   if (!topic) return Status::NotFound("unknown topic '" + std::string(name) + "'");
@@ -441,25 +459,26 @@ Status LogStoreImpl::AlterTopic(std::string_view name,
     current_partitions = topic->partitions.size();
   }
   for (const auto& [k, v] : config_changes) RUNNEL_RETURN_IF_ERROR(config.Set(k, v));
-  if (new_partition_count != 0 &&
-      (new_partition_count < static_cast<int32_t>(current_partitions) ||
-       new_partition_count > kMaxPartitionsPerTopic)) {
+  if (new_partition_count != 0 && (new_partition_count < static_cast<int32_t>(current_partitions) ||
+                                   new_partition_count > kMaxPartitionsPerTopic)) {
     return Status::InvalidArgument("partitions can only grow, up to " +
                                    std::to_string(kMaxPartitionsPerTopic) + " (topic has " +
                                    std::to_string(current_partitions) + ")");
   }
-  const int32_t add = new_partition_count == 0 ? 0 : new_partition_count - static_cast<int32_t>(current_partitions);
+  const int32_t add =
+      new_partition_count == 0 ? 0 : new_partition_count - static_cast<int32_t>(current_partitions);
   rocksdb::WriteBatch wb;
   std::vector<std::shared_ptr<PartitionState>> added;
   if (add > 0) {
     fmt::CountersValue counters;
     std::string cbytes;
-    RUNNEL_RETURN_IF_ERROR(FromRocks(db_->Get(rocksdb::ReadOptions(), meta_cf_, fmt::CountersKey(), &cbytes),
-                                     "reading counters"));
+    RUNNEL_RETURN_IF_ERROR(
+        FromRocks(db_->Get(rocksdb::ReadOptions(), meta_cf_, fmt::CountersKey(), &cbytes),
+                  "reading counters"));
     RUNNEL_RETURN_IF_ERROR(fmt::Decode(cbytes, &counters));
-    RUNNEL_ASSIGN_OR_RETURN(added, CreatePartitions(topic->id, topic->name,
-                                                    static_cast<int32_t>(current_partitions), add,
-                                                    &counters, &wb));
+    RUNNEL_ASSIGN_OR_RETURN(
+        added, CreatePartitions(topic->id, topic->name, static_cast<int32_t>(current_partitions),
+                                add, &counters, &wb));
     wb.Put(meta_cf_, fmt::CountersKey(), fmt::Encode(counters));
   }
   fmt::TopicValue tv{topic->id, topic->created_ms, {}, config.ToList()};
@@ -492,7 +511,8 @@ Result<TopicInfo> LogStoreImpl::DescribeTopic(std::string_view name) const {
   for (const auto& p : t.partitions) {
     std::lock_guard plk(p->mu);
     info.partitions.push_back({p->partition, Offset(p->log_start.load()),
-                               Offset(p->high_watermark.load()), p->end_bytes.load() - p->start_bytes});
+                               Offset(p->high_watermark.load()),
+                               p->end_bytes.load() - p->start_bytes});
   }
   return info;
 }
@@ -504,14 +524,15 @@ std::shared_ptr<TopicState> LogStoreImpl::FindTopic(std::string_view name) const
 }
 
 Result<std::shared_ptr<PartitionState>> LogStoreImpl::FindPartition(std::string_view topic,
-                                                                   Partition p) const {
+                                                                    Partition p) const {
   std::shared_lock lk(topics_mu_);
   auto it = topics_.find(topic);
   if (it == topics_.end()) return Status::NotFound("unknown topic '" + std::string(topic) + "'");
   const auto& parts = it->second->partitions;
   if (p.value() < 0 || static_cast<size_t>(p.value()) >= parts.size()) {
-    return Status::NotFound("topic '" + std::string(topic) + "' has " + std::to_string(parts.size()) +
-                            " partitions; partition " + std::to_string(p.value()) + " does not exist");
+    return Status::NotFound("topic '" + std::string(topic) + "' has " +
+                            std::to_string(parts.size()) + " partitions; partition " +
+                            std::to_string(p.value()) + " does not exist");
   }
   return parts[static_cast<size_t>(p.value())];
 }
@@ -545,14 +566,18 @@ Result<ReadResult> LogStoreImpl::Read(std::string_view topic, Partition partitio
     const rocksdb::Slice v = it->value();
     BatchHeader h;
     Status hs = PeekBatchHeader(v.ToStringView(), &h);
-    if (!hs.ok()) return hs.WithContext("stored batch in " + std::string(topic) + "/" + std::to_string(partition.value()));
-    if (out.batch_count == 0 && (h.base_offset > offset.value() || h.last_offset() < offset.value())) {
+    if (!hs.ok())
+      return hs.WithContext("stored batch in " + std::string(topic) + "/" +
+                            std::to_string(partition.value()));
+    if (out.batch_count == 0 &&
+        (h.base_offset > offset.value() || h.last_offset() < offset.value())) {
       // Retention removed the batch holding `offset` after we looked at the log start.
       const int64_t new_start = part->log_start.load(std::memory_order_acquire);
       if (offset.value() < new_start) return out_of_range(new_start);
       if (h.last_offset() < offset.value()) continue;
       return Status::Corruption("no stored batch holds offset " + std::to_string(offset.value()) +
-                                " of " + std::string(topic) + "/" + std::to_string(partition.value()));
+                                " of " + std::string(topic) + "/" +
+                                std::to_string(partition.value()));
     }
     out.records.append(v.data(), v.size());
     ++out.batch_count;
@@ -582,9 +607,9 @@ Result<Offset> LogStoreImpl::ListOffset(std::string_view topic, Partition partit
   int64_t scan_from = part->log_start.load(std::memory_order_acquire);
   {
     std::lock_guard lk(part->mu);
-    auto it = std::partition_point(part->index.begin(), part->index.end(), [&](const IndexEntry& e) {
-      return e.max_ts_before < query.timestamp_ms;
-    });
+    auto it = std::partition_point(
+        part->index.begin(), part->index.end(),
+        [&](const IndexEntry& e) { return e.max_ts_before < query.timestamp_ms; });
     if (it != part->index.begin()) scan_from = std::max(scan_from, std::prev(it)->offset);
   }
   const std::string lower_key = fmt::LogKey(part->uid, scan_from);

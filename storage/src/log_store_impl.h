@@ -71,9 +71,9 @@ struct TopicState {
   std::string name;
   uint32_t id = 0;
   int64_t created_ms = 0;
-  TopicConfig config;                                        // guarded by topics_mu_
+  TopicConfig config;                                       // guarded by topics_mu_
   std::vector<std::shared_ptr<PartitionState>> partitions;  // guarded by topics_mu_
-  DedupIndex dedup;                                          // guarded by commit_mu_
+  DedupIndex dedup;                                         // guarded by commit_mu_
 };
 
 // One queued append.
@@ -88,7 +88,7 @@ struct PendingAppend {
   int64_t index_interval_bytes = 0;
   int64_t index_interval_ms = 0;
   std::vector<std::pair<int32_t, std::string>> dedup_keys;  // (record index, key)
-  LogStore::AppendCallback done;  // empty for acks=none
+  LogStore::AppendCallback done;                            // empty for acks=none
   Result<AppendResult> result{Status::Shutdown("append was not committed")};
 };
 
@@ -159,12 +159,15 @@ class LogStoreImpl final : public LogStore {
   PartitionDelta& DeltaFor(Round& round, PartitionState& part);
   void ApplyRound(Round& round);
   void ExpireDedup(int64_t now_ms, rocksdb::WriteBatch* batch);
-  format::PartitionValue PartitionRecord(const PartitionState& part, const PartitionDelta* delta) const;
+  format::PartitionValue PartitionRecord(const PartitionState& part,
+                                         const PartitionDelta* delta) const;
 
   // Retention.
   void RetentionLoop();
   Status TrimPartition(const std::shared_ptr<PartitionState>& part, const TopicConfig& config,
                        int64_t now_ms);
+  Status ExpireProducers(PartitionState& part, int64_t now_ms);
+  Status DeleteFilesBelow(PartitionState& part, int64_t log_start);
 
   const LogStoreOptions options_;
   Clock* const clock_;
@@ -178,7 +181,7 @@ class LogStoreImpl final : public LogStore {
   std::mutex commit_mu_;
   mutable std::shared_mutex topics_mu_;
   std::map<std::string, std::shared_ptr<TopicState>, std::less<>> topics_;  // topics_mu_
-  std::map<uint32_t, std::shared_ptr<TopicState>> dedup_topics_;             // commit_mu_
+  std::map<uint32_t, std::shared_ptr<TopicState>> dedup_topics_;            // commit_mu_
 
   // Committer queue.
   mutable std::mutex queue_mu_;

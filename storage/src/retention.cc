@@ -1,8 +1,8 @@
 // LogStoreImpl retention: trims each partition's log start by time and size, at sparse-index
-// granularity, with DeleteRange + DeleteFilesInRange.
-#include <algorithm>
-
+// granularity, with DeleteRange + DeleteFilesInRange; forgets idle idempotent producers.
 #include <rocksdb/convenience.h>
+
+#include <algorithm>
 
 #include "log_store_impl.h"
 #include "rocks_status.h"
@@ -32,7 +32,6 @@ Status LogStoreImpl::EnforceRetention() {
   const int64_t now = clock_->NowMs();
   Status result;
   for (const auto& [topic, config] : topics) {
-    if (config.retention_ms < 0 && config.retention_bytes < 0) continue;
     std::vector<std::shared_ptr<PartitionState>> parts;
     {
       std::shared_lock lk(topics_mu_);
@@ -41,9 +40,28 @@ Status LogStoreImpl::EnforceRetention() {
     for (const auto& part : parts) {
       Status s = TrimPartition(part, config, now);
       if (result.ok()) result = s;
+      s = ExpireProducers(*part, now);
+      if (result.ok()) result = s;
     }
   }
   return result;
+}
+
+Status LogStoreImpl::ExpireProducers(PartitionState& part, int64_t now_ms) {
+  std::lock_guard commit(commit_mu_);
+  if (part.deleted.load()) return Status::OK();
+  rocksdb::WriteBatch wb;
+  std::vector<int64_t> expired;
+  for (const auto& [id, state] : part.producers) {
+    if (state.last_update_ms < now_ms - options_.producer_state_ttl_ms) {
+      expired.push_back(id);
+      wb.Delete(meta_cf_, fmt::ProducerKey(part.uid, id));
+    }
+  }
+  if (expired.empty()) return Status::OK();
+  RUNNEL_RETURN_IF_ERROR(WriteMeta(&wb, "expiring producer state of " + part.topic_name));
+  for (int64_t id : expired) part.producers.erase(id);
+  return Status::OK();
 }
 
 Status LogStoreImpl::TrimPartition(const std::shared_ptr<PartitionState>& part,
@@ -62,14 +80,16 @@ Status LogStoreImpl::TrimPartition(const std::shared_ptr<PartitionState>& part,
       if (e.offset > hwm) break;
       const bool expired = config.retention_ms >= 0 && e.max_ts_before >= 0 &&
                            e.max_ts_before < now_ms - config.retention_ms;
-      const bool too_big = config.retention_bytes >= 0 &&
-                           end_bytes - new_start_bytes > static_cast<uint64_t>(config.retention_bytes);
+      const bool too_big =
+          config.retention_bytes >= 0 &&
+          end_bytes - new_start_bytes > static_cast<uint64_t>(config.retention_bytes);
       if (!expired && !too_big) break;
       new_start = e.offset;
       new_start_bytes = e.bytes_before;
     }
   }
-  if (new_start <= part->log_start.load()) return Status::OK();
+  const int64_t old_start = part->log_start.load();
+  if (new_start <= old_start) return DeleteFilesBelow(*part, old_start);
 
   const std::string begin = fmt::LogKey(part->uid, 0);
   const std::string end = fmt::LogKey(part->uid, new_start);
@@ -89,9 +109,18 @@ Status LogStoreImpl::TrimPartition(const std::shared_ptr<PartitionState>& part,
     part->start_bytes = new_start_bytes;
     part->log_start.store(new_start, std::memory_order_release);
   }
-  // Reclaim whole files now; the range tombstone hides the rest until compaction drops it.
+  return DeleteFilesBelow(*part, new_start);
+}
+
+Status LogStoreImpl::DeleteFilesBelow(PartitionState& part, int64_t log_start) {
+  if (log_start <= 0 || part.deleted.load()) return Status::OK();
+  // Reclaims whole files below the log start. RocksDB skips files still in L0, so every pass
+  // retries; the range tombstone hides the rest until compaction drops it.
+  const std::string begin = fmt::LogKey(part.uid, 0);
+  const std::string end = fmt::LogKey(part.uid, log_start);
   rocksdb::Slice b(begin), e(end);
-  return FromRocks(rocksdb::DeleteFilesInRange(db_.get(), part->cf, &b, &e), "deleting expired files");
+  return FromRocks(rocksdb::DeleteFilesInRange(db_.get(), part.cf, &b, &e),
+                   "deleting expired files");
 }
 
 }  // namespace runnel::storage

@@ -6,11 +6,13 @@
 namespace runnel::storage {
 namespace {
 
-Status ParseInt(std::string_view key, std::string_view value, int64_t min, int64_t max, int64_t* out) {
+Status ParseInt(std::string_view key, std::string_view value, int64_t min, int64_t max,
+                int64_t* out) {
   int64_t v = 0;
   auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
   if (ec != std::errc() || ptr != value.data() + value.size() || value.empty()) {
-    return Status::InvalidArgument(std::string(key) + ": '" + std::string(value) + "' is not an integer");
+    return Status::InvalidArgument(std::string(key) + ": '" + std::string(value) +
+                                   "' is not an integer");
   }
   if (v < min || v > max) {
     return Status::InvalidArgument(std::string(key) + ": " + std::to_string(v) + " is outside [" +
@@ -34,7 +36,8 @@ Status ValidateTopicName(std::string_view name) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     c == '.' || c == '_' || c == '-';
     if (!ok) {
-      return Status::InvalidArgument("topic name may only contain ASCII letters, digits, '.', '_' and '-'");
+      return Status::InvalidArgument(
+          "topic name may only contain ASCII letters, digits, '.', '_' and '-'");
     }
   }
   return Status::OK();

@@ -42,7 +42,14 @@ TEST_CASE("Coding: zigzag matches Kafka's mapping") {
 }
 
 TEST_CASE("Coding: signed varints round-trip at the edges") {
-  const std::vector<int64_t> values = {0, 1, -1, 63, -64, 64, 300, -300,
+  const std::vector<int64_t> values = {0,
+                                       1,
+                                       -1,
+                                       63,
+                                       -64,
+                                       64,
+                                       300,
+                                       -300,
                                        std::numeric_limits<int32_t>::max(),
                                        std::numeric_limits<int32_t>::min(),
                                        std::numeric_limits<int64_t>::max(),

@@ -24,11 +24,13 @@ std::string FromHex(std::string_view hex) {
 
 // Recomputes the CRC after a test tampered with covered bytes, so a later check is reached.
 void FixCrc(std::string& b) {
-  EncodeFixed32BE(b.data() + L::kCrc, crc32c::Value(b.data() + L::kAttributes, b.size() - L::kAttributes));
+  EncodeFixed32BE(b.data() + L::kCrc,
+                  crc32c::Value(b.data() + L::kAttributes, b.size() - L::kAttributes));
 }
 
 std::string SampleBatch(Compression c, int n = 50) {
-  RecordBatchBuilder builder({.compression = c, .producer_id = 7, .producer_epoch = 2, .base_sequence = 100});
+  RecordBatchBuilder builder(
+      {.compression = c, .producer_id = 7, .producer_epoch = 2, .base_sequence = 100});
   for (int i = 0; i < n; ++i) {
     const std::string key = "key-" + std::to_string(i);
     const std::string value = "{\"event\":\"scan\",\"id\":" + std::to_string(i * 7919) + "}";
@@ -173,7 +175,8 @@ TEST_CASE("RecordBatch: header inconsistencies are rejected") {
   SUBCASE("last offset delta disagrees with the count") {
     EncodeFixed32BE(b.data() + L::kLastOffsetDelta, 3);
     FixCrc(b);
-    CHECK(DecodedBatch::Decode(b).status().message().find("last offset delta") != std::string::npos);
+    CHECK(DecodedBatch::Decode(b).status().message().find("last offset delta") !=
+          std::string::npos);
   }
   SUBCASE("zero and negative record counts") {
     EncodeFixed32BE(b.data() + L::kRecordCount, static_cast<uint32_t>(-1));

@@ -52,10 +52,12 @@ int main(int argc, char** argv) {
         std::vector<std::string> values;
         for (int i = 0; i < n; ++i) {
           values.push_back("r" + std::to_string(round) + "-t" + std::to_string(t) + "-s" +
-                           std::to_string(seq + i) + std::string(static_cast<size_t>((rng >> 8) % 200), 'x'));
+                           std::to_string(seq + i) +
+                           std::string(static_cast<size_t>((rng >> 8) % 200), 'x'));
           builder.Add(1'000 + b, std::nullopt, values.back());
         }
-        auto r = store->Append(AppendRequest{"crash", Partition(partition), builder.Build(), AckMode::kDurable});
+        auto r = store->Append(
+            AppendRequest{"crash", Partition(partition), builder.Build(), AckMode::kDurable});
         if (!r.ok()) {
           std::fprintf(stderr, "append: %s\n", r.status().ToString().c_str());
           _exit(1);
@@ -73,7 +75,8 @@ int main(int argc, char** argv) {
           std::memcpy(rec + 12, &crc, 4);
           report.append(rec, 16);
         }
-        if (write(fd, report.data(), report.size()) != static_cast<ssize_t>(report.size())) _exit(1);
+        if (write(fd, report.data(), report.size()) != static_cast<ssize_t>(report.size()))
+          _exit(1);
       }
     });
   }

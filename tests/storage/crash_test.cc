@@ -1,12 +1,11 @@
 // Crash test: a child process appends with durable acks and reports every acknowledged record;
 // the parent SIGKILLs it at random moments, reopens the store and checks that every acknowledged
 // record is present exactly once and intact, offsets are contiguous and no torn batch is visible.
+#include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <doctest/doctest.h>
 
 #include <chrono>
 #include <cstring>
@@ -37,7 +36,8 @@ TEST_CASE("Crash: SIGKILL at random moments never loses or duplicates an acknowl
     auto store = std::move(LogStore::Open(o)).value();
     REQUIRE(store->CreateTopic("crash", 4, {}).ok());
   }
-  std::mt19937 rng(static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  std::mt19937 rng(
+      static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
   std::map<std::pair<int32_t, int64_t>, uint32_t> acked;  // across all rounds
   const int rounds = Rounds();
   size_t rounds_with_acks = 0;
@@ -55,8 +55,9 @@ TEST_CASE("Crash: SIGKILL at random moments never loses or duplicates an acknowl
     }
     close(fds[1]);
     // Read acknowledgements while the child runs; kill it at a random moment.
-    const auto deadline = std::chrono::steady_clock::now() +
-                          std::chrono::milliseconds(std::uniform_int_distribution<int>(20, 700)(rng));
+    const auto deadline =
+        std::chrono::steady_clock::now() +
+        std::chrono::milliseconds(std::uniform_int_distribution<int>(20, 700)(rng));
     fcntl(fds[0], F_SETFL, O_NONBLOCK);
     std::string buf;
     char chunk[65536];
@@ -115,7 +116,8 @@ TEST_CASE("Crash: SIGKILL at random moments never loses or duplicates an acknowl
             static_cast<int64_t>(all.size()));
     }
     for (const auto& [key, crc] : acked) {
-      missing += key.second >= store->ListOffset("crash", Partition(key.first), OffsetQuery::Latest())->value();
+      missing += key.second >=
+                 store->ListOffset("crash", Partition(key.first), OffsetQuery::Latest())->value();
     }
     CHECK_MESSAGE(gaps == 0, "offsets are not contiguous");
     CHECK_MESSAGE(duplicates == 0, "records stored twice");

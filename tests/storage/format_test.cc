@@ -64,9 +64,17 @@ TEST_CASE("Format: values have the documented layout and round-trip") {
     CheckTruncationsFail<CountersValue>(b);
   }
   SUBCASE("topic") {
-    const std::string b = Encode(TopicValue{3, 1'700'000'000'000, {7, 8}, {{"retention.ms", "60000"}}});
-    CHECK(Hex(b) == "0100000003" "0000018bcfe56800" "00000002" "00000007" "00000008" "01" "0c" +
-                        Hex("retention.ms") + "05" + Hex("60000"));
+    const std::string b =
+        Encode(TopicValue{3, 1'700'000'000'000, {7, 8}, {{"retention.ms", "60000"}}});
+    CHECK(Hex(b) ==
+          "0100000003"
+          "0000018bcfe56800"
+          "00000002"
+          "00000007"
+          "00000008"
+          "01"
+          "0c" +
+              Hex("retention.ms") + "05" + Hex("60000"));
     TopicValue v;
     REQUIRE(Decode(b, &v).ok());
     CHECK(v.partition_uids == std::vector<uint32_t>{7, 8});
@@ -75,8 +83,15 @@ TEST_CASE("Format: values have the documented layout and round-trip") {
   }
   SUBCASE("partition") {
     const std::string b = Encode(PartitionValue{3, 1, 100, 40, 4096, 10240, 1'700'000'000'000});
-    CHECK(Hex(b) == "01" "00000003" "00000001" "0000000000000064" "0000000000000028"
-                    "0000000000001000" "0000000000002800" "0000018bcfe56800");
+    CHECK(Hex(b) ==
+          "01"
+          "00000003"
+          "00000001"
+          "0000000000000064"
+          "0000000000000028"
+          "0000000000001000"
+          "0000000000002800"
+          "0000018bcfe56800");
     PartitionValue v;
     REQUIRE(Decode(b, &v).ok());
     CHECK(v.next_offset == 100);
@@ -86,7 +101,11 @@ TEST_CASE("Format: values have the documented layout and round-trip") {
   }
   SUBCASE("index") {
     const std::string b = Encode(IndexValue{4096, 1'700'000'000'000, 1'700'000'000'500});
-    CHECK(Hex(b) == "01" "0000000000001000" "0000018bcfe56800" "0000018bcfe569f4");
+    CHECK(Hex(b) ==
+          "01"
+          "0000000000001000"
+          "0000018bcfe56800"
+          "0000018bcfe569f4");
     IndexValue v;
     REQUIRE(Decode(b, &v).ok());
     CHECK(v.created_ms == 1'700'000'000'500);
@@ -94,8 +113,16 @@ TEST_CASE("Format: values have the documented layout and round-trip") {
   }
   SUBCASE("producer") {
     const std::string b = Encode(ProducerValue{2, 9, 1'700'000'000'000, {{5, 9, 100, 104}}});
-    CHECK(Hex(b) == "01" "0002" "00000009" "0000018bcfe56800" "01" "00000005" "00000009"
-                    "0000000000000064" "0000000000000068");
+    CHECK(Hex(b) ==
+          "01"
+          "0002"
+          "00000009"
+          "0000018bcfe56800"
+          "01"
+          "00000005"
+          "00000009"
+          "0000000000000064"
+          "0000000000000068");
     ProducerValue v;
     REQUIRE(Decode(b, &v).ok());
     REQUIRE(v.recent.size() == 1);
@@ -104,7 +131,11 @@ TEST_CASE("Format: values have the documented layout and round-trip") {
   }
   SUBCASE("dedup") {
     const std::string b = Encode(DedupValue{1, 42, 1'700'000'000'000});
-    CHECK(Hex(b) == "01" "00000001" "000000000000002a" "0000018bcfe56800");
+    CHECK(Hex(b) ==
+          "01"
+          "00000001"
+          "000000000000002a"
+          "0000018bcfe56800");
     DedupValue v;
     REQUIRE(Decode(b, &v).ok());
     CHECK(v.offset == 42);

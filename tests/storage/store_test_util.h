@@ -19,7 +19,8 @@ struct TestRecord {
   int64_t timestamp = 1'000;
 };
 
-inline std::string MakeBatch(const std::vector<TestRecord>& records, BatchBuilderOptions opts = {}) {
+inline std::string MakeBatch(const std::vector<TestRecord>& records,
+                             BatchBuilderOptions opts = {}) {
   RecordBatchBuilder b(opts);
   for (const TestRecord& r : records) {
     if (r.dedup_key.empty()) {
@@ -46,10 +47,13 @@ inline AppendRequest Req(const std::string& topic, int partition, std::string ba
 }
 
 // Every (offset, value) of a partition from `from` to the high watermark, validating each batch.
-inline std::vector<std::pair<int64_t, std::string>> ReadAll(const LogStore& store, const std::string& topic,
-                                                            int partition, int64_t from = -1) {
+inline std::vector<std::pair<int64_t, std::string>> ReadAll(const LogStore& store,
+                                                            const std::string& topic, int partition,
+                                                            int64_t from = -1) {
   std::vector<std::pair<int64_t, std::string>> out;
-  int64_t next = from >= 0 ? from : store.ListOffset(topic, Partition(partition), OffsetQuery::Earliest())->value();
+  int64_t next =
+      from >= 0 ? from
+                : store.ListOffset(topic, Partition(partition), OffsetQuery::Earliest())->value();
   while (true) {
     auto r = store.Read(topic, Partition(partition), Offset(next), 1 << 20);
     REQUIRE_MESSAGE(r.ok(), r.status().ToString());

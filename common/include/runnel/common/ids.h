@@ -55,5 +55,7 @@ inline constexpr Offset kNoOffset{-1};
 
 template <typename T, typename Tag>
 struct std::hash<runnel::StrongId<T, Tag>> {
-  size_t operator()(runnel::StrongId<T, Tag> id) const noexcept { return std::hash<T>{}(id.value()); }
+  size_t operator()(runnel::StrongId<T, Tag> id) const noexcept {
+    return std::hash<T>{}(id.value());
+  }
 };

@@ -87,7 +87,9 @@ struct BatchHeader {
   int64_t last_offset() const { return base_offset + last_offset_delta; }
   int64_t next_offset() const { return last_offset() + 1; }
   // Total bytes of the batch including baseOffset and batchLength.
-  size_t total_size() const { return batch_layout::kLogOverhead + static_cast<size_t>(batch_length); }
+  size_t total_size() const {
+    return batch_layout::kLogOverhead + static_cast<size_t>(batch_length);
+  }
   // Last sequence number of an idempotent batch (wraps like Kafka's).
   int32_t last_sequence() const;
 };

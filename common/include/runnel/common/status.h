@@ -86,7 +86,8 @@ class [[nodiscard]] Status {
 }  // namespace runnel
 
 // Evaluates `expr` (a Status); returns it from the enclosing function when it is not OK.
-#define RUNNEL_RETURN_IF_ERROR(expr) RUNNEL_RETURN_IF_ERROR_IMPL(RUNNEL_STATUS_CAT(_runnel_st_, __COUNTER__), expr)
+#define RUNNEL_RETURN_IF_ERROR(expr) \
+  RUNNEL_RETURN_IF_ERROR_IMPL(RUNNEL_STATUS_CAT(_runnel_st_, __COUNTER__), expr)
 #define RUNNEL_STATUS_CAT_INNER(a, b) a##b
 #define RUNNEL_STATUS_CAT(a, b) RUNNEL_STATUS_CAT_INNER(a, b)
 #define RUNNEL_RETURN_IF_ERROR_IMPL(tmp, expr) \

@@ -22,13 +22,13 @@ inline constexpr std::string_view kLogColumnFamilyPrefix = "log.";
 
 // First byte of every meta key. DO NOT CHANGE.
 enum class MetaKeyType : char {
-  kVersion = 'V',        // "V"                                 -> u32be format version
-  kCounters = 'C',       // "C"                                 -> CountersValue
-  kTopic = 'T',          // "T" name                            -> TopicValue
-  kPartition = 'P',      // "P" uid:u32be                       -> PartitionValue
-  kIndex = 'I',          // "I" uid:u32be base_offset:u64be     -> IndexValue
-  kProducer = 'S',       // "S" uid:u32be producer_id:u64be     -> ProducerValue
-  kDedup = 'D',          // "D" topic_id:u32be dedup_key        -> DedupValue
+  kVersion = 'V',    // "V"                                 -> u32be format version
+  kCounters = 'C',   // "C"                                 -> CountersValue
+  kTopic = 'T',      // "T" name                            -> TopicValue
+  kPartition = 'P',  // "P" uid:u32be                       -> PartitionValue
+  kIndex = 'I',      // "I" uid:u32be base_offset:u64be     -> IndexValue
+  kProducer = 'S',   // "S" uid:u32be producer_id:u64be     -> ProducerValue
+  kDedup = 'D',      // "D" topic_id:u32be dedup_key        -> DedupValue
 };
 
 // Every value starts with a one-byte layout version (currently 1 for all of them).
@@ -71,24 +71,24 @@ struct CountersValue {
 struct TopicValue {
   uint32_t topic_id = 0;
   int64_t created_ms = 0;
-  std::vector<uint32_t> partition_uids;  // index = partition number
+  std::vector<uint32_t> partition_uids;                     // index = partition number
   std::vector<std::pair<std::string, std::string>> config;  // explicit overrides, key order
 };
 
 struct PartitionValue {
   uint32_t topic_id = 0;
   int32_t partition = 0;
-  int64_t next_offset = 0;    // offset the next record gets
-  int64_t log_start = 0;      // first offset still stored
-  uint64_t start_bytes = 0;   // cumulative log bytes before log_start
-  uint64_t end_bytes = 0;     // cumulative log bytes before next_offset
-  int64_t max_timestamp = -1; // largest batch max timestamp ever appended
+  int64_t next_offset = 0;     // offset the next record gets
+  int64_t log_start = 0;       // first offset still stored
+  uint64_t start_bytes = 0;    // cumulative log bytes before log_start
+  uint64_t end_bytes = 0;      // cumulative log bytes before next_offset
+  int64_t max_timestamp = -1;  // largest batch max timestamp ever appended
 };
 
 struct IndexValue {
-  uint64_t bytes_before = 0;     // cumulative log bytes before this batch
-  int64_t max_ts_before = -1;    // largest timestamp of all earlier batches (monotonic)
-  int64_t created_ms = 0;        // wall time the entry was written
+  uint64_t bytes_before = 0;   // cumulative log bytes before this batch
+  int64_t max_ts_before = -1;  // largest timestamp of all earlier batches (monotonic)
+  int64_t created_ms = 0;      // wall time the entry was written
 };
 
 struct ProducerBatchValue {

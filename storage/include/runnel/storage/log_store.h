@@ -35,8 +35,8 @@ struct AppendRequest {
 
 // A record dropped because its dedup key was seen within the topic's dedup window.
 struct DuplicateRecord {
-  int32_t index = 0;      // position of the record in the appended batch
-  Partition partition{0}; // where the original is stored
+  int32_t index = 0;       // position of the record in the appended batch
+  Partition partition{0};  // where the original is stored
   Offset offset = kNoOffset;
 };
 
@@ -90,22 +90,26 @@ struct TopicInfo {
 
 // Monotonic counters since Open.
 struct StoreStats {
-  uint64_t commits = 0;           // committer rounds that wrote
+  uint64_t commits = 0;  // committer rounds that wrote
   uint64_t fsyncs = 0;
   uint64_t records_appended = 0;
   uint64_t batches_appended = 0;
   uint64_t bytes_appended = 0;
   uint64_t fsync_micros_total = 0;
-  uint64_t queued_bytes = 0;      // current, not cumulative
+  uint64_t queued_bytes = 0;  // current, not cumulative
 };
 
 struct LogStoreOptions {
-  std::string data_dir;                 // created if missing; holds the RocksDB files in store/
-  TopicConfig default_topic_config;     // for topics created without overrides
-  size_t max_commit_bytes = 8u << 20;   // batch bytes per group commit
-  size_t max_queued_bytes = 256u << 20; // committer queue bound; appenders block beyond it
+  std::string data_dir;                  // created if missing; holds the RocksDB files in store/
+  TopicConfig default_topic_config;      // for topics created without overrides
+  size_t max_commit_bytes = 8u << 20;    // batch bytes per group commit
+  size_t max_queued_bytes = 256u << 20;  // committer queue bound; appenders block beyond it
   size_t max_uncompressed_batch_bytes = 64u << 20;  // decompression-bomb bound
   int64_t retention_check_interval_ms = 30'000;     // 0: no background retention thread
+  // Idempotent producer state untouched this long is forgotten by the retention pass (Kafka's
+  // transactional.id.expiration.ms default); a later batch of that producer is then accepted at
+  // any sequence.
+  int64_t producer_state_ttl_ms = 7LL * 24 * 3600 * 1000;
   size_t partition_write_buffer_bytes = 64u << 20;  // memtable size per partition
   size_t total_write_buffer_bytes = 1u << 30;       // all memtables together
   size_t block_cache_bytes = 256u << 20;
@@ -129,7 +133,8 @@ class LogStore {
   virtual ~LogStore() = default;
 
   // AlreadyExists, InvalidArgument (name, partitions, config), IOError.
-  virtual Status CreateTopic(std::string_view name, int32_t partitions, const TopicConfig& config) = 0;
+  virtual Status CreateTopic(std::string_view name, int32_t partitions,
+                             const TopicConfig& config) = 0;
   // Deletes the topic and all its data. NotFound, IOError.
   virtual Status DeleteTopic(std::string_view name) = 0;
   // Applies config overrides and/or grows the partition count (0 keeps it; shrinking is
@@ -161,7 +166,8 @@ class LogStore {
   virtual Result<Offset> ListOffset(std::string_view topic, Partition partition,
                                     OffsetQuery query) const = 0;
 
-  // Runs one retention pass over all topics now (the background thread does this periodically).
+  // Runs one retention pass over all topics now (the background thread does this periodically):
+  // trims logs by retention.ms / retention.bytes and forgets expired producer state.
   virtual Status EnforceRetention() = 0;
 
   virtual StoreStats GetStats() const = 0;

@@ -20,7 +20,8 @@ inline constexpr int32_t kMaxPartitionsPerTopic = 10'000;
 
 // A value type; copy freely. Keys use Kafka's names where Kafka has the concept.
 struct TopicConfig {
-  // "retention.ms": records older than this are deleted (-1: keep forever). Kafka's default, 7 days.
+  // "retention.ms": records older than this are deleted (-1: keep forever). Kafka's default, 7
+  // days.
   int64_t retention_ms = 7LL * 24 * 3600 * 1000;
   // "retention.bytes": per-partition size cap (-1: unlimited).
   int64_t retention_bytes = -1;
