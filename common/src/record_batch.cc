@@ -106,7 +106,9 @@ Status ParseRecords(std::string_view data, const BatchHeader& h,
         (ts_delta < 0 && h.base_timestamp < std::numeric_limits<int64_t>::min() - ts_delta)) {
       return Status::Corruption(Fmt("record ", i, ": timestamp overflows"));
     }
-    rec.offset = h.base_offset + offset_delta;
+    // Wrapping arithmetic: baseOffset is producer-supplied until the store rewrites it.
+    rec.offset = static_cast<int64_t>(static_cast<uint64_t>(h.base_offset) +
+                                      static_cast<uint64_t>(offset_delta));
     rec.timestamp = h.base_timestamp + ts_delta;
     rec.headers_data =
         std::string_view(headers_begin, static_cast<size_t>(br.position() - headers_begin));
@@ -296,7 +298,8 @@ Result<DecodedBatch> DecodedBatch::Decode(std::string_view bytes, const DecodeLi
   std::string_view records;
   RUNNEL_RETURN_IF_ERROR(
       OpenRecords(bytes, limits, &out.header_, out.decompressed_.get(), &records));
-  out.records_.reserve(static_cast<size_t>(out.header_.record_count));
+  // Grow as records parse rather than trusting the declared count for a huge reservation.
+  out.records_.reserve(std::min<size_t>(static_cast<size_t>(out.header_.record_count), 4096));
   RUNNEL_RETURN_IF_ERROR(
       ParseRecords(records, out.header_, [&](const Record& r) { out.records_.push_back(r); }));
   return out;

@@ -52,12 +52,20 @@ Status LogStoreImpl::Prepare(AppendRequest& request, PendingAppend* out) {
   if (out->header.attributes & (kAttrTransactional | kAttrControl)) {
     return Status::InvalidArgument("transactional and control batches are not supported");
   }
+  if (out->header.log_append_time()) {
+    // The index and retention trust maxTimestamp, which the codec only checks for CreateTime.
+    return Status::InvalidArgument("LogAppendTime batches are not accepted from producers");
+  }
   out->batch = std::move(request.batch);
   out->acks = request.acks;
   return Status::OK();
 }
 
 void LogStoreImpl::AppendAsync(AppendRequest request, AppendCallback done) {
+  if (wal_broken_.load(std::memory_order_acquire)) {
+    done(Status::IOError("log store refuses writes after a failed WAL sync; restart the process"));
+    return;
+  }
   auto req = std::make_unique<PendingAppend>();
   Status s = Prepare(request, req.get());
   if (!s.ok()) {
@@ -151,6 +159,29 @@ void LogStoreImpl::ExpireDedup(int64_t now_ms, rocksdb::WriteBatch* batch) {
   }
 }
 
+const DedupEntry* LogStoreImpl::FindDedup(PendingAppend& req, Round& round, const std::string& key,
+                                          int64_t now_ms) {
+  auto& round_keys = round.dedup[req.topic.get()];
+  if (auto it = round_keys.find(key); it != round_keys.end()) return &it->second;
+  return req.topic->dedup.Find(key, now_ms);
+}
+
+void LogStoreImpl::RecoverDroppedRecords(PendingAppend& req, Round& round,
+                                         const fmt::ProducerBatchValue& original, int64_t now_ms,
+                                         AppendResult* result) {
+  // The retry's records that the original append dropped as duplicates are those whose dedup key
+  // points outside the original's stored range. Exact while the keys are within the window.
+  for (const auto& [index, key] : req.dedup_keys) {
+    const DedupEntry* e = FindDedup(req, round, key, now_ms);
+    if (!e) continue;
+    const bool stored_here = e->partition == req.part->partition.value() &&
+                             e->offset >= original.base_offset && e->offset <= original.last_offset;
+    if (!stored_here) {
+      result->duplicates.push_back({index, Partition(e->partition), Offset(e->offset)});
+    }
+  }
+}
+
 Status LogStoreImpl::Stage(PendingAppend& req, Round& round, int64_t now_ms) {
   PartitionState& part = *req.part;
   if (part.deleted.load()) {
@@ -184,6 +215,7 @@ Status LogStoreImpl::Stage(PendingAppend& req, Round& round, int64_t now_ms) {
             result.last_offset = Offset(b.last_offset);
             result.records_written =
                 b.base_offset < 0 ? 0 : static_cast<int32_t>(b.last_offset - b.base_offset + 1);
+            RecoverDroppedRecords(req, round, b, now_ms, &result);
             req.result = std::move(result);
             return Status::OK();
           }
@@ -212,16 +244,10 @@ Status LogStoreImpl::Stage(PendingAppend& req, Round& round, int64_t now_ms) {
   int32_t kept = h.record_count;
   std::vector<std::pair<int32_t, const std::string*>> new_keys;  // (index among kept, key)
   if (!req.dedup_keys.empty()) {
-    auto& round_keys = round.dedup[req.topic.get()];
     std::unordered_map<std::string_view, int32_t> in_batch;  // key -> record index
     std::vector<bool> drop(static_cast<size_t>(h.record_count), false);
     for (const auto& [index, key] : req.dedup_keys) {
-      const DedupEntry* seen = nullptr;
-      if (auto it = round_keys.find(key); it != round_keys.end()) {
-        seen = &it->second;
-      } else {
-        seen = req.topic->dedup.Find(key, now_ms);
-      }
+      const DedupEntry* seen = FindDedup(req, round, key, now_ms);
       if (seen) {
         result.duplicates.push_back({index, Partition(seen->partition), Offset(seen->offset)});
         drop[static_cast<size_t>(index)] = true;
@@ -332,13 +358,18 @@ void LogStoreImpl::ApplyRound(Round& round) {
 }
 
 void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs) {
+  if (wal_broken_.load(std::memory_order_acquire)) {
+    for (auto& req : reqs) {
+      if (req->done) req->done(Status::IOError("log store refuses writes after a failed WAL sync"));
+    }
+    return;
+  }
   std::vector<PendingAppend*> staged;
   bool wrote = false;
   {
     std::lock_guard commit(commit_mu_);
     const int64_t now = clock_->NowMs();
     Round round;
-    ExpireDedup(now, &round.batch);
     for (auto& req : reqs) {
       Status s = Stage(*req, round, now);
       if (s.ok()) {
@@ -360,6 +391,11 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
       if (ws.ok()) {
         ApplyRound(round);
         wrote = true;
+        // Expire after the round is safely written, so a failed write loses no state. The
+        // deletes ride on the fsync below; if they are lost, open expires the keys again.
+        rocksdb::WriteBatch expired;
+        ExpireDedup(now, &expired);
+        if (expired.Count() > 0) (void)db_->Write(rocksdb::WriteOptions(), &expired);
         uint64_t records = 0, batches = 0, bytes = 0;
         for (PendingAppend* r : staged) {
           if (r->result.ok() && r->result->records_written > 0 && !r->result->duplicate_batch) {
@@ -404,7 +440,12 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
             .count()));
     stat_fsyncs_.fetch_add(1, std::memory_order_relaxed);
-    if (sync_status.ok()) {
+    if (!sync_status.ok()) {
+      // A failed fsync may have dropped dirty pages that a later fsync would not report
+      // ("fsyncgate"): nothing written since the last good sync can be trusted, so this store
+      // stops advancing high watermarks and refuses writes until it is reopened.
+      wal_broken_.store(true, std::memory_order_release);
+    } else {
       for (auto& part : unsynced_) {
         const int64_t hwm = part->next_offset;  // committer-owned; we are the committer
         part->high_watermark.store(hwm, std::memory_order_release);

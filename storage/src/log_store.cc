@@ -60,8 +60,9 @@ LogStoreImpl::~LogStoreImpl() {
   space_cv_.notify_all();
   if (committer_.joinable()) committer_.join();  // drains the queue first
   if (!db_) return;
-  (void)db_->FlushWAL(/*sync=*/true);
+  if (!wal_broken_.load()) (void)db_->FlushWAL(/*sync=*/true);
   // Column family handles must go before the DB.
+  unsynced_.clear();
   dedup_topics_.clear();
   topics_.clear();
   if (meta_cf_) db_->DestroyColumnFamilyHandle(meta_cf_);
@@ -371,6 +372,12 @@ Result<std::vector<std::shared_ptr<PartitionState>>> LogStoreImpl::CreatePartiti
   return parts;
 }
 
+void LogStoreImpl::DropPartitions(const std::vector<std::shared_ptr<PartitionState>>& parts) {
+  // Undo CreatePartitions after a failed metadata write, so the uids can be allocated again. If
+  // this fails too, the next Open drops the orphans.
+  for (const auto& p : parts) (void)db_->DropColumnFamily(p->cf);
+}
+
 Status LogStoreImpl::CreateTopic(std::string_view name, int32_t partitions,
                                  const TopicConfig& config) {
   RUNNEL_RETURN_IF_ERROR(ValidateTopicName(name));
@@ -403,8 +410,10 @@ Status LogStoreImpl::CreateTopic(std::string_view name, int32_t partitions,
   for (auto& p : topic->partitions) tv.partition_uids.push_back(p->uid);
   wb.Put(meta_cf_, fmt::CountersKey(), fmt::Encode(counters));
   wb.Put(meta_cf_, fmt::TopicKey(name), fmt::Encode(tv));
-  // If this fails the new column families are orphans; the next Open drops them.
-  RUNNEL_RETURN_IF_ERROR(WriteMeta(&wb, "creating topic '" + topic->name + "'"));
+  if (Status ws = WriteMeta(&wb, "creating topic '" + topic->name + "'"); !ws.ok()) {
+    DropPartitions(topic->partitions);
+    return ws;
+  }
   std::unique_lock lk(topics_mu_);
   topics_[topic->name] = std::move(topic);
   return Status::OK();
@@ -488,7 +497,10 @@ Status LogStoreImpl::AlterTopic(
   }
   for (auto& p : added) tv.partition_uids.push_back(p->uid);
   wb.Put(meta_cf_, fmt::TopicKey(name), fmt::Encode(tv));
-  RUNNEL_RETURN_IF_ERROR(WriteMeta(&wb, "altering topic '" + topic->name + "'"));
+  if (Status ws = WriteMeta(&wb, "altering topic '" + topic->name + "'"); !ws.ok()) {
+    DropPartitions(added);
+    return ws;
+  }
   std::unique_lock lk(topics_mu_);
   topic->config = config;
   for (auto& p : added) topic->partitions.push_back(std::move(p));
@@ -584,9 +596,12 @@ Result<ReadResult> LogStoreImpl::Read(std::string_view topic, Partition partitio
     if (out.records.size() >= max_bytes) break;
   }
   RUNNEL_RETURN_IF_ERROR(FromRocks(it->status(), "reading " + std::string(topic)));
-  if (out.batch_count == 0 && offset.value() < hwm) {
+  if (out.batch_count == 0) {
     const int64_t new_start = part->log_start.load(std::memory_order_acquire);
     if (offset.value() < new_start) return out_of_range(new_start);
+    return Status::Corruption("no stored batch holds offset " + std::to_string(offset.value()) +
+                              " of " + std::string(topic) + "/" +
+                              std::to_string(partition.value()));
   }
   return out;
 }
@@ -624,7 +639,9 @@ Result<Offset> LogStoreImpl::ListOffset(std::string_view topic, Partition partit
     BatchHeader h;
     RUNNEL_RETURN_IF_ERROR(PeekBatchHeader(v, &h));
     if (h.max_timestamp < query.timestamp_ms) continue;
-    RUNNEL_ASSIGN_OR_RETURN(DecodedBatch batch, DecodedBatch::Decode(v));
+    RUNNEL_ASSIGN_OR_RETURN(
+        DecodedBatch batch,
+        DecodedBatch::Decode(v, DecodeLimits{options_.max_uncompressed_batch_bytes}));
     for (const Record& r : batch.records()) {
       if (r.timestamp >= query.timestamp_ms) return Offset(r.offset);
     }

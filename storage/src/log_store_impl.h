@@ -147,6 +147,8 @@ class LogStoreImpl final : public LogStore {
       uint32_t topic_id, const std::string& topic_name, int32_t first, int32_t count,
       format::CountersValue* counters, rocksdb::WriteBatch* batch);
 
+  void DropPartitions(const std::vector<std::shared_ptr<PartitionState>>& parts);
+
   // Lookup under topics_mu_.
   std::shared_ptr<TopicState> FindTopic(std::string_view name) const;
   Result<std::shared_ptr<PartitionState>> FindPartition(std::string_view topic, Partition p) const;
@@ -157,6 +159,11 @@ class LogStoreImpl final : public LogStore {
   void CommitRound(std::vector<std::unique_ptr<PendingAppend>>& round);
   Status Stage(PendingAppend& req, Round& round, int64_t now_ms);
   PartitionDelta& DeltaFor(Round& round, PartitionState& part);
+  const DedupEntry* FindDedup(PendingAppend& req, Round& round, const std::string& key,
+                              int64_t now_ms);
+  void RecoverDroppedRecords(PendingAppend& req, Round& round,
+                             const format::ProducerBatchValue& original, int64_t now_ms,
+                             AppendResult* result);
   void ApplyRound(Round& round);
   void ExpireDedup(int64_t now_ms, rocksdb::WriteBatch* batch);
   format::PartitionValue PartitionRecord(const PartitionState& part,
@@ -193,6 +200,8 @@ class LogStoreImpl final : public LogStore {
   std::thread committer_;
   // Partitions written since the last successful WAL sync (committer thread only).
   std::vector<std::shared_ptr<PartitionState>> unsynced_;
+  // Set when a WAL sync failed: writes are refused and high watermarks frozen until reopen.
+  std::atomic<bool> wal_broken_{false};
 
   // Retention thread.
   std::mutex retention_mu_;

@@ -95,7 +95,8 @@ Status LogStoreImpl::TrimPartition(const std::shared_ptr<PartitionState>& part,
   const std::string end = fmt::LogKey(part->uid, new_start);
   {
     std::lock_guard commit(commit_mu_);
-    if (part->deleted.load()) return Status::OK();
+    // Another pass may have moved the start meanwhile; never move it backwards.
+    if (part->deleted.load() || new_start <= part->log_start.load()) return Status::OK();
     rocksdb::WriteBatch wb;
     wb.DeleteRange(part->cf, begin, end);
     wb.DeleteRange(meta_cf_, fmt::IndexKey(part->uid, 0), fmt::IndexKey(part->uid, new_start));
@@ -103,11 +104,17 @@ Status LogStoreImpl::TrimPartition(const std::shared_ptr<PartitionState>& part,
     pv.log_start = new_start;
     pv.start_bytes = new_start_bytes;
     wb.Put(meta_cf_, fmt::PartitionKey(part->uid), fmt::Encode(pv));
-    RUNNEL_RETURN_IF_ERROR(WriteMeta(&wb, "applying retention to " + part->topic_name));
+    // Publish the new start before the range tombstone becomes visible, so a concurrent reader
+    // sees OutOfRange rather than a hole.
+    const int64_t old = part->log_start.exchange(new_start, std::memory_order_acq_rel);
+    Status ws = WriteMeta(&wb, "applying retention to " + part->topic_name);
+    if (!ws.ok()) {
+      part->log_start.store(old, std::memory_order_release);
+      return ws;
+    }
     std::lock_guard lk(part->mu);
     while (!part->index.empty() && part->index.front().offset < new_start) part->index.pop_front();
     part->start_bytes = new_start_bytes;
-    part->log_start.store(new_start, std::memory_order_release);
   }
   return DeleteFilesBelow(*part, new_start);
 }
@@ -119,7 +126,7 @@ Status LogStoreImpl::DeleteFilesBelow(PartitionState& part, int64_t log_start) {
   const std::string begin = fmt::LogKey(part.uid, 0);
   const std::string end = fmt::LogKey(part.uid, log_start);
   rocksdb::Slice b(begin), e(end);
-  return FromRocks(rocksdb::DeleteFilesInRange(db_.get(), part.cf, &b, &e),
+  return FromRocks(rocksdb::DeleteFilesInRange(db_.get(), part.cf, &b, &e, /*include_end=*/false),
                    "deleting expired files");
 }
 

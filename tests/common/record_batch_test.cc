@@ -248,6 +248,16 @@ TEST_CASE("RecordBatch: a decompression bomb stops at the limit") {
   CHECK(DecodedBatch::Decode(b, DecodeLimits{.max_uncompressed_bytes = 16 << 20}).ok());
 }
 
+TEST_CASE("RecordBatch: a hostile base offset wraps instead of overflowing") {
+  std::string b = SampleBatch(Compression::kNone, 3);
+  SetBatchBaseOffset(b, INT64_MAX);  // not covered by the CRC: anyone can send it
+  auto d = DecodedBatch::Decode(b);
+  REQUIRE(d.ok());
+  CHECK(d->records()[0].offset == INT64_MAX);
+  CHECK(d->records()[1].offset == INT64_MIN);
+  CHECK(d->header().next_offset() == INT64_MIN + 2);
+}
+
 TEST_CASE("RecordBatch: random mutations never crash or over-read") {
   std::mt19937 rng(7);
   const std::string plain = SampleBatch(Compression::kNone, 8);

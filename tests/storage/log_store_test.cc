@@ -187,6 +187,14 @@ TEST_CASE("LogStore: bad input gets an explicit status and writes nothing") {
   SUBCASE("unknown topic") { expect(good, StatusCode::kNotFound, "unknown topic", 0, "nope"); }
   SUBCASE("partition out of range") { expect(good, StatusCode::kNotFound, "partition 1", 1); }
   SUBCASE("empty bytes") { expect("", StatusCode::kCorruption, "truncated"); }
+  SUBCASE("LogAppendTime batch from a producer") {
+    std::string b = good;
+    EncodeFixed16BE(b.data() + batch_layout::kAttributes, kAttrLogAppendTime);
+    EncodeFixed32BE(
+        b.data() + batch_layout::kCrc,
+        crc32c::Value(b.data() + batch_layout::kAttributes, b.size() - batch_layout::kAttributes));
+    expect(b, StatusCode::kInvalidArgument, "LogAppendTime");
+  }
   // Nothing was written: the next good append still gets offset 0.
   CHECK(f.MustAppend(Req("t", 0, good)).base_offset == Offset(0));
   CHECK(f.store->DescribeTopic("t")->partitions[0].high_watermark == Offset(3));
@@ -329,6 +337,10 @@ TEST_CASE("LogStore: dedup works together with idempotent retries and compressio
   auto retry = f.MustAppend(Req("t", 0, second));
   CHECK(retry.duplicate_batch);
   CHECK(retry.base_offset == Offset(2));
+  // Per-record answers of the retry match the original append's.
+  CHECK(retry.OffsetOf(0) == Offset(0));  // k1 was dropped: its original
+  CHECK(retry.OffsetOf(1) == Offset(2));  // k3 was stored
+  CHECK(retry.OffsetOf(0) == r2.OffsetOf(0));
   auto all = ReadAll(*f.store, "t", 0);
   REQUIRE(all.size() == 3);
   CHECK(all[2].second == "d");
@@ -551,6 +563,38 @@ TEST_CASE("LogStore: idle idempotent producer state expires after its TTL") {
   auto r = f.MustAppend(Req("t", 0, MakeBatch(2, "a", 1000, o)));
   CHECK_FALSE(r.duplicate_batch);  // forgotten: accepted as new, like Kafka after expiry
   CHECK(r.base_offset == Offset(2));
+}
+
+TEST_CASE("LogStore: readers racing retention see data or OutOfRange, never a hole") {
+  Fixture f;
+  TopicConfig c;
+  REQUIRE(c.Set("retention.ms", "-1").ok());
+  REQUIRE(c.Set("index.interval.bytes", "1").ok());
+  REQUIRE(c.Set("retention.bytes", std::to_string(MakeBatch(5, "v").size() * 4)).ok());
+  f.Create("t", 1, c);
+  std::atomic<bool> stop{false};
+  std::atomic<int> holes{0}, reads{0};
+  std::string first_error;
+  std::thread reader([&] {
+    while (!stop.load()) {
+      const int64_t start =
+          f.store->ListOffset("t", Partition(0), OffsetQuery::Earliest())->value();
+      auto r = f.store->Read("t", Partition(0), Offset(start), 1 << 20);
+      reads.fetch_add(1);
+      if (!r.ok() && !r.status().IsOutOfRange()) {
+        if (holes.fetch_add(1) == 0) first_error = r.status().ToString();
+      }
+    }
+  });
+  for (int i = 0; i < 300; ++i) {
+    f.MustAppend(Req("t", 0, MakeBatch(5, "v")));
+    REQUIRE(f.store->EnforceRetention().ok());
+  }
+  stop = true;
+  reader.join();
+  CHECK_MESSAGE(holes.load() == 0, first_error);
+  CHECK(reads.load() > 0);
+  CHECK(f.store->ListOffset("t", Partition(0), OffsetQuery::Earliest())->value() >= 1400);
 }
 
 }  // namespace

@@ -84,8 +84,13 @@ struct BatchHeader {
     return static_cast<Compression>(attributes & kAttrCompressionMask);
   }
   bool log_append_time() const { return (attributes & kAttrLogAppendTime) != 0; }
-  int64_t last_offset() const { return base_offset + last_offset_delta; }
-  int64_t next_offset() const { return last_offset() + 1; }
+  int64_t last_offset() const {
+    return static_cast<int64_t>(static_cast<uint64_t>(base_offset) +
+                                static_cast<uint64_t>(static_cast<int64_t>(last_offset_delta)));
+  }
+  int64_t next_offset() const {
+    return static_cast<int64_t>(static_cast<uint64_t>(last_offset()) + 1);
+  }
   // Total bytes of the batch including baseOffset and batchLength.
   size_t total_size() const {
     return batch_layout::kLogOverhead + static_cast<size_t>(batch_length);
