@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "log_store_impl.h"
+#include "logging.h"
 #include "rocks_status.h"
 
 namespace runnel::storage {
@@ -395,7 +396,13 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
         // deletes ride on the fsync below; if they are lost, open expires the keys again.
         rocksdb::WriteBatch expired;
         ExpireDedup(now, &expired);
-        if (expired.Count() > 0) (void)db_->Write(rocksdb::WriteOptions(), &expired);
+        if (expired.Count() > 0) {
+          if (Status es =
+                  FromRocks(db_->Write(rocksdb::WriteOptions(), &expired), "expiring dedup keys");
+              !es.ok()) {
+            log::Warn(es.ToString() + " (the keys are expired again at the next open)");
+          }
+        }
         uint64_t records = 0, batches = 0, bytes = 0;
         for (PendingAppend* r : staged) {
           if (r->result.ok() && r->result->records_written > 0 && !r->result->duplicate_batch) {
@@ -417,6 +424,8 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
         stat_batches_.fetch_add(batches, std::memory_order_relaxed);
         stat_bytes_.fetch_add(bytes, std::memory_order_relaxed);
       } else {
+        log::Error("group commit failed, " + std::to_string(staged.size()) +
+                   " appends rejected: " + ws.ToString());
         for (PendingAppend* r : staged) r->result = ws;
         staged.clear();
       }
@@ -445,6 +454,8 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
       // ("fsyncgate"): nothing written since the last good sync can be trusted, so this store
       // stops advancing high watermarks and refuses writes until it is reopened.
       wal_broken_.store(true, std::memory_order_release);
+      log::Error("WAL sync failed; refusing all writes until the store is reopened: " +
+                 sync_status.ToString());
     } else {
       for (auto& part : unsynced_) {
         const int64_t hwm = part->next_offset;  // committer-owned; we are the committer

@@ -9,6 +9,7 @@
 #include <future>
 
 #include "log_store_impl.h"
+#include "logging.h"
 #include "rocks_status.h"
 #include "runnel/common/coding.h"
 
@@ -296,6 +297,8 @@ Status LogStoreImpl::LoadState(std::map<uint32_t, rocksdb::ColumnFamilyHandle*>&
 
   // Log column families no topic owns: left by a crash during create or delete.
   for (auto it = log_cfs.begin(); it != log_cfs.end();) {
+    log::Info("dropping orphan partition data " + it->second->GetName() +
+              " left by an interrupted topic create or delete");
     RUNNEL_RETURN_IF_ERROR(
         FromRocks(db_->DropColumnFamily(it->second), "dropping orphan partition"));
     db_->DestroyColumnFamilyHandle(it->second);

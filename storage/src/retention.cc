@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "log_store_impl.h"
+#include "logging.h"
 #include "rocks_status.h"
 
 namespace runnel::storage {
@@ -18,7 +19,9 @@ void LogStoreImpl::RetentionLoop() {
                            [&] { return retention_stop_; });
     if (retention_stop_) break;
     lk.unlock();
-    (void)EnforceRetention();  // errors are retried on the next pass
+    if (Status s = EnforceRetention(); !s.ok()) {
+      log::Warn("retention pass failed (retried next pass): " + s.ToString());
+    }
     lk.lock();
   }
 }
