@@ -78,6 +78,10 @@ void LogStoreImpl::AppendAsync(AppendRequest request, AppendCallback done) {
   } else {
     req->done = std::move(done);
   }
+  Enqueue(std::move(req));
+}
+
+void LogStoreImpl::Enqueue(std::unique_ptr<PendingAppend> req) {
   const size_t bytes = req->batch.size();
   {
     std::unique_lock lk(queue_mu_);
@@ -96,13 +100,30 @@ void LogStoreImpl::AppendAsync(AppendRequest request, AppendCallback done) {
   queue_cv_.notify_one();
 }
 
+// Meta-only writes (consumer-group acks, deliveries, lock renewals) are fsynced at the latest
+// this long after they were written, by a sync-only round when nothing else forces one.
+constexpr auto kMetaSyncInterval = std::chrono::milliseconds(50);
+
 void LogStoreImpl::CommitterLoop() {
   std::vector<std::unique_ptr<PendingAppend>> round;
   while (true) {
     {
       std::unique_lock lk(queue_mu_);
-      queue_cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping and drained
+      auto ready = [&] { return stopping_ || !queue_.empty(); };
+      if (unsynced_meta_) {
+        if (!queue_cv_.wait_until(lk, unsynced_meta_since_ + kMetaSyncInterval, ready)) {
+          lk.unlock();
+          CommitRound(round);  // sync-only round
+          continue;
+        }
+      } else {
+        queue_cv_.wait(lk, ready);
+      }
+      if (queue_.empty()) {  // stopping and drained
+        lk.unlock();
+        if (unsynced_meta_) CommitRound(round);
+        return;
+      }
       size_t bytes = 0;
       while (!queue_.empty() &&
              (round.empty() || bytes + queue_.front()->batch.size() <= options_.max_commit_bytes)) {
@@ -184,6 +205,17 @@ void LogStoreImpl::RecoverDroppedRecords(PendingAppend& req, Round& round,
 }
 
 Status LogStoreImpl::Stage(PendingAppend& req, Round& round, int64_t now_ms) {
+  if (!req.part) {  // meta-only op
+    req.result = AppendResult{};
+    if (req.extra) req.extra(nullptr, round.batch);
+    return Status::OK();
+  }
+  RUNNEL_RETURN_IF_ERROR(StageAppend(req, round, now_ms));
+  if (req.extra) req.extra(&req.result.value(), round.batch);
+  return Status::OK();
+}
+
+Status LogStoreImpl::StageAppend(PendingAppend& req, Round& round, int64_t now_ms) {
   PartitionState& part = *req.part;
   if (part.deleted.load()) {
     return Status::NotFound("topic '" + part.topic_name + "' was deleted");
@@ -366,7 +398,6 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
     return;
   }
   std::vector<PendingAppend*> staged;
-  bool wrote = false;
   {
     std::lock_guard commit(commit_mu_);
     const int64_t now = clock_->NowMs();
@@ -391,7 +422,13 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
       Status ws = FromRocks(db_->Write(rocksdb::WriteOptions(), &round.batch), "appending");
       if (ws.ok()) {
         ApplyRound(round);
-        wrote = true;
+        for (PendingAppend* r : staged) {
+          if (r->applied) r->applied(&r->result.value());
+          if (!r->part && !unsynced_meta_) {
+            unsynced_meta_ = true;
+            unsynced_meta_since_ = std::chrono::steady_clock::now();
+          }
+        }
         // Expire after the round is safely written, so a failed write loses no state. The
         // deletes ride on the fsync below; if they are lost, open expires the keys again.
         rocksdb::WriteBatch expired;
@@ -412,7 +449,7 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
           }
         }
         for (auto& req : reqs) {
-          if (req->result.ok() && req->result->records_written > 0 &&
+          if (req->part && req->result.ok() && req->result->records_written > 0 &&
               !req->result->duplicate_batch) {
             if (std::find(unsynced_.begin(), unsynced_.end(), req->part) == unsynced_.end()) {
               unsynced_.push_back(req->part);
@@ -440,9 +477,15 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
     }
   }
 
-  // One fsync covers everything written so far, including earlier rounds whose sync failed.
+  // One fsync covers everything written so far, including earlier rounds whose sync failed. It
+  // is needed for new log data (high watermarks), for durable waiters, and for meta-only writes
+  // once they have waited kMetaSyncInterval.
+  bool durable_waiters = false;
+  for (auto& req : reqs) durable_waiters |= req->done && req->acks == AckMode::kDurable;
+  const bool meta_due = unsynced_meta_ && std::chrono::steady_clock::now() - unsynced_meta_since_ >=
+                                              kMetaSyncInterval;
   Status sync_status;
-  if (wrote || !unsynced_.empty() || !staged.empty()) {
+  if (!unsynced_.empty() || durable_waiters || meta_due) {
     const auto t0 = std::chrono::steady_clock::now();
     sync_status = FromRocks(db_->SyncWAL(), "syncing the WAL");
     stat_fsync_micros_.fetch_add(static_cast<uint64_t>(
@@ -457,6 +500,7 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
       log::Error("WAL sync failed; refusing all writes until the store is reopened: " +
                  sync_status.ToString());
     } else {
+      unsynced_meta_ = false;
       for (auto& part : unsynced_) {
         const int64_t hwm = part->next_offset;  // committer-owned; we are the committer
         part->high_watermark.store(hwm, std::memory_order_release);

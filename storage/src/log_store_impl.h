@@ -10,6 +10,7 @@
 #include <rocksdb/db.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -90,6 +91,12 @@ struct PendingAppend {
   std::vector<std::pair<int32_t, std::string>> dedup_keys;  // (record index, key)
   LogStore::AppendCallback done;                            // empty for acks=none
   Result<AppendResult> result{Status::Shutdown("append was not committed")};
+  // Extra writes in the same WriteBatch, for consumer-group state. A meta-only op has no
+  // partition (part == nullptr) and no batch. `extra` runs while staging, after offsets are
+  // assigned (its argument is null for meta-only ops); `applied` runs under commit_mu_ once the
+  // WriteBatch is written. acks=written meta ops complete without waiting for an fsync.
+  std::function<void(const AppendResult*, rocksdb::WriteBatch&)> extra;
+  std::function<void(const AppendResult*)> applied;
 };
 
 class LogStoreImpl final : public LogStore {
@@ -156,8 +163,12 @@ class LogStoreImpl final : public LogStore {
   // Append path.
   Status Prepare(AppendRequest& request, PendingAppend* out);
   void CommitterLoop();
+  // Queues a prepared op for the committer (blocking while the queue is full); on shutdown
+  // completes it with Shutdown instead.
+  void Enqueue(std::unique_ptr<PendingAppend> req);
   void CommitRound(std::vector<std::unique_ptr<PendingAppend>>& round);
   Status Stage(PendingAppend& req, Round& round, int64_t now_ms);
+  Status StageAppend(PendingAppend& req, Round& round, int64_t now_ms);
   PartitionDelta& DeltaFor(Round& round, PartitionState& part);
   const DedupEntry* FindDedup(PendingAppend& req, Round& round, const std::string& key,
                               int64_t now_ms);
@@ -200,6 +211,9 @@ class LogStoreImpl final : public LogStore {
   std::thread committer_;
   // Partitions written since the last successful WAL sync (committer thread only).
   std::vector<std::shared_ptr<PartitionState>> unsynced_;
+  // Meta-only writes not yet covered by an fsync, and since when (committer thread only).
+  bool unsynced_meta_ = false;
+  std::chrono::steady_clock::time_point unsynced_meta_since_;
   // Set when a WAL sync failed: writes are refused and high watermarks frozen until reopen.
   std::atomic<bool> wal_broken_{false};
 
