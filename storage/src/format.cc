@@ -30,6 +30,25 @@ bool ReadI64(ByteReader& r, int64_t* v) {
   *v = static_cast<int64_t>(u);
   return true;
 }
+void PutConfig(std::string* s, const std::vector<std::pair<std::string, std::string>>& config) {
+  PutVarint64(s, config.size());
+  for (const auto& [key, value] : config) {
+    PutLengthPrefixed(s, key);
+    PutLengthPrefixed(s, value);
+  }
+}
+bool ReadConfig(ByteReader& r, std::vector<std::pair<std::string, std::string>>* config) {
+  uint64_t count;
+  if (!r.ReadVarint64(&count) || count > r.remaining() / 2) return false;
+  config->clear();
+  for (uint64_t i = 0; i < count; ++i) {
+    std::string_view key, value;
+    if (!r.ReadLengthPrefixed(&key) || !r.ReadLengthPrefixed(&value)) return false;
+    config->emplace_back(key, value);
+  }
+  return true;
+}
+
 bool ReadI32(ByteReader& r, int32_t* v) {
   uint32_t u;
   if (!r.ReadFixed32BE(&u)) return false;
@@ -106,18 +125,134 @@ std::string IdPrefixEnd(MetaKeyType type, uint32_t id) {
 // ---- values --------------------------------------------------------------------------------
 
 std::string Encode(const CountersValue& v) {
-  std::string s(1, static_cast<char>(kValueVersion));
+  std::string s(1, static_cast<char>(2));
   PutFixed32BE(&s, v.next_topic_id);
   PutFixed32BE(&s, v.next_partition_uid);
+  PutFixed32BE(&s, v.next_group_id);
   return s;
 }
 
 Status Decode(std::string_view in, CountersValue* v) {
   ByteReader r(in);
-  if (!ReadVersion(r) || !r.ReadFixed32BE(&v->next_topic_id) ||
-      !r.ReadFixed32BE(&v->next_partition_uid) || !r.empty()) {
+  uint8_t version;
+  if (!r.ReadU8(&version) || (version != 1 && version != 2) || !r.ReadFixed32BE(&v->next_topic_id) ||
+      !r.ReadFixed32BE(&v->next_partition_uid)) {
     return Bad("counters");
   }
+  v->next_group_id = 1;
+  if (version == 2 && !r.ReadFixed32BE(&v->next_group_id)) return Bad("counters");
+  return r.empty() ? Status::OK() : Bad("counters");
+}
+
+std::string GroupKey(std::string_view name) { return TypeBegin(MetaKeyType::kGroup) + std::string(name); }
+
+std::string OffsetKey(uint32_t group_id, uint32_t topic_id, int32_t partition) {
+  std::string k = KeyWithId(MetaKeyType::kOffset, group_id);
+  PutFixed32BE(&k, topic_id);
+  PutFixed32BE(&k, static_cast<uint32_t>(partition));
+  return k;
+}
+
+std::string PendingKey(uint32_t group_id, int32_t partition, int64_t offset) {
+  std::string k = KeyWithId(MetaKeyType::kPending, group_id);
+  PutFixed32BE(&k, static_cast<uint32_t>(partition));
+  PutFixed64BE(&k, static_cast<uint64_t>(offset));
+  return k;
+}
+
+std::string DeadLetterKey(uint32_t group_id, int32_t partition, int64_t offset) {
+  std::string k = KeyWithId(MetaKeyType::kDeadLetter, group_id);
+  PutFixed32BE(&k, static_cast<uint32_t>(partition));
+  PutFixed64BE(&k, static_cast<uint64_t>(offset));
+  return k;
+}
+
+
+std::string Encode(const GroupValue& v) {
+  std::string s(1, static_cast<char>(kValueVersion));
+  PutFixed32BE(&s, v.group_id);
+  PutFixed8(&s, v.mode);
+  PutFixed32BE(&s, static_cast<uint32_t>(v.generation));
+  PutFixed64BE(&s, static_cast<uint64_t>(v.created_ms));
+  PutConfig(&s, v.config);
+  return s;
+}
+
+Status Decode(std::string_view in, GroupValue* v) {
+  ByteReader r(in);
+  if (!ReadVersion(r) || !r.ReadFixed32BE(&v->group_id) || !r.ReadU8(&v->mode) ||
+      !ReadI32(r, &v->generation) || !ReadI64(r, &v->created_ms) || !ReadConfig(r, &v->config) ||
+      !r.empty()) {
+    return Bad("group");
+  }
+  return Status::OK();
+}
+
+std::string Encode(const OffsetValue& v) {
+  std::string s(1, static_cast<char>(kValueVersion));
+  PutFixed64BE(&s, static_cast<uint64_t>(v.offset));
+  PutFixed64BE(&s, static_cast<uint64_t>(v.commit_ms));
+  PutLengthPrefixed(&s, v.metadata);
+  return s;
+}
+
+Status Decode(std::string_view in, OffsetValue* v) {
+  ByteReader r(in);
+  std::string_view meta;
+  if (!ReadVersion(r) || !ReadI64(r, &v->offset) || !ReadI64(r, &v->commit_ms) ||
+      !r.ReadLengthPrefixed(&meta) || !r.empty()) {
+    return Bad("offset");
+  }
+  v->metadata = meta;
+  return Status::OK();
+}
+
+std::string Encode(const PendingValue& v) {
+  std::string s(1, static_cast<char>(kValueVersion));
+  PutFixed8(&s, static_cast<uint8_t>(v.state));
+  PutFixed32BE(&s, static_cast<uint32_t>(v.deliveries));
+  PutFixed64BE(&s, static_cast<uint64_t>(v.due_ms));
+  PutFixed64BE(&s, static_cast<uint64_t>(v.first_delivery_ms));
+  PutFixed64BE(&s, static_cast<uint64_t>(v.last_active_ms));
+  PutFixed64BE(&s, static_cast<uint64_t>(v.first_failure_ms));
+  PutFixed64BE(&s, static_cast<uint64_t>(v.last_failure_ms));
+  PutLengthPrefixed(&s, v.consumer);
+  return s;
+}
+
+Status Decode(std::string_view in, PendingValue* v) {
+  ByteReader r(in);
+  uint8_t state;
+  std::string_view consumer;
+  if (!ReadVersion(r) || !r.ReadU8(&state) || state < 1 || state > 3 ||
+      !ReadI32(r, &v->deliveries) || !ReadI64(r, &v->due_ms) ||
+      !ReadI64(r, &v->first_delivery_ms) || !ReadI64(r, &v->last_active_ms) ||
+      !ReadI64(r, &v->first_failure_ms) || !ReadI64(r, &v->last_failure_ms) ||
+      !r.ReadLengthPrefixed(&consumer) || !r.empty()) {
+    return Bad("pending");
+  }
+  v->state = static_cast<PendingState>(state);
+  v->consumer = consumer;
+  return Status::OK();
+}
+
+std::string Encode(const DeadLetterValue& v) {
+  std::string s(1, static_cast<char>(kValueVersion));
+  PutFixed32BE(&s, static_cast<uint32_t>(v.dlq_partition));
+  PutFixed64BE(&s, static_cast<uint64_t>(v.dlq_offset));
+  PutFixed64BE(&s, static_cast<uint64_t>(v.dead_lettered_ms));
+  PutLengthPrefixed(&s, v.reason);
+  return s;
+}
+
+Status Decode(std::string_view in, DeadLetterValue* v) {
+  ByteReader r(in);
+  std::string_view reason;
+  if (!ReadVersion(r) || !ReadI32(r, &v->dlq_partition) || !ReadI64(r, &v->dlq_offset) ||
+      !ReadI64(r, &v->dead_lettered_ms) || !r.ReadLengthPrefixed(&reason) || !r.empty()) {
+    return Bad("dead-letter");
+  }
+  v->reason = reason;
   return Status::OK();
 }
 
@@ -127,11 +262,7 @@ std::string Encode(const TopicValue& v) {
   PutFixed64BE(&s, static_cast<uint64_t>(v.created_ms));
   PutFixed32BE(&s, static_cast<uint32_t>(v.partition_uids.size()));
   for (uint32_t uid : v.partition_uids) PutFixed32BE(&s, uid);
-  PutVarint64(&s, v.config.size());
-  for (const auto& [key, value] : v.config) {
-    PutLengthPrefixed(&s, key);
-    PutLengthPrefixed(&s, value);
-  }
+  PutConfig(&s, v.config);
   return s;
 }
 
@@ -146,14 +277,7 @@ Status Decode(std::string_view in, TopicValue* v) {
   for (uint32_t& uid : v->partition_uids) {
     if (!r.ReadFixed32BE(&uid)) return Bad("topic");
   }
-  uint64_t count;
-  if (!r.ReadVarint64(&count) || count > r.remaining() / 2) return Bad("topic");
-  v->config.clear();
-  for (uint64_t i = 0; i < count; ++i) {
-    std::string_view key, value;
-    if (!r.ReadLengthPrefixed(&key) || !r.ReadLengthPrefixed(&value)) return Bad("topic");
-    v->config.emplace_back(key, value);
-  }
+  if (!ReadConfig(r, &v->config)) return Bad("topic");
   return r.empty() ? Status::OK() : Bad("topic");
 }
 

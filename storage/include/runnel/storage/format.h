@@ -29,6 +29,10 @@ enum class MetaKeyType : char {
   kIndex = 'I',      // "I" uid:u32be base_offset:u64be     -> IndexValue
   kProducer = 'S',   // "S" uid:u32be producer_id:u64be     -> ProducerValue
   kDedup = 'D',      // "D" topic_id:u32be dedup_key        -> DedupValue
+  kGroup = 'G',      // "G" name                            -> GroupValue
+  kOffset = 'O',     // "O" group_id:u32be topic_id:u32be partition:u32be -> OffsetValue
+  kPending = 'E',    // "E" group_id:u32be partition:u32be offset:u64be   -> PendingValue
+  kDeadLetter = 'X', // "X" group_id:u32be partition:u32be offset:u64be   -> DeadLetterValue
 };
 
 // Every value starts with a one-byte layout version (currently 1 for all of them).
@@ -63,9 +67,11 @@ std::string IdPrefixEnd(MetaKeyType type, uint32_t id);
 
 // ---- values --------------------------------------------------------------------------------
 
+// Layout version 2 added next_group_id; version 1 values (without it) still decode.
 struct CountersValue {
   uint32_t next_topic_id = 1;
   uint32_t next_partition_uid = 1;
+  uint32_t next_group_id = 1;
 };
 
 struct TopicValue {
@@ -112,7 +118,61 @@ struct DedupValue {
   int64_t timestamp_ms = 0;  // when the key was first seen
 };
 
+// Consumer group. `mode` is GroupMode (1 stream, 2 queue). `generation` only grows.
+struct GroupValue {
+  uint32_t group_id = 0;
+  uint8_t mode = 0;
+  int32_t generation = 0;
+  int64_t created_ms = 0;
+  std::vector<std::pair<std::string, std::string>> config;  // every key, sorted
+};
+
+// A stream group's committed offset, or a queue group's delivery cursor (next undelivered).
+struct OffsetValue {
+  int64_t offset = 0;
+  int64_t commit_ms = 0;
+  std::string metadata;
+};
+
+// One pending entry of a queue group. DO NOT CHANGE the state values.
+enum class PendingState : uint8_t {
+  kLocked = 1,  // delivered to `consumer`, locked until due_ms
+  kRetry = 2,   // waiting for redelivery at due_ms (nacked or lock expired)
+  kParked = 3,  // not delivered yet: its key is in flight (ordered_keys)
+};
+struct PendingValue {
+  PendingState state = PendingState::kLocked;
+  int32_t deliveries = 0;
+  int64_t due_ms = 0;
+  int64_t first_delivery_ms = 0;
+  int64_t last_active_ms = 0;    // last delivery, claim or extend
+  int64_t first_failure_ms = 0;  // 0: never failed
+  int64_t last_failure_ms = 0;
+  std::string consumer;          // empty unless locked
+};
+
+// Where a dead-lettered record went.
+struct DeadLetterValue {
+  int32_t dlq_partition = 0;
+  int64_t dlq_offset = 0;
+  int64_t dead_lettered_ms = 0;
+  std::string reason;
+};
+
+std::string GroupKey(std::string_view name);
+std::string OffsetKey(uint32_t group_id, uint32_t topic_id, int32_t partition);
+std::string PendingKey(uint32_t group_id, int32_t partition, int64_t offset);
+std::string DeadLetterKey(uint32_t group_id, int32_t partition, int64_t offset);
+
 std::string Encode(const CountersValue& v);
+std::string Encode(const GroupValue& v);
+std::string Encode(const OffsetValue& v);
+std::string Encode(const PendingValue& v);
+std::string Encode(const DeadLetterValue& v);
+Status Decode(std::string_view in, GroupValue* v);
+Status Decode(std::string_view in, OffsetValue* v);
+Status Decode(std::string_view in, PendingValue* v);
+Status Decode(std::string_view in, DeadLetterValue* v);
 std::string Encode(const TopicValue& v);
 std::string Encode(const PartitionValue& v);
 std::string Encode(const IndexValue& v);

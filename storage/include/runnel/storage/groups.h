@@ -1,0 +1,228 @@
+// Consumer groups on the log: Kafka-like stream groups (assigned partitions, committed offsets)
+// and queue groups (per-record delivery with locks, ack/nack/reject, retry backoff, dead-letter
+// topics), plus lag and per-record status.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "runnel/common/ids.h"
+#include "runnel/common/result.h"
+#include "runnel/common/status.h"
+
+namespace runnel::storage {
+
+// Persisted in GroupValue.mode: DO NOT CHANGE.
+enum class GroupMode : uint8_t { kStream = 1, kQueue = 2 };
+
+// Queue-group settings. A value type. Keys are the string names used by Set / ToList.
+struct GroupConfig {
+  std::string topic;                  // "topic": the topic a queue group consumes
+  int64_t lock_timeout_ms = 30'000;   // "lock.timeout.ms": how long a delivery is locked
+  int32_t max_deliveries = 5;         // "max.deliveries": at this many, the record is dead-lettered
+  bool ordered_keys = false;          // "ordered.keys": one record per (partition, key) in flight
+  int64_t message_ttl_ms = 0;         // "message.ttl.ms": older records are dead-lettered; 0 = off
+  std::string dlq_topic;              // "dlq.topic": default "<topic>.dlq.<group>"
+  bool retain_until_acked = false;    // "retain.until.acked": pin retention below the ack floor
+
+  Status Set(std::string_view key, std::string_view value);
+  std::vector<std::pair<std::string, std::string>> ToList() const;
+};
+
+// Where a new queue group starts reading.
+struct StartPosition {
+  enum class Kind { kEarliest, kLatest, kOffset, kTimestamp };
+  Kind kind = Kind::kLatest;
+  int64_t value = 0;  // the offset (all partitions) or the timestamp in ms
+
+  static StartPosition Earliest() { return {Kind::kEarliest, 0}; }
+  static StartPosition Latest() { return {Kind::kLatest, 0}; }
+  static StartPosition AtOffset(int64_t o) { return {Kind::kOffset, o}; }
+  static StartPosition AtTime(int64_t ms) { return {Kind::kTimestamp, ms}; }
+};
+
+struct TopicPartition {
+  std::string topic;
+  Partition partition{0};
+  friend bool operator==(const TopicPartition&, const TopicPartition&) = default;
+  friend auto operator<=>(const TopicPartition&, const TopicPartition&) = default;
+};
+
+// ---- stream groups ----------------------------------------------------------------------------
+
+struct Membership {
+  std::string member_id;
+  int32_t generation = 0;
+  std::vector<TopicPartition> assignment;  // sorted
+};
+
+struct OffsetCommit {
+  TopicPartition tp;
+  Offset offset{0};  // the next offset to consume
+  std::string metadata;
+};
+
+struct CommittedOffset {
+  Offset offset{-1};  // -1: nothing committed
+  std::string metadata;
+  int64_t commit_ms = 0;
+};
+
+// ---- queue groups -----------------------------------------------------------------------------
+
+struct RecordRef {
+  Partition partition{0};
+  Offset offset{0};
+};
+
+struct DeliveredRecord {
+  Partition partition{0};
+  Offset offset{0};
+  int64_t timestamp_ms = 0;
+  std::optional<std::string> key;
+  std::optional<std::string> value;
+  std::vector<std::pair<std::string, std::optional<std::string>>> headers;
+  int32_t deliveries = 0;  // including this one
+  int64_t lock_until_ms = 0;
+};
+
+// ---- lag and status ---------------------------------------------------------------------------
+
+struct PartitionLag {
+  TopicPartition tp;
+  Offset position{0};  // committed offset (stream) or next undelivered offset (queue)
+  Offset log_end{0};   // durable high watermark
+  int64_t lag = 0;     // log_end - position
+  int64_t pending = 0;
+  int64_t oldest_pending_age_ms = 0;
+};
+
+struct ConsumerInfo {
+  std::string consumer;
+  int64_t pending = 0;                     // queue groups
+  int64_t idle_ms = 0;                     // since its last delivery, ack or heartbeat
+  std::vector<TopicPartition> assignment;  // stream groups
+};
+
+struct GroupDescription {
+  std::string name;
+  GroupMode mode = GroupMode::kQueue;
+  GroupConfig config;
+  int32_t generation = 0;
+  std::vector<PartitionLag> partitions;
+  std::vector<ConsumerInfo> consumers;
+};
+
+enum class RecordState { kUndelivered, kPending, kAcked, kDeadLettered };
+std::string_view RecordStateName(RecordState s);
+
+struct RecordStatus {
+  std::string group;
+  RecordState state = RecordState::kUndelivered;
+  std::string consumer;         // pending and locked
+  int32_t deliveries = 0;       // pending
+  int64_t lock_until_ms = 0;    // pending: lock expiry or retry time
+  Partition dlq_partition{0};   // dead-lettered
+  Offset dlq_offset{-1};
+  std::string reason;           // dead-lettered
+};
+
+// ---- dead letters -----------------------------------------------------------------------------
+
+struct DeadLetter {
+  Partition dlq_partition{0};
+  Offset dlq_offset{0};
+  std::string source_topic;
+  Partition source_partition{0};
+  Offset source_offset{0};
+  int32_t deliveries = 0;
+  std::string reason;
+  int64_t first_failure_ms = 0;
+  int64_t last_failure_ms = 0;
+  std::optional<std::string> key;
+  std::optional<std::string> value;
+};
+
+struct RedriveSpec {
+  std::string to_topic;              // empty: back to the source topic
+  std::optional<std::string> reason; // only records dead-lettered with this reason
+  Offset from{0};                    // DLQ offsets [from, to) in every DLQ partition
+  Offset to{INT64_MAX};
+};
+
+// Thread-safe. Obtained from LogStore::groups(); lives as long as the store.
+class Groups {
+ public:
+  virtual ~Groups() = default;
+
+  // Creates a queue group on config.topic (which must exist) and its dead-letter topic (created
+  // with the topic's partition count when missing). AlreadyExists, NotFound, InvalidArgument.
+  virtual Status CreateQueueGroup(std::string_view name, const GroupConfig& config,
+                                  StartPosition start) = 0;
+  // Deletes a group of either kind with its offsets and pending entries (not its DLQ topic).
+  virtual Status DeleteGroup(std::string_view name) = 0;
+  virtual std::vector<std::string> ListGroups() const = 0;
+  virtual Result<GroupDescription> DescribeGroup(std::string_view name) const = 0;
+
+  // Stream groups. Join creates the group on first use. An empty member_id joins as a new member
+  // (the result names it); every membership change bumps the generation and reassigns the
+  // subscribed partitions evenly and stickily. Heartbeat keeps a member alive and returns the
+  // current generation and assignment; a member silent for its session timeout is removed.
+  // NotFound (unknown group or member: rejoin), InvalidArgument.
+  virtual Result<Membership> Join(std::string_view group, std::string_view member_id,
+                                  const std::vector<std::string>& topics,
+                                  int64_t session_timeout_ms) = 0;
+  virtual Result<Membership> Heartbeat(std::string_view group, std::string_view member_id) = 0;
+  virtual Status Leave(std::string_view group, std::string_view member_id) = 0;
+  // Durable. generation -1 with an empty member id commits for a group without live members
+  // (admin reset). Fenced if the generation is stale or a partition is not assigned to the member.
+  virtual Status CommitOffsets(std::string_view group, std::string_view member_id,
+                               int32_t generation, const std::vector<OffsetCommit>& offsets) = 0;
+  virtual Result<std::vector<CommittedOffset>> FetchOffsets(
+      std::string_view group, const std::vector<TopicPartition>& partitions) const = 0;
+
+  // Queue groups. Deliver hands out due retries, records whose lock expired and never-delivered
+  // records, each locked to `consumer` until now + lock.timeout.ms. Records past max.deliveries
+  // or the TTL are dead-lettered instead. NotFound, InvalidArgument.
+  virtual Result<std::vector<DeliveredRecord>> Deliver(std::string_view group,
+                                                       std::string_view consumer,
+                                                       int32_t max_records, size_t max_bytes) = 0;
+  // Each of these checks every ref first (pending, locked by `consumer`) and changes nothing if
+  // one fails (NotFound / InvalidArgument naming it). Ack, Nack and Extend are written to the WAL
+  // before returning; Reject is durable.
+  virtual Status Ack(std::string_view group, std::string_view consumer,
+                     std::span<const RecordRef> refs) = 0;
+  virtual Status Nack(std::string_view group, std::string_view consumer,
+                      std::span<const RecordRef> refs, int64_t delay_ms) = 0;
+  virtual Status Reject(std::string_view group, std::string_view consumer,
+                        std::span<const RecordRef> refs, std::string_view reason) = 0;
+  // Renews the locks; returns the new lock expiry.
+  virtual Result<int64_t> Extend(std::string_view group, std::string_view consumer,
+                                 std::span<const RecordRef> refs) = 0;
+  // Takes over up to max_records locked entries idle for at least min_idle_ms (any owner).
+  virtual Result<std::vector<DeliveredRecord>> Claim(std::string_view group,
+                                                     std::string_view consumer,
+                                                     int64_t min_idle_ms, int32_t max_records) = 0;
+
+  // Where one record is, for every group consuming its topic.
+  virtual Result<std::vector<RecordStatus>> StatusOf(std::string_view topic, Partition partition,
+                                                     Offset offset) const = 0;
+  virtual Result<std::vector<RecordStatus>> StatusByDedupKey(std::string_view topic,
+                                                             std::string_view dedup_key) const = 0;
+
+  // Dead letters of a queue group, oldest first, at most `max`.
+  virtual Result<std::vector<DeadLetter>> ListDeadLetters(std::string_view group,
+                                                          size_t max) const = 0;
+  // Re-appends matching dead letters (without their runnel.dlq.* headers) and returns how many;
+  // a dead letter is redriven at most once.
+  virtual Result<int64_t> Redrive(std::string_view group, const RedriveSpec& spec) = 0;
+  // Deletes every dead letter of the group (moves the DLQ topic's log start to its end).
+  virtual Status PurgeDeadLetters(std::string_view group) = 0;
+};
+
+}  // namespace runnel::storage
