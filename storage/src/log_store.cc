@@ -167,6 +167,8 @@ Status LogStoreImpl::Init() {
   Status st = LoadState(log_cfs);
   for (auto& [uid, h] : log_cfs) db_->DestroyColumnFamilyHandle(h);  // unclaimed leftovers
   RUNNEL_RETURN_IF_ERROR(st);
+  groups_ = std::make_unique<GroupManager>(*this);
+  RUNNEL_RETURN_IF_ERROR(groups_->Load());
   // Data recovered from the WAL after a crash may only be in the page cache: make it durable
   // before it becomes readable below the high watermark.
   RUNNEL_RETURN_IF_ERROR(FromRocks(db_->FlushWAL(/*sync=*/true), "syncing recovered WAL"));
@@ -381,6 +383,16 @@ void LogStoreImpl::DropPartitions(const std::vector<std::shared_ptr<PartitionSta
   for (const auto& p : parts) (void)db_->DropColumnFamily(p->cf);
 }
 
+Result<fmt::CountersValue> LogStoreImpl::ReadCounters() const {
+  fmt::CountersValue counters;
+  std::string bytes;
+  rocksdb::Status gs = db_->Get(rocksdb::ReadOptions(), meta_cf_, fmt::CountersKey(), &bytes);
+  if (gs.IsNotFound()) return counters;
+  RUNNEL_RETURN_IF_ERROR(FromRocks(gs, "reading counters"));
+  RUNNEL_RETURN_IF_ERROR(fmt::Decode(bytes, &counters));
+  return counters;
+}
+
 Status LogStoreImpl::CreateTopic(std::string_view name, int32_t partitions,
                                  const TopicConfig& config) {
   RUNNEL_RETURN_IF_ERROR(ValidateTopicName(name));
@@ -393,14 +405,7 @@ Status LogStoreImpl::CreateTopic(std::string_view name, int32_t partitions,
   if (FindTopic(name))
     return Status::AlreadyExists("topic '" + std::string(name) + "' already exists");
 
-  fmt::CountersValue counters;
-  std::string cbytes;
-  rocksdb::Status gs = db_->Get(rocksdb::ReadOptions(), meta_cf_, fmt::CountersKey(), &cbytes);
-  if (gs.ok()) {
-    RUNNEL_RETURN_IF_ERROR(fmt::Decode(cbytes, &counters));
-  } else if (!gs.IsNotFound()) {
-    return FromRocks(gs, "reading counters");
-  }
+  RUNNEL_ASSIGN_OR_RETURN(fmt::CountersValue counters, ReadCounters());
   auto topic = std::make_shared<TopicState>();
   topic->name = std::string(name);
   topic->id = counters.next_topic_id++;
@@ -482,12 +487,7 @@ Status LogStoreImpl::AlterTopic(
   rocksdb::WriteBatch wb;
   std::vector<std::shared_ptr<PartitionState>> added;
   if (add > 0) {
-    fmt::CountersValue counters;
-    std::string cbytes;
-    RUNNEL_RETURN_IF_ERROR(
-        FromRocks(db_->Get(rocksdb::ReadOptions(), meta_cf_, fmt::CountersKey(), &cbytes),
-                  "reading counters"));
-    RUNNEL_RETURN_IF_ERROR(fmt::Decode(cbytes, &counters));
+    RUNNEL_ASSIGN_OR_RETURN(fmt::CountersValue counters, ReadCounters());
     RUNNEL_ASSIGN_OR_RETURN(
         added, CreatePartitions(topic->id, topic->name, static_cast<int32_t>(current_partitions),
                                 add, &counters, &wb));

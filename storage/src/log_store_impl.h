@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "dedup_index.h"
+#include "group_manager.h"
 #include "runnel/storage/format.h"
 #include "runnel/storage/log_store.h"
 
@@ -121,8 +122,14 @@ class LogStoreImpl final : public LogStore {
                             OffsetQuery query) const override;
   Status EnforceRetention() override;
   StoreStats GetStats() const override;
+  Groups& groups() override { return *groups_; }
 
  private:
+  friend class GroupManager;
+
+  Result<format::CountersValue> ReadCounters() const;
+  // Deletes every durable record of every partition of `topic` (Kafka's DeleteRecords to the end).
+  Status TruncateTopic(std::string_view topic);
   // Per-round scratch state of one partition: applied to PartitionState only if the write succeeds.
   struct PartitionDelta {
     int64_t next_offset = 0;
@@ -216,6 +223,8 @@ class LogStoreImpl final : public LogStore {
   std::chrono::steady_clock::time_point unsynced_meta_since_;
   // Set when a WAL sync failed: writes are refused and high watermarks frozen until reopen.
   std::atomic<bool> wal_broken_{false};
+
+  std::unique_ptr<GroupManager> groups_;
 
   // Retention thread.
   std::mutex retention_mu_;

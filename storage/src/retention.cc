@@ -72,6 +72,8 @@ Status LogStoreImpl::TrimPartition(const std::shared_ptr<PartitionState>& part,
   // Only whole index intervals below the durable high watermark are deleted, and never the last
   // one (like Kafka's active segment).
   const int64_t hwm = part->high_watermark.load(std::memory_order_acquire);
+  // Queue groups with retain.until.acked pin everything from their ack floor on.
+  const int64_t floor = groups_->RetentionFloor(part->topic_id, part->partition.value());
   int64_t new_start = part->log_start.load();
   uint64_t new_start_bytes = 0;
   {
@@ -80,7 +82,7 @@ Status LogStoreImpl::TrimPartition(const std::shared_ptr<PartitionState>& part,
     const uint64_t end_bytes = part->end_bytes.load();
     for (size_t i = 1; i < part->index.size(); ++i) {
       const IndexEntry& e = part->index[i];
-      if (e.offset > hwm) break;
+      if (e.offset > hwm || e.offset > floor) break;
       const bool expired = config.retention_ms >= 0 && e.max_ts_before >= 0 &&
                            e.max_ts_before < now_ms - config.retention_ms;
       const bool too_big =
@@ -131,6 +133,52 @@ Status LogStoreImpl::DeleteFilesBelow(PartitionState& part, int64_t log_start) {
   rocksdb::Slice b(begin), e(end);
   return FromRocks(rocksdb::DeleteFilesInRange(db_.get(), part.cf, &b, &e, /*include_end=*/false),
                    "deleting expired files");
+}
+
+Status LogStoreImpl::TruncateTopic(std::string_view topic) {
+  std::vector<std::shared_ptr<PartitionState>> parts;
+  {
+    std::shared_lock lk(topics_mu_);
+    auto it = topics_.find(topic);
+    if (it == topics_.end()) return Status::NotFound("unknown topic '" + std::string(topic) + "'");
+    parts = it->second->partitions;
+  }
+  for (const auto& part : parts) {
+    {
+      std::lock_guard commit(commit_mu_);
+      const int64_t end = part->high_watermark.load(std::memory_order_acquire);
+      if (part->deleted.load() || end <= part->log_start.load()) continue;
+      rocksdb::WriteBatch wb;
+      wb.DeleteRange(part->cf, fmt::LogKey(part->uid, 0), fmt::LogKey(part->uid, end));
+      wb.DeleteRange(meta_cf_, fmt::IndexKey(part->uid, 0), fmt::IndexKey(part->uid, end));
+      fmt::PartitionValue pv = PartitionRecord(*part, nullptr);
+      pv.log_start = end;
+      // Bytes not yet durable stay counted; whatever is durable is gone.
+      uint64_t end_bytes = part->end_bytes.load();
+      {
+        std::lock_guard lk(part->mu);
+        for (const IndexEntry& e : part->index) {
+          if (e.offset >= end) {
+            end_bytes = e.bytes_before;
+            break;
+          }
+        }
+      }
+      pv.start_bytes = end_bytes;
+      wb.Put(meta_cf_, fmt::PartitionKey(part->uid), fmt::Encode(pv));
+      const int64_t old = part->log_start.exchange(end, std::memory_order_acq_rel);
+      Status ws = WriteMeta(&wb, "truncating " + part->topic_name);
+      if (!ws.ok()) {
+        part->log_start.store(old, std::memory_order_release);
+        return ws;
+      }
+      std::lock_guard lk(part->mu);
+      while (!part->index.empty() && part->index.front().offset < end) part->index.pop_front();
+      part->start_bytes = end_bytes;
+    }
+    RUNNEL_RETURN_IF_ERROR(DeleteFilesBelow(*part, part->log_start.load()));
+  }
+  return Status::OK();
 }
 
 }  // namespace runnel::storage

@@ -218,8 +218,10 @@ class Groups {
   // Dead letters of a queue group, oldest first, at most `max`.
   virtual Result<std::vector<DeadLetter>> ListDeadLetters(std::string_view group,
                                                           size_t max) const = 0;
-  // Re-appends matching dead letters (without their runnel.dlq.* headers) and returns how many;
-  // a dead letter is redriven at most once.
+  // Re-appends matching dead letters (without their runnel.dlq.* headers) to their source
+  // partition of spec.to_topic and returns how many. An unfiltered redrive (every reason, every
+  // offset) then purges the DLQ, so nothing is redriven twice; a filtered one leaves the dead
+  // letters in place.
   virtual Result<int64_t> Redrive(std::string_view group, const RedriveSpec& spec) = 0;
   // Deletes every dead letter of the group (moves the DLQ topic's log start to its end).
   virtual Status PurgeDeadLetters(std::string_view group) = 0;

@@ -15,6 +15,7 @@
 #include "runnel/common/record_batch.h"
 #include "runnel/common/result.h"
 #include "runnel/common/status.h"
+#include "runnel/storage/groups.h"
 #include "runnel/storage/topic_config.h"
 
 namespace runnel::storage {
@@ -171,6 +172,9 @@ class LogStore {
   virtual Status EnforceRetention() = 0;
 
   virtual StoreStats GetStats() const = 0;
+
+  // Consumer groups over this store's topics; lives as long as the store.
+  virtual Groups& groups() = 0;
 };
 
 }  // namespace runnel::storage

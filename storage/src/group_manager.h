@@ -1,0 +1,209 @@
+// GroupManager: the Groups implementation. Private to storage/.
+//
+// All group state lives in memory (loaded at open) and is persisted in the meta column family
+// through the LogStore's committer, so group writes share its WriteBatches and fsyncs. Each
+// group has its own mutex; state changes are made under it and their writes are queued to the
+// committer before it is released, so the committer sees them in the order they happened.
+#pragma once
+
+#include <deque>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "runnel/common/record_batch.h"
+#include "runnel/storage/format.h"
+#include "runnel/storage/groups.h"
+
+namespace runnel::storage {
+
+class LogStoreImpl;
+struct TopicState;
+
+// Meta column family writes collected under a group mutex and handed to the committer, which
+// adds them to its round's WriteBatch.
+struct MetaWrites {
+  std::vector<std::pair<std::string, std::optional<std::string>>> ops;  // nullopt: delete
+  void Put(std::string key, std::string value) { ops.emplace_back(std::move(key), std::move(value)); }
+  void Delete(std::string key) { ops.emplace_back(std::move(key), std::nullopt); }
+  bool empty() const { return ops.empty(); }
+};
+
+struct PelEntry {
+  format::PendingState state = format::PendingState::kLocked;
+  uint32_t consumer = 0;  // index into GroupState::consumers; meaningful when locked
+  int32_t deliveries = 0;
+  int64_t due_ms = 0;  // lock expiry (locked) or redelivery time (retry); unused when parked
+  int64_t first_delivery_ms = 0;
+  int64_t last_active_ms = 0;
+  int64_t first_failure_ms = 0;
+  int64_t last_failure_ms = 0;
+  std::optional<std::string> key;  // ordered_keys groups only
+};
+
+struct DueKey {
+  int64_t due_ms;
+  int32_t partition;
+  int64_t offset;
+  friend auto operator<=>(const DueKey&, const DueKey&) = default;
+};
+
+struct QueuePartition {
+  int64_t cursor = 0;                // next offset never looked at
+  std::map<int64_t, PelEntry> pel;   // pending entries by offset
+};
+
+struct ConsumerState {
+  std::string name;
+  int64_t pending = 0;
+  int64_t last_seen_ms = 0;
+};
+
+struct StreamMember {
+  std::vector<std::string> topics;
+  int64_t session_timeout_ms = 0;
+  int64_t last_seen_ms = 0;
+  std::vector<TopicPartition> assignment;
+};
+
+// One record copied out of the log for a delivery or a dead letter.
+struct LoadedRecord {
+  int64_t timestamp_ms = 0;
+  std::optional<std::string> key;
+  std::optional<std::string> value;
+  std::vector<std::pair<std::string, std::optional<std::string>>> headers;
+  size_t size = 0;
+};
+
+struct GroupState {
+  std::string name;
+  uint32_t id = 0;
+  GroupMode mode = GroupMode::kQueue;
+  int64_t created_ms = 0;
+
+  mutable std::mutex mu;  // guards everything below
+  GroupConfig config;
+  int32_t generation = 0;
+  // Queue groups.
+  uint32_t topic_id = 0;
+  std::vector<QueuePartition> parts;
+  std::set<DueKey> due;  // locked and retry entries by due time
+  std::vector<ConsumerState> consumers;
+  std::unordered_map<std::string, uint32_t> consumer_ids;
+  // ordered_keys: offsets of pending entries per (partition, key), oldest first; only the head
+  // may be locked or waiting for a retry, the rest are parked.
+  std::map<std::pair<int32_t, std::string>, std::deque<int64_t>> key_queues;
+  // Stream groups.
+  std::map<std::string, StreamMember> members;
+  std::map<TopicPartition, format::OffsetValue> committed;
+  uint64_t member_seq = 0;
+};
+
+class GroupManager final : public Groups {
+ public:
+  explicit GroupManager(LogStoreImpl& store);
+
+  // Loads every group from meta. Called by LogStoreImpl::Init after topics are loaded.
+  Status Load();
+  // The lowest offset of (topic_id, partition) that a retain.until.acked group still needs;
+  // INT64_MAX when none pins it.
+  int64_t RetentionFloor(uint32_t topic_id, int32_t partition) const;
+
+  Status CreateQueueGroup(std::string_view name, const GroupConfig& config,
+                          StartPosition start) override;
+  Status DeleteGroup(std::string_view name) override;
+  std::vector<std::string> ListGroups() const override;
+  Result<GroupDescription> DescribeGroup(std::string_view name) const override;
+
+  Result<Membership> Join(std::string_view group, std::string_view member_id,
+                          const std::vector<std::string>& topics,
+                          int64_t session_timeout_ms) override;
+  Result<Membership> Heartbeat(std::string_view group, std::string_view member_id) override;
+  Status Leave(std::string_view group, std::string_view member_id) override;
+  Status CommitOffsets(std::string_view group, std::string_view member_id, int32_t generation,
+                       const std::vector<OffsetCommit>& offsets) override;
+  Result<std::vector<CommittedOffset>> FetchOffsets(
+      std::string_view group, const std::vector<TopicPartition>& partitions) const override;
+
+  Result<std::vector<DeliveredRecord>> Deliver(std::string_view group, std::string_view consumer,
+                                               int32_t max_records, size_t max_bytes) override;
+  Status Ack(std::string_view group, std::string_view consumer,
+             std::span<const RecordRef> refs) override;
+  Status Nack(std::string_view group, std::string_view consumer, std::span<const RecordRef> refs,
+              int64_t delay_ms) override;
+  Status Reject(std::string_view group, std::string_view consumer,
+                std::span<const RecordRef> refs, std::string_view reason) override;
+  Result<int64_t> Extend(std::string_view group, std::string_view consumer,
+                         std::span<const RecordRef> refs) override;
+  Result<std::vector<DeliveredRecord>> Claim(std::string_view group, std::string_view consumer,
+                                             int64_t min_idle_ms, int32_t max_records) override;
+
+  Result<std::vector<RecordStatus>> StatusOf(std::string_view topic, Partition partition,
+                                             Offset offset) const override;
+  Result<std::vector<RecordStatus>> StatusByDedupKey(std::string_view topic,
+                                                     std::string_view dedup_key) const override;
+
+  Result<std::vector<DeadLetter>> ListDeadLetters(std::string_view group,
+                                                  size_t max) const override;
+  Result<int64_t> Redrive(std::string_view group, const RedriveSpec& spec) override;
+  Status PurgeDeadLetters(std::string_view group) override;
+
+ private:
+  class RecordReader;
+  struct DeadLetterMove {
+    int32_t partition;
+    int64_t offset;
+    LoadedRecord record;
+    int32_t deliveries;
+    int64_t first_failure_ms;
+    std::string reason;
+  };
+  // Writes queued while a group mutex is held, committed together after it is released.
+  struct Pending {
+    std::vector<std::future<Status>> waits;
+  };
+
+  std::shared_ptr<GroupState> Find(std::string_view name) const;
+  Result<std::shared_ptr<GroupState>> FindQueue(std::string_view name) const;
+  Result<std::shared_ptr<GroupState>> FindStream(std::string_view name) const;
+  uint32_t ConsumerId(GroupState& g, std::string_view consumer, int64_t now);
+  // Validates refs against g (pending, locked by consumer); returns the entries.
+  Result<std::vector<std::pair<int32_t, int64_t>>> CheckRefs(GroupState& g, std::string_view consumer,
+                                                             std::span<const RecordRef> refs) const;
+
+  // In-memory transitions (caller holds g.mu).
+  void Lock(GroupState& g, int32_t p, int64_t offset, PelEntry& e, uint32_t consumer, int64_t now);
+  void EraseDue(GroupState& g, int32_t p, int64_t offset, const PelEntry& e);
+  // Removes a finished entry (acked or dead-lettered) and promotes its key's next parked entry.
+  void Finish(GroupState& g, int32_t p, int64_t offset, MetaWrites& wb, int64_t now);
+  void PutEntry(const GroupState& g, int32_t p, int64_t offset, const PelEntry& e,
+                MetaWrites& wb) const;
+  void PutCursor(const GroupState& g, int32_t p, MetaWrites& wb) const;
+  void GrowPartitions(GroupState& g);
+
+  // Queues a meta-only write to the committer. Call with g.mu held.
+  std::future<Status> Submit(MetaWrites writes, bool durable);
+  // Queues the append of dead letters with the writes that retire their pending entries (one
+  // WriteBatch per DLQ partition, durable). Call with g.mu held.
+  void SubmitDeadLetters(GroupState& g, std::vector<DeadLetterMove> moves, int64_t now,
+                         Pending* pending);
+  static Status Wait(Pending& pending);
+
+  Status PersistGroup(const GroupState& g, bool durable);
+  void ExpireMembers(GroupState& g, int64_t now, bool* changed);
+  void Rebalance(GroupState& g);
+  Membership MembershipOf(const GroupState& g, const std::string& member) const;
+  RecordStatus QueueStatus(const GroupState& g, int32_t p, int64_t offset) const;
+
+  LogStoreImpl& store_;
+  mutable std::shared_mutex mu_;  // guards groups_
+  std::map<std::string, std::shared_ptr<GroupState>, std::less<>> groups_;
+};
+
+}  // namespace runnel::storage

@@ -1,0 +1,1407 @@
+// GroupManager: stream groups, queue groups with pending entries and dead-letter topics, lag and
+// record status. See group_manager.h for the concurrency model.
+#include <algorithm>
+#include <charconv>
+#include <limits>
+
+#include "group_manager.h"
+#include "log_store_impl.h"
+#include "logging.h"
+#include "rocks_status.h"
+#include "runnel/common/coding.h"
+
+namespace runnel::storage {
+
+namespace fmt = format;
+
+namespace {
+
+constexpr int64_t kNoFloor = std::numeric_limits<int64_t>::max();
+// Dead letters are appended in batches of at most this many records.
+constexpr size_t kMaxDeadLettersPerBatch = 256;
+
+Status ParseI64(std::string_view key, std::string_view value, int64_t min, int64_t max, int64_t* out) {
+  int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+  if (ec != std::errc() || ptr != value.data() + value.size() || value.empty() || v < min || v > max) {
+    return Status::InvalidArgument(std::string(key) + ": '" + std::string(value) +
+                                   "' is not an integer in [" + std::to_string(min) + ", " +
+                                   std::to_string(max) + "]");
+  }
+  *out = v;
+  return Status::OK();
+}
+
+Status ParseBool(std::string_view key, std::string_view value, bool* out) {
+  if (value == "true" || value == "1") {
+    *out = true;
+  } else if (value == "false" || value == "0") {
+    *out = false;
+  } else {
+    return Status::InvalidArgument(std::string(key) + ": '" + std::string(value) + "' is not a boolean");
+  }
+  return Status::OK();
+}
+
+std::string RefName(int32_t p, int64_t offset) {
+  return std::to_string(p) + ":" + std::to_string(offset);
+}
+
+LoadedRecord Copy(const Record& r) {
+  LoadedRecord out;
+  out.timestamp_ms = r.timestamp;
+  if (r.key) out.key = std::string(*r.key);
+  if (r.value) out.value = std::string(*r.value);
+  for (const RecordHeader& h : r.Headers()) {
+    out.headers.emplace_back(std::string(h.key),
+                             h.value ? std::optional<std::string>(std::string(*h.value)) : std::nullopt);
+  }
+  out.size = (r.key ? r.key->size() : 0) + (r.value ? r.value->size() : 0) + r.headers_data.size();
+  return out;
+}
+
+DeliveredRecord ToDelivered(int32_t p, int64_t offset, LoadedRecord rec, const PelEntry& e) {
+  DeliveredRecord d;
+  d.partition = Partition(p);
+  d.offset = Offset(offset);
+  d.timestamp_ms = rec.timestamp_ms;
+  d.key = std::move(rec.key);
+  d.value = std::move(rec.value);
+  d.headers = std::move(rec.headers);
+  d.deliveries = e.deliveries;
+  d.lock_until_ms = e.due_ms;
+  return d;
+}
+
+}  // namespace
+
+std::string_view RecordStateName(RecordState s) {
+  switch (s) {
+    case RecordState::kUndelivered: return "undelivered";
+    case RecordState::kPending: return "pending";
+    case RecordState::kAcked: return "acked";
+    case RecordState::kDeadLettered: return "dead_lettered";
+  }
+  return "unknown";
+}
+
+Status GroupConfig::Set(std::string_view key, std::string_view value) {
+  int64_t v = 0;
+  if (key == "topic") {
+    RUNNEL_RETURN_IF_ERROR(ValidateTopicName(value));
+    topic = std::string(value);
+  } else if (key == "lock.timeout.ms") {
+    RUNNEL_RETURN_IF_ERROR(ParseI64(key, value, 1, 7LL * 24 * 3600 * 1000, &v));
+    lock_timeout_ms = v;
+  } else if (key == "max.deliveries") {
+    RUNNEL_RETURN_IF_ERROR(ParseI64(key, value, 1, 1'000'000, &v));
+    max_deliveries = static_cast<int32_t>(v);
+  } else if (key == "ordered.keys") {
+    RUNNEL_RETURN_IF_ERROR(ParseBool(key, value, &ordered_keys));
+  } else if (key == "message.ttl.ms") {
+    RUNNEL_RETURN_IF_ERROR(ParseI64(key, value, 0, std::numeric_limits<int64_t>::max(), &v));
+    message_ttl_ms = v;
+  } else if (key == "dlq.topic") {
+    if (!value.empty()) RUNNEL_RETURN_IF_ERROR(ValidateTopicName(value));
+    dlq_topic = std::string(value);
+  } else if (key == "retain.until.acked") {
+    RUNNEL_RETURN_IF_ERROR(ParseBool(key, value, &retain_until_acked));
+  } else {
+    return Status::InvalidArgument("unknown group config '" + std::string(key) + "'");
+  }
+  return Status::OK();
+}
+
+std::vector<std::pair<std::string, std::string>> GroupConfig::ToList() const {
+  return {
+      {"dlq.topic", dlq_topic},
+      {"lock.timeout.ms", std::to_string(lock_timeout_ms)},
+      {"max.deliveries", std::to_string(max_deliveries)},
+      {"message.ttl.ms", std::to_string(message_ttl_ms)},
+      {"ordered.keys", ordered_keys ? "true" : "false"},
+      {"retain.until.acked", retain_until_acked ? "true" : "false"},
+      {"topic", topic},
+  };
+}
+
+// Reads records of one topic for a group, caching the last decoded batch of each partition
+// (deliveries walk batches record by record). Not thread-safe: used under the group mutex.
+class GroupManager::RecordReader {
+ public:
+  RecordReader(const LogStoreImpl& store, std::string topic) : store_(store), topic_(std::move(topic)) {}
+
+  // The record at (p, offset). OutOfRange if it is gone or not durable yet.
+  Result<LoadedRecord> Get(int32_t p, int64_t offset) {
+    RUNNEL_RETURN_IF_ERROR(Load(p, offset));
+    const Cached& c = cache_[p];
+    return Copy(c.batch->records()[static_cast<size_t>(offset - c.base)]);
+  }
+
+  // Calls fn(record) for records from `from` on, until fn returns false or the durable end.
+  Status Scan(int32_t p, int64_t from, const std::function<bool(const Record&)>& fn) {
+    while (true) {
+      Status s = Load(p, from);
+      if (s.IsOutOfRange()) return Status::OK();  // reached the high watermark
+      RUNNEL_RETURN_IF_ERROR(s);
+      const Cached& c = cache_[p];
+      for (const Record& r : c.batch->records()) {
+        if (r.offset < from) continue;
+        if (!fn(r)) return Status::OK();
+      }
+      from = c.last + 1;
+    }
+  }
+
+ private:
+  struct Cached {
+    std::unique_ptr<std::string> bytes;
+    std::optional<DecodedBatch> batch;
+    int64_t base = 0;
+    int64_t last = -1;
+  };
+
+  Status Load(int32_t p, int64_t offset) {
+    Cached& c = cache_[p];
+    if (c.batch && offset >= c.base && offset <= c.last) return Status::OK();
+    RUNNEL_ASSIGN_OR_RETURN(ReadResult r, store_.Read(topic_, Partition(p), Offset(offset), 1));
+    if (r.batch_count == 0) {
+      return Status::OutOfRange("offset " + std::to_string(offset) + " is at the end of the log");
+    }
+    BatchHeader h;
+    RUNNEL_RETURN_IF_ERROR(PeekBatchHeader(r.records, &h));
+    c.bytes = std::make_unique<std::string>(std::move(r.records));
+    c.bytes->resize(h.total_size());
+    auto decoded = DecodedBatch::Decode(*c.bytes, DecodeLimits{store_.options_.max_uncompressed_batch_bytes});
+    if (!decoded.ok()) return decoded.status();
+    c.batch.emplace(std::move(decoded).value());
+    c.base = h.base_offset;
+    c.last = h.last_offset();
+    if (offset < c.base || offset > c.last) {
+      return Status::OutOfRange("offset " + std::to_string(offset) + " is no longer stored");
+    }
+    return Status::OK();
+  }
+
+  const LogStoreImpl& store_;
+  std::string topic_;
+  std::map<int32_t, Cached> cache_;
+};
+
+GroupManager::GroupManager(LogStoreImpl& store) : store_(store) {}
+
+std::shared_ptr<GroupState> GroupManager::Find(std::string_view name) const {
+  std::shared_lock lk(mu_);
+  auto it = groups_.find(name);
+  return it == groups_.end() ? nullptr : it->second;
+}
+
+Result<std::shared_ptr<GroupState>> GroupManager::FindQueue(std::string_view name) const {
+  auto g = Find(name);
+  if (!g) return Status::NotFound("unknown group '" + std::string(name) + "'");
+  if (g->mode != GroupMode::kQueue) {
+    return Status::InvalidArgument("group '" + std::string(name) + "' is a stream group, not a queue group");
+  }
+  return g;
+}
+
+Result<std::shared_ptr<GroupState>> GroupManager::FindStream(std::string_view name) const {
+  auto g = Find(name);
+  if (!g) return Status::NotFound("unknown group '" + std::string(name) + "'");
+  if (g->mode != GroupMode::kStream) {
+    return Status::InvalidArgument("group '" + std::string(name) + "' is a queue group, not a stream group");
+  }
+  return g;
+}
+
+uint32_t GroupManager::ConsumerId(GroupState& g, std::string_view consumer, int64_t now) {
+  auto [it, fresh] = g.consumer_ids.try_emplace(std::string(consumer), static_cast<uint32_t>(g.consumers.size()));
+  if (fresh) g.consumers.push_back({std::string(consumer), 0, now});
+  g.consumers[it->second].last_seen_ms = now;
+  return it->second;
+}
+
+Result<std::vector<std::pair<int32_t, int64_t>>> GroupManager::CheckRefs(
+    GroupState& g, std::string_view consumer, std::span<const RecordRef> refs) const {
+  if (refs.empty()) return Status::InvalidArgument("no records given");
+  auto cid = g.consumer_ids.find(std::string(consumer));
+  std::vector<std::pair<int32_t, int64_t>> out;
+  for (const RecordRef& ref : refs) {
+    const int32_t p = ref.partition.value();
+    const int64_t off = ref.offset.value();
+    if (p < 0 || static_cast<size_t>(p) >= g.parts.size()) {
+      return Status::NotFound("partition " + std::to_string(p) + " does not exist in group '" + g.name + "'");
+    }
+    auto it = g.parts[static_cast<size_t>(p)].pel.find(off);
+    if (it == g.parts[static_cast<size_t>(p)].pel.end() || it->second.state != fmt::PendingState::kLocked) {
+      return Status::NotFound("record " + RefName(p, off) + " is not pending in group '" + g.name + "'");
+    }
+    if (cid == g.consumer_ids.end() || it->second.consumer != cid->second) {
+      return Status::InvalidArgument("record " + RefName(p, off) + " is locked by consumer '" +
+                                     g.consumers[it->second.consumer].name + "', not '" +
+                                     std::string(consumer) + "'");
+    }
+    out.emplace_back(p, off);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+void GroupManager::EraseDue(GroupState& g, int32_t p, int64_t offset, const PelEntry& e) {
+  if (e.state == fmt::PendingState::kLocked || e.state == fmt::PendingState::kRetry) {
+    g.due.erase(DueKey{e.due_ms, p, offset});
+  }
+  if (e.state == fmt::PendingState::kLocked) --g.consumers[e.consumer].pending;
+}
+
+void GroupManager::Lock(GroupState& g, int32_t p, int64_t offset, PelEntry& e, uint32_t consumer,
+                        int64_t now) {
+  EraseDue(g, p, offset, e);
+  e.state = fmt::PendingState::kLocked;
+  e.consumer = consumer;
+  ++e.deliveries;
+  e.due_ms = now + g.config.lock_timeout_ms;
+  if (e.first_delivery_ms == 0) e.first_delivery_ms = now;
+  e.last_active_ms = now;
+  g.due.insert(DueKey{e.due_ms, p, offset});
+  ++g.consumers[consumer].pending;
+}
+
+void GroupManager::Finish(GroupState& g, int32_t p, int64_t offset, MetaWrites& wb, int64_t now) {
+  auto& pel = g.parts[static_cast<size_t>(p)].pel;
+  auto it = pel.find(offset);
+  if (it == pel.end()) return;
+  EraseDue(g, p, offset, it->second);
+  if (it->second.key) {
+    auto kq = g.key_queues.find({p, *it->second.key});
+    if (kq != g.key_queues.end()) {
+      auto& q = kq->second;
+      q.erase(std::find(q.begin(), q.end(), offset));
+      if (q.empty()) {
+        g.key_queues.erase(kq);
+      } else if (auto next = pel.find(q.front());
+                 next != pel.end() && next->second.state == fmt::PendingState::kParked) {
+        // The key is free again: its next record becomes deliverable now.
+        next->second.state = fmt::PendingState::kRetry;
+        next->second.due_ms = now;
+        g.due.insert(DueKey{now, p, next->first});
+        PutEntry(g, p, next->first, next->second, wb);
+      }
+    }
+  }
+  pel.erase(it);
+}
+
+void GroupManager::PutEntry(const GroupState& g, int32_t p, int64_t offset, const PelEntry& e,
+                            MetaWrites& wb) const {
+  fmt::PendingValue v{e.state, e.deliveries, e.due_ms, e.first_delivery_ms, e.last_active_ms,
+                      e.first_failure_ms, e.last_failure_ms,
+                      e.state == fmt::PendingState::kLocked ? g.consumers[e.consumer].name : std::string()};
+  wb.Put(fmt::PendingKey(g.id, p, offset), fmt::Encode(v));
+}
+
+void GroupManager::PutCursor(const GroupState& g, int32_t p, MetaWrites& wb) const {
+  wb.Put(fmt::OffsetKey(g.id, g.topic_id, p),
+         fmt::Encode(fmt::OffsetValue{g.parts[static_cast<size_t>(p)].cursor, 0, {}}));
+}
+
+void GroupManager::GrowPartitions(GroupState& g) {
+  auto topic = store_.FindTopic(g.config.topic);
+  if (!topic || topic->id != g.topic_id) return;
+  size_t n;
+  {
+    std::shared_lock lk(store_.topics_mu_);
+    n = topic->partitions.size();
+  }
+  while (g.parts.size() < n) {
+    // A partition added after the group was created is read from its start.
+    QueuePartition qp;
+    qp.cursor = topic->partitions[g.parts.size()]->log_start.load();
+    g.parts.push_back(std::move(qp));
+  }
+}
+
+std::future<Status> GroupManager::Submit(MetaWrites writes, bool durable) {
+  auto promise = std::make_shared<std::promise<Status>>();
+  std::future<Status> f = promise->get_future();
+  if (writes.empty()) {
+    promise->set_value(Status::OK());
+    return f;
+  }
+  auto op = std::make_unique<PendingAppend>();
+  op->acks = durable ? AckMode::kDurable : AckMode::kWritten;
+  auto shared = std::make_shared<MetaWrites>(std::move(writes));
+  rocksdb::ColumnFamilyHandle* meta = store_.meta_cf_;
+  op->extra = [shared, meta](const AppendResult*, rocksdb::WriteBatch& round) {
+    for (const auto& [key, value] : shared->ops) {
+      if (value) {
+        round.Put(meta, key, *value);
+      } else {
+        round.Delete(meta, key);
+      }
+    }
+  };
+  op->done = [promise](Result<AppendResult> r) { promise->set_value(r.status()); };
+  store_.Enqueue(std::move(op));
+  return f;
+}
+
+Status GroupManager::Wait(Pending& pending) {
+  Status result;
+  for (auto& f : pending.waits) {
+    Status s = f.get();
+    if (result.ok()) result = s;
+  }
+  return result;
+}
+
+void GroupManager::SubmitDeadLetters(GroupState& g, std::vector<DeadLetterMove> moves, int64_t now,
+                                     Pending* pending) {
+  if (moves.empty()) return;
+  auto fail = [&](Status s) {
+    log::Error("group '" + g.name + "': cannot dead-letter " + std::to_string(moves.size()) +
+               " records: " + s.ToString());
+    std::promise<Status> p;
+    p.set_value(std::move(s));
+    pending->waits.push_back(p.get_future());
+  };
+  auto dlq = store_.FindTopic(g.config.dlq_topic);
+  if (!dlq) return fail(Status::NotFound("dead-letter topic '" + g.config.dlq_topic + "' does not exist"));
+  size_t dlq_partitions;
+  {
+    std::shared_lock lk(store_.topics_mu_);
+    dlq_partitions = dlq->partitions.size();
+  }
+  std::map<int32_t, std::vector<DeadLetterMove*>> by_partition;
+  for (DeadLetterMove& m : moves) {
+    by_partition[static_cast<int32_t>(static_cast<size_t>(m.partition) % dlq_partitions)].push_back(&m);
+  }
+  for (auto& [dp, list] : by_partition) {
+    for (size_t start = 0; start < list.size(); start += kMaxDeadLettersPerBatch) {
+      const size_t end = std::min(list.size(), start + kMaxDeadLettersPerBatch);
+      RecordBatchBuilder builder;
+      struct Retire {
+        int32_t partition;
+        int64_t offset;
+        std::string reason;
+      };
+      auto retire = std::make_shared<std::vector<Retire>>();
+      for (size_t i = start; i < end; ++i) {
+        DeadLetterMove& m = *list[i];
+        const std::string p = std::to_string(m.partition), o = std::to_string(m.offset);
+        const std::string d = std::to_string(m.deliveries), ff = std::to_string(m.first_failure_ms);
+        const std::string lf = std::to_string(now);
+        std::vector<RecordHeader> headers;
+        for (const auto& [k, v] : m.record.headers) {
+          // A copy must not be swallowed by the DLQ topic's own dedup window.
+          headers.push_back({k == fmt::kDedupKeyHeader ? std::string_view("runnel.dlq.dedup.key") : std::string_view(k),
+                             v ? std::optional<std::string_view>(*v) : std::nullopt});
+        }
+        headers.push_back({"runnel.dlq.topic", std::string_view(g.config.topic)});
+        headers.push_back({"runnel.dlq.partition", std::string_view(p)});
+        headers.push_back({"runnel.dlq.offset", std::string_view(o)});
+        headers.push_back({"runnel.dlq.group", std::string_view(g.name)});
+        headers.push_back({"runnel.dlq.deliveries", std::string_view(d)});
+        headers.push_back({"runnel.dlq.reason", std::string_view(m.reason)});
+        headers.push_back({"runnel.dlq.first_failure_ms", std::string_view(ff)});
+        headers.push_back({"runnel.dlq.last_failure_ms", std::string_view(lf)});
+        std::optional<std::string_view> key, value;
+        if (m.record.key) key = *m.record.key;
+        if (m.record.value) value = *m.record.value;
+        builder.Add(m.record.timestamp_ms, key, value, headers);
+        retire->push_back({m.partition, m.offset, m.reason});
+      }
+      AppendRequest req{g.config.dlq_topic, Partition(dp), builder.Build(), AckMode::kDurable};
+      auto op = std::make_unique<PendingAppend>();
+      if (Status s = store_.Prepare(req, op.get()); !s.ok()) {
+        fail(s);
+        continue;
+      }
+      auto promise = std::make_shared<std::promise<Status>>();
+      pending->waits.push_back(promise->get_future());
+      rocksdb::ColumnFamilyHandle* meta = store_.meta_cf_;
+      const uint32_t gid = g.id;
+      // The copy, the pending entry's removal and the dead-letter index entry: one WriteBatch.
+      op->extra = [retire, meta, gid, dp, now](const AppendResult* r, rocksdb::WriteBatch& round) {
+        for (size_t i = 0; i < retire->size(); ++i) {
+          const Retire& x = (*retire)[i];
+          round.Delete(meta, fmt::PendingKey(gid, x.partition, x.offset));
+          round.Put(meta, fmt::DeadLetterKey(gid, x.partition, x.offset),
+                    fmt::Encode(fmt::DeadLetterValue{dp, r->OffsetOf(static_cast<int32_t>(i)).value(), now, x.reason}));
+        }
+      };
+      op->done = [promise](Result<AppendResult> r) { promise->set_value(r.status()); };
+      store_.Enqueue(std::move(op));
+    }
+  }
+}
+
+Result<std::vector<DeliveredRecord>> GroupManager::Deliver(std::string_view group,
+                                                           std::string_view consumer,
+                                                           int32_t max_records, size_t max_bytes) {
+  if (consumer.empty()) return Status::InvalidArgument("consumer name is empty");
+  if (max_records <= 0) return Status::InvalidArgument("max_records must be positive");
+  RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
+  std::vector<DeliveredRecord> out;
+  Pending pending;
+  {
+    std::lock_guard lk(g->mu);
+    const int64_t now = store_.clock_->NowMs();
+    const uint32_t c = ConsumerId(*g, consumer, now);
+    GrowPartitions(*g);
+    if (g->parts.empty()) return Status::NotFound("topic '" + g->config.topic + "' of group '" + g->name + "' is gone");
+    RecordReader reader(store_, g->config.topic);
+    MetaWrites writes;
+    std::vector<DeadLetterMove> dead;
+    size_t bytes = 0;
+    auto full = [&] { return out.size() >= static_cast<size_t>(max_records) || bytes >= max_bytes; };
+    auto expired = [&](const LoadedRecord& r) {
+      return g->config.message_ttl_ms > 0 && r.timestamp_ms < now - g->config.message_ttl_ms;
+    };
+
+    // 1. Due retries and expired locks, oldest due first: a range scan over what is due.
+    for (auto it = g->due.begin(); it != g->due.end() && it->due_ms <= now && !full();) {
+      const DueKey dk = *it++;
+      PelEntry& e = g->parts[static_cast<size_t>(dk.partition)].pel[dk.offset];
+      auto rec = reader.Get(dk.partition, dk.offset);
+      if (!rec.ok()) {
+        if (!rec.status().IsOutOfRange()) return rec.status();
+        // Retention removed the record: nothing left to deliver.
+        Finish(*g, dk.partition, dk.offset, writes, now);
+        writes.Delete(fmt::PendingKey(g->id, dk.partition, dk.offset));
+        continue;
+      }
+      if (e.state == fmt::PendingState::kLocked) {  // the lock expired: a failed attempt
+        if (e.first_failure_ms == 0) e.first_failure_ms = now;
+        e.last_failure_ms = now;
+      }
+      std::string reason = expired(*rec) ? "expired" : e.deliveries >= g->config.max_deliveries ? "max_deliveries" : "";
+      if (!reason.empty()) {
+        dead.push_back({dk.partition, dk.offset, std::move(rec).value(), e.deliveries,
+                        e.first_failure_ms ? e.first_failure_ms : now, std::move(reason)});
+        Finish(*g, dk.partition, dk.offset, writes, now);
+        continue;
+      }
+      Lock(*g, dk.partition, dk.offset, e, c, now);
+      PutEntry(*g, dk.partition, dk.offset, e, writes);
+      bytes += rec->size;
+      out.push_back(ToDelivered(dk.partition, dk.offset, std::move(rec).value(), e));
+    }
+
+    // 2. Records never looked at, round-robin over partitions.
+    const size_t n = g->parts.size();
+    for (size_t k = 0; k < n && !full(); ++k) {
+      const int32_t p = static_cast<int32_t>((g->member_seq + k) % n);
+      QueuePartition& qp = g->parts[static_cast<size_t>(p)];
+      auto start = store_.ListOffset(g->config.topic, Partition(p), OffsetQuery::Earliest());
+      if (start.ok() && qp.cursor < start->value()) qp.cursor = start->value();  // retention passed it
+      const int64_t before = qp.cursor;
+      RUNNEL_RETURN_IF_ERROR(reader.Scan(p, qp.cursor, [&](const Record& r) {
+        if (full()) return false;
+        qp.cursor = r.offset + 1;
+        PelEntry e;
+        LoadedRecord rec = Copy(r);
+        if (g->config.ordered_keys && rec.key) {
+          e.key = rec.key;
+          auto& q = g->key_queues[{p, *rec.key}];
+          q.push_back(r.offset);
+          if (q.size() > 1) {  // its key is in flight: park it behind the earlier one
+            e.state = fmt::PendingState::kParked;
+            PutEntry(*g, p, r.offset, e, writes);
+            qp.pel.emplace(r.offset, std::move(e));
+            return true;
+          }
+        }
+        if (expired(rec)) {
+          // Persist it as pending first, so a crash before the dead-letter write loses nothing.
+          e.state = fmt::PendingState::kRetry;
+          e.due_ms = now;
+          PutEntry(*g, p, r.offset, e, writes);
+          auto& stored = qp.pel.emplace(r.offset, std::move(e)).first->second;
+          g->due.insert(DueKey{now, p, r.offset});
+          dead.push_back({p, r.offset, std::move(rec), 0, now, "expired"});
+          (void)stored;
+          Finish(*g, p, r.offset, writes, now);
+          return true;
+        }
+        auto& stored = qp.pel.emplace(r.offset, std::move(e)).first->second;
+        Lock(*g, p, r.offset, stored, c, now);
+        PutEntry(*g, p, r.offset, stored, writes);
+        bytes += rec.size;
+        out.push_back(ToDelivered(p, r.offset, std::move(rec), stored));
+        return true;
+      }));
+      if (qp.cursor != before) PutCursor(*g, p, writes);
+    }
+    ++g->member_seq;
+    // Deliveries are not waited for: a lost one is only a redelivery. Their writes go first so
+    // that dead letters never overtake the pending entries they retire.
+    (void)Submit(std::move(writes), /*durable=*/false);
+    SubmitDeadLetters(*g, std::move(dead), now, &pending);
+  }
+  (void)Wait(pending);  // dead-letter failures are logged; the records stay pending on disk
+  return out;
+}
+
+Status GroupManager::Ack(std::string_view group, std::string_view consumer,
+                         std::span<const RecordRef> refs) {
+  RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
+  std::future<Status> done;
+  {
+    std::lock_guard lk(g->mu);
+    RUNNEL_ASSIGN_OR_RETURN(auto entries, CheckRefs(*g, consumer, refs));
+    const int64_t now = store_.clock_->NowMs();
+    ConsumerId(*g, consumer, now);
+    MetaWrites writes;
+    for (const auto& [p, off] : entries) {
+      Finish(*g, p, off, writes, now);
+      writes.Delete(fmt::PendingKey(g->id, p, off));
+    }
+    done = Submit(std::move(writes), /*durable=*/false);
+  }
+  return done.get();
+}
+
+Status GroupManager::Nack(std::string_view group, std::string_view consumer,
+                          std::span<const RecordRef> refs, int64_t delay_ms) {
+  if (delay_ms < 0) return Status::InvalidArgument("nack delay must not be negative");
+  RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
+  Pending pending;
+  {
+    std::lock_guard lk(g->mu);
+    RUNNEL_ASSIGN_OR_RETURN(auto entries, CheckRefs(*g, consumer, refs));
+    const int64_t now = store_.clock_->NowMs();
+    ConsumerId(*g, consumer, now);
+    RecordReader reader(store_, g->config.topic);
+    MetaWrites writes;
+    std::vector<DeadLetterMove> dead;
+    for (const auto& [p, off] : entries) {
+      PelEntry& e = g->parts[static_cast<size_t>(p)].pel[off];
+      if (e.first_failure_ms == 0) e.first_failure_ms = now;
+      e.last_failure_ms = now;
+      if (e.deliveries >= g->config.max_deliveries) {
+        auto rec = reader.Get(p, off);
+        if (rec.ok()) {
+          dead.push_back({p, off, std::move(rec).value(), e.deliveries, e.first_failure_ms, "max_deliveries"});
+        } else {
+          writes.Delete(fmt::PendingKey(g->id, p, off));  // the record is gone
+        }
+        Finish(*g, p, off, writes, now);
+        continue;
+      }
+      EraseDue(*g, p, off, e);
+      e.state = fmt::PendingState::kRetry;
+      e.due_ms = now + delay_ms;
+      g->due.insert(DueKey{e.due_ms, p, off});
+      PutEntry(*g, p, off, e, writes);
+    }
+    pending.waits.push_back(Submit(std::move(writes), /*durable=*/false));
+    SubmitDeadLetters(*g, std::move(dead), now, &pending);
+  }
+  return Wait(pending);
+}
+
+Status GroupManager::Reject(std::string_view group, std::string_view consumer,
+                            std::span<const RecordRef> refs, std::string_view reason) {
+  RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
+  Pending pending;
+  {
+    std::lock_guard lk(g->mu);
+    RUNNEL_ASSIGN_OR_RETURN(auto entries, CheckRefs(*g, consumer, refs));
+    const int64_t now = store_.clock_->NowMs();
+    ConsumerId(*g, consumer, now);
+    RecordReader reader(store_, g->config.topic);
+    MetaWrites writes;
+    std::vector<DeadLetterMove> dead;
+    for (const auto& [p, off] : entries) {
+      PelEntry& e = g->parts[static_cast<size_t>(p)].pel[off];
+      if (e.first_failure_ms == 0) e.first_failure_ms = now;
+      auto rec = reader.Get(p, off);
+      if (rec.ok()) {
+        dead.push_back({p, off, std::move(rec).value(), e.deliveries, e.first_failure_ms,
+                        reason.empty() ? std::string("rejected") : std::string(reason)});
+      } else {
+        writes.Delete(fmt::PendingKey(g->id, p, off));
+      }
+      Finish(*g, p, off, writes, now);
+    }
+    SubmitDeadLetters(*g, std::move(dead), now, &pending);
+    pending.waits.push_back(Submit(std::move(writes), /*durable=*/true));
+  }
+  return Wait(pending);
+}
+
+Result<int64_t> GroupManager::Extend(std::string_view group, std::string_view consumer,
+                                     std::span<const RecordRef> refs) {
+  RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
+  std::future<Status> done;
+  int64_t until = 0;
+  {
+    std::lock_guard lk(g->mu);
+    RUNNEL_ASSIGN_OR_RETURN(auto entries, CheckRefs(*g, consumer, refs));
+    const int64_t now = store_.clock_->NowMs();
+    ConsumerId(*g, consumer, now);
+    until = now + g->config.lock_timeout_ms;
+    MetaWrites writes;
+    for (const auto& [p, off] : entries) {
+      PelEntry& e = g->parts[static_cast<size_t>(p)].pel[off];
+      g->due.erase(DueKey{e.due_ms, p, off});
+      e.due_ms = until;
+      e.last_active_ms = now;
+      g->due.insert(DueKey{until, p, off});
+      PutEntry(*g, p, off, e, writes);
+    }
+    done = Submit(std::move(writes), /*durable=*/false);
+  }
+  RUNNEL_RETURN_IF_ERROR(done.get());
+  return until;
+}
+
+Result<std::vector<DeliveredRecord>> GroupManager::Claim(std::string_view group,
+                                                         std::string_view consumer,
+                                                         int64_t min_idle_ms, int32_t max_records) {
+  if (consumer.empty()) return Status::InvalidArgument("consumer name is empty");
+  if (min_idle_ms < 0) return Status::InvalidArgument("min_idle must not be negative");
+  if (max_records <= 0) return Status::InvalidArgument("max_records must be positive");
+  RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
+  std::vector<DeliveredRecord> out;
+  Pending pending;
+  {
+    std::lock_guard lk(g->mu);
+    const int64_t now = store_.clock_->NowMs();
+    const uint32_t c = ConsumerId(*g, consumer, now);
+    RecordReader reader(store_, g->config.topic);
+    MetaWrites writes;
+    std::vector<DeadLetterMove> dead;
+    // A locked entry is idle for now - last_active, and due at last_active + lock timeout, so
+    // "idle >= min_idle" is "due <= now - min_idle + lock timeout": a range scan of the due index.
+    const int64_t bound = now - min_idle_ms + g->config.lock_timeout_ms;
+    for (auto it = g->due.begin(); it != g->due.end() && it->due_ms <= bound &&
+                                   out.size() < static_cast<size_t>(max_records);) {
+      const DueKey dk = *it++;
+      PelEntry& e = g->parts[static_cast<size_t>(dk.partition)].pel[dk.offset];
+      if (e.state != fmt::PendingState::kLocked) continue;
+      auto rec = reader.Get(dk.partition, dk.offset);
+      if (!rec.ok()) {
+        if (!rec.status().IsOutOfRange()) return rec.status();
+        Finish(*g, dk.partition, dk.offset, writes, now);
+        writes.Delete(fmt::PendingKey(g->id, dk.partition, dk.offset));
+        continue;
+      }
+      if (e.deliveries >= g->config.max_deliveries) {
+        if (e.first_failure_ms == 0) e.first_failure_ms = now;
+        dead.push_back({dk.partition, dk.offset, std::move(rec).value(), e.deliveries, e.first_failure_ms,
+                        "max_deliveries"});
+        Finish(*g, dk.partition, dk.offset, writes, now);
+        continue;
+      }
+      Lock(*g, dk.partition, dk.offset, e, c, now);
+      PutEntry(*g, dk.partition, dk.offset, e, writes);
+      out.push_back(ToDelivered(dk.partition, dk.offset, std::move(rec).value(), e));
+    }
+    (void)Submit(std::move(writes), /*durable=*/false);
+    SubmitDeadLetters(*g, std::move(dead), now, &pending);
+  }
+  (void)Wait(pending);
+  return out;
+}
+
+// ---- group lifecycle --------------------------------------------------------------------------
+
+Status GroupManager::CreateQueueGroup(std::string_view name, const GroupConfig& config_in,
+                                      StartPosition start) {
+  RUNNEL_RETURN_IF_ERROR(ValidateTopicName(name).WithContext("group name"));
+  GroupConfig config = config_in;
+  auto topic = store_.FindTopic(config.topic);
+  if (!topic) return Status::NotFound("unknown topic '" + config.topic + "'");
+  if (config.dlq_topic.empty()) config.dlq_topic = config.topic + ".dlq." + std::string(name);
+  RUNNEL_RETURN_IF_ERROR(ValidateTopicName(config.dlq_topic).WithContext("dead-letter topic"));
+  if (config.dlq_topic == config.topic) {
+    return Status::InvalidArgument("a group's dead-letter topic cannot be the topic it consumes");
+  }
+  if (Find(name)) return Status::AlreadyExists("group '" + std::string(name) + "' already exists");
+  size_t partitions;
+  {
+    std::shared_lock lk(store_.topics_mu_);
+    partitions = topic->partitions.size();
+  }
+  if (!store_.FindTopic(config.dlq_topic)) {
+    TopicConfig dlq_config = store_.options_.default_topic_config;
+    dlq_config.dedup_window_ms = 0;  // every dead letter is kept, even repeats
+    Status s = store_.CreateTopic(config.dlq_topic, static_cast<int32_t>(partitions), dlq_config);
+    if (!s.ok() && s.code() != StatusCode::kAlreadyExists) return s;
+  }
+  auto g = std::make_shared<GroupState>();
+  g->name = std::string(name);
+  g->mode = GroupMode::kQueue;
+  g->config = config;
+  g->topic_id = topic->id;
+  g->created_ms = store_.clock_->NowMs();
+  for (size_t p = 0; p < partitions; ++p) {
+    const Partition part(static_cast<int32_t>(p));
+    Result<Offset> pos = Offset(0);
+    switch (start.kind) {
+      case StartPosition::Kind::kEarliest:
+        pos = store_.ListOffset(config.topic, part, OffsetQuery::Earliest());
+        break;
+      case StartPosition::Kind::kLatest:
+        pos = store_.ListOffset(config.topic, part, OffsetQuery::Latest());
+        break;
+      case StartPosition::Kind::kTimestamp:
+        pos = store_.ListOffset(config.topic, part, OffsetQuery::AtTime(start.value));
+        break;
+      case StartPosition::Kind::kOffset: {
+        RUNNEL_ASSIGN_OR_RETURN(Offset lo, store_.ListOffset(config.topic, part, OffsetQuery::Earliest()));
+        RUNNEL_ASSIGN_OR_RETURN(Offset hi, store_.ListOffset(config.topic, part, OffsetQuery::Latest()));
+        if (start.value < lo.value() || start.value > hi.value()) {
+          return Status::OutOfRange("start offset " + std::to_string(start.value) + " is outside [" +
+                                    std::to_string(lo.value()) + ", " + std::to_string(hi.value()) +
+                                    "] of partition " + std::to_string(p));
+        }
+        pos = Offset(start.value);
+        break;
+      }
+    }
+    if (!pos.ok()) return pos.status();
+    g->parts.push_back({pos->value(), {}});
+  }
+  std::lock_guard admin(store_.admin_mu_);
+  std::unique_lock lk(mu_);
+  if (groups_.count(name)) return Status::AlreadyExists("group '" + std::string(name) + "' already exists");
+  RUNNEL_ASSIGN_OR_RETURN(fmt::CountersValue counters, store_.ReadCounters());
+  g->id = counters.next_group_id++;
+  rocksdb::WriteBatch wb;
+  wb.Put(store_.meta_cf_, fmt::CountersKey(), fmt::Encode(counters));
+  wb.Put(store_.meta_cf_, fmt::GroupKey(name),
+         fmt::Encode(fmt::GroupValue{g->id, static_cast<uint8_t>(g->mode), 0, g->created_ms, config.ToList()}));
+  for (size_t p = 0; p < g->parts.size(); ++p) {
+    wb.Put(store_.meta_cf_, fmt::OffsetKey(g->id, g->topic_id, static_cast<int32_t>(p)),
+           fmt::Encode(fmt::OffsetValue{g->parts[p].cursor, g->created_ms, {}}));
+  }
+  RUNNEL_RETURN_IF_ERROR(store_.WriteMeta(&wb, "creating group '" + g->name + "'"));
+  groups_[g->name] = std::move(g);
+  return Status::OK();
+}
+
+Status GroupManager::DeleteGroup(std::string_view name) {
+  std::shared_ptr<GroupState> g;
+  {
+    std::unique_lock lk(mu_);
+    auto it = groups_.find(name);
+    if (it == groups_.end()) return Status::NotFound("unknown group '" + std::string(name) + "'");
+    g = it->second;
+    groups_.erase(it);
+  }
+  std::lock_guard glk(g->mu);
+  rocksdb::WriteBatch wb;
+  wb.Delete(store_.meta_cf_, fmt::GroupKey(name));
+  for (auto type : {fmt::MetaKeyType::kOffset, fmt::MetaKeyType::kPending, fmt::MetaKeyType::kDeadLetter}) {
+    wb.DeleteRange(store_.meta_cf_, fmt::IdPrefixBegin(type, g->id), fmt::IdPrefixEnd(type, g->id));
+  }
+  return store_.WriteMeta(&wb, "deleting group '" + g->name + "'");
+}
+
+std::vector<std::string> GroupManager::ListGroups() const {
+  std::shared_lock lk(mu_);
+  std::vector<std::string> names;
+  for (const auto& [name, g] : groups_) names.push_back(name);
+  return names;
+}
+
+Status GroupManager::PersistGroup(const GroupState& g, bool durable) {
+  MetaWrites w;
+  w.Put(fmt::GroupKey(g.name), fmt::Encode(fmt::GroupValue{g.id, static_cast<uint8_t>(g.mode), g.generation,
+                                                           g.created_ms, g.config.ToList()}));
+  return Submit(std::move(w), durable).get();
+}
+
+// ---- stream groups ----------------------------------------------------------------------------
+
+void GroupManager::ExpireMembers(GroupState& g, int64_t now, bool* changed) {
+  for (auto it = g.members.begin(); it != g.members.end();) {
+    if (now - it->second.last_seen_ms > it->second.session_timeout_ms) {
+      it = g.members.erase(it);
+      *changed = true;
+    } else {
+      ++it;
+    }
+  }
+}
+
+void GroupManager::Rebalance(GroupState& g) {
+  ++g.generation;
+  // Every partition of every subscribed topic, and who may own it.
+  std::map<TopicPartition, std::vector<std::string>> eligible;
+  for (const auto& [id, m] : g.members) {
+    for (const std::string& t : m.topics) {
+      auto topic = store_.FindTopic(t);
+      if (!topic) continue;
+      std::shared_lock lk(store_.topics_mu_);
+      for (size_t p = 0; p < topic->partitions.size(); ++p) {
+        eligible[{t, Partition(static_cast<int32_t>(p))}].push_back(id);
+      }
+    }
+  }
+  const size_t members = g.members.size();
+  if (members == 0) return;
+  const size_t total = eligible.size();
+  const size_t floor = total / members;
+  size_t ceil_slots = total % members;  // members that may hold floor + 1
+  std::map<std::string, std::vector<TopicPartition>> next;
+  std::set<TopicPartition> taken;
+  // Sticky pass: members keep what they had, up to their fair share.
+  for (auto& [id, m] : g.members) {
+    auto& mine = next[id];
+    for (const TopicPartition& tp : m.assignment) {
+      auto e = eligible.find(tp);
+      if (e == eligible.end() || std::find(e->second.begin(), e->second.end(), id) == e->second.end()) continue;
+      const size_t cap = floor + (ceil_slots > 0 ? 1 : 0);
+      if (mine.size() >= cap) break;
+      mine.push_back(tp);
+      taken.insert(tp);
+    }
+    if (mine.size() > floor) --ceil_slots;
+  }
+  // The rest go to the least loaded eligible member.
+  for (const auto& [tp, ids] : eligible) {
+    if (taken.count(tp)) continue;
+    const std::string* best = nullptr;
+    for (const std::string& id : ids) {
+      const size_t have = next[id].size();
+      const size_t cap = floor + (ceil_slots > 0 || have < floor ? 1 : 0);
+      if (have >= cap && have >= floor + 1) continue;
+      if (!best || have < next[*best].size()) best = &id;
+    }
+    if (!best) best = &ids.front();  // uneven subscriptions: fall back to any subscriber
+    if (next[*best].size() == floor) --ceil_slots;
+    next[*best].push_back(tp);
+  }
+  for (auto& [id, m] : g.members) {
+    m.assignment = std::move(next[id]);
+    std::sort(m.assignment.begin(), m.assignment.end());
+  }
+}
+
+Membership GroupManager::MembershipOf(const GroupState& g, const std::string& member) const {
+  return Membership{member, g.generation, g.members.at(member).assignment};
+}
+
+Result<Membership> GroupManager::Join(std::string_view group, std::string_view member_id,
+                                      const std::vector<std::string>& topics,
+                                      int64_t session_timeout_ms) {
+  RUNNEL_RETURN_IF_ERROR(ValidateTopicName(group).WithContext("group name"));
+  if (topics.empty()) return Status::InvalidArgument("a member must subscribe to at least one topic");
+  for (const std::string& t : topics) {
+    if (!store_.FindTopic(t)) return Status::NotFound("unknown topic '" + t + "'");
+  }
+  if (session_timeout_ms < 1 || session_timeout_ms > 3'600'000) {
+    return Status::InvalidArgument("session timeout must be between 1 ms and 1 hour");
+  }
+  std::shared_ptr<GroupState> g = Find(group);
+  if (!g) {
+    std::lock_guard admin(store_.admin_mu_);
+    std::unique_lock lk(mu_);
+    if (auto it = groups_.find(group); it != groups_.end()) {
+      g = it->second;
+    } else {
+      g = std::make_shared<GroupState>();
+      g->name = std::string(group);
+      g->mode = GroupMode::kStream;
+      g->created_ms = store_.clock_->NowMs();
+      RUNNEL_ASSIGN_OR_RETURN(fmt::CountersValue counters, store_.ReadCounters());
+      g->id = counters.next_group_id++;
+      rocksdb::WriteBatch wb;
+      wb.Put(store_.meta_cf_, fmt::CountersKey(), fmt::Encode(counters));
+      wb.Put(store_.meta_cf_, fmt::GroupKey(group),
+             fmt::Encode(fmt::GroupValue{g->id, static_cast<uint8_t>(g->mode), 0, g->created_ms, {}}));
+      RUNNEL_RETURN_IF_ERROR(store_.WriteMeta(&wb, "creating group '" + g->name + "'"));
+      groups_[g->name] = g;
+    }
+  }
+  if (g->mode != GroupMode::kStream) {
+    return Status::InvalidArgument("group '" + std::string(group) + "' is a queue group, not a stream group");
+  }
+  std::lock_guard lk(g->mu);
+  const int64_t now = store_.clock_->NowMs();
+  bool changed = false;
+  ExpireMembers(*g, now, &changed);
+  std::string id(member_id);
+  if (id.empty()) {
+    id = g->name + "-" + std::to_string(g->generation + 1) + "-" + std::to_string(++g->member_seq) + "-" +
+         std::to_string(now % 100000);
+  } else if (!g->members.count(id)) {
+    return Status::NotFound("unknown member '" + id + "' of group '" + g->name + "'; rejoin with an empty id");
+  }
+  StreamMember& m = g->members[id];
+  m.topics = topics;
+  std::sort(m.topics.begin(), m.topics.end());
+  m.session_timeout_ms = session_timeout_ms;
+  m.last_seen_ms = now;
+  Rebalance(*g);
+  RUNNEL_RETURN_IF_ERROR(PersistGroup(*g, /*durable=*/true));
+  return MembershipOf(*g, id);
+}
+
+Result<Membership> GroupManager::Heartbeat(std::string_view group, std::string_view member_id) {
+  RUNNEL_ASSIGN_OR_RETURN(auto g, FindStream(group));
+  std::lock_guard lk(g->mu);
+  const int64_t now = store_.clock_->NowMs();
+  bool changed = false;
+  ExpireMembers(*g, now, &changed);
+  auto it = g->members.find(std::string(member_id));
+  if (it == g->members.end()) {
+    if (changed) {
+      Rebalance(*g);
+      RUNNEL_RETURN_IF_ERROR(PersistGroup(*g, true));
+    }
+    return Status::NotFound("unknown member '" + std::string(member_id) + "' of group '" + g->name +
+                            "' (session expired?); rejoin");
+  }
+  it->second.last_seen_ms = now;
+  if (changed) {
+    Rebalance(*g);
+    RUNNEL_RETURN_IF_ERROR(PersistGroup(*g, true));
+  }
+  return MembershipOf(*g, it->first);
+}
+
+Status GroupManager::Leave(std::string_view group, std::string_view member_id) {
+  RUNNEL_ASSIGN_OR_RETURN(auto g, FindStream(group));
+  std::lock_guard lk(g->mu);
+  if (g->members.erase(std::string(member_id)) == 0) {
+    return Status::NotFound("unknown member '" + std::string(member_id) + "' of group '" + g->name + "'");
+  }
+  Rebalance(*g);
+  return PersistGroup(*g, true);
+}
+
+Status GroupManager::CommitOffsets(std::string_view group, std::string_view member_id,
+                                   int32_t generation, const std::vector<OffsetCommit>& offsets) {
+  RUNNEL_ASSIGN_OR_RETURN(auto g, FindStream(group));
+  std::future<Status> done;
+  {
+    std::lock_guard lk(g->mu);
+    const int64_t now = store_.clock_->NowMs();
+    bool changed = false;
+    ExpireMembers(*g, now, &changed);
+    if (changed) {
+      Rebalance(*g);
+      RUNNEL_RETURN_IF_ERROR(PersistGroup(*g, true));
+    }
+    const StreamMember* m = nullptr;
+    if (member_id.empty() && generation == -1) {
+      if (!g->members.empty()) {
+        return Status::Fenced("group '" + g->name + "' has live members; commit as a member");
+      }
+    } else {
+      auto it = g->members.find(std::string(member_id));
+      if (it == g->members.end()) {
+        return Status::Fenced("member '" + std::string(member_id) + "' is not in group '" + g->name + "'");
+      }
+      if (generation != g->generation) {
+        return Status::Fenced("stale generation " + std::to_string(generation) + " (current " +
+                              std::to_string(g->generation) + ") in group '" + g->name + "'");
+      }
+      m = &it->second;
+      it->second.last_seen_ms = now;
+    }
+    MetaWrites writes;
+    std::vector<std::pair<TopicPartition, fmt::OffsetValue>> updates;
+    for (const OffsetCommit& c : offsets) {
+      if (m && !std::binary_search(m->assignment.begin(), m->assignment.end(), c.tp)) {
+        return Status::Fenced(c.tp.topic + "/" + std::to_string(c.tp.partition.value()) +
+                              " is not assigned to member '" + std::string(member_id) + "'");
+      }
+      auto topic = store_.FindTopic(c.tp.topic);
+      if (!topic) return Status::NotFound("unknown topic '" + c.tp.topic + "'");
+      RUNNEL_ASSIGN_OR_RETURN(Offset lo, store_.ListOffset(c.tp.topic, c.tp.partition, OffsetQuery::Earliest()));
+      RUNNEL_ASSIGN_OR_RETURN(Offset hi, store_.ListOffset(c.tp.topic, c.tp.partition, OffsetQuery::Latest()));
+      if (c.offset < lo || c.offset > hi) {
+        return Status::OutOfRange("offset " + std::to_string(c.offset.value()) + " is outside [" +
+                                  std::to_string(lo.value()) + ", " + std::to_string(hi.value()) + "] of " +
+                                  c.tp.topic + "/" + std::to_string(c.tp.partition.value()));
+      }
+      fmt::OffsetValue v{c.offset.value(), now, c.metadata};
+      writes.Put(fmt::OffsetKey(g->id, topic->id, c.tp.partition.value()), fmt::Encode(v));
+      updates.emplace_back(c.tp, std::move(v));
+    }
+    for (auto& [tp, v] : updates) g->committed[tp] = std::move(v);
+    done = Submit(std::move(writes), /*durable=*/true);
+  }
+  return done.get();
+}
+
+Result<std::vector<CommittedOffset>> GroupManager::FetchOffsets(
+    std::string_view group, const std::vector<TopicPartition>& partitions) const {
+  RUNNEL_ASSIGN_OR_RETURN(auto g, FindStream(group));
+  std::lock_guard lk(g->mu);
+  std::vector<CommittedOffset> out;
+  for (const TopicPartition& tp : partitions) {
+    auto it = g->committed.find(tp);
+    if (it == g->committed.end()) {
+      out.push_back({});
+    } else {
+      out.push_back({Offset(it->second.offset), it->second.metadata, it->second.commit_ms});
+    }
+  }
+  return out;
+}
+
+// ---- lag and status ---------------------------------------------------------------------------
+
+Result<GroupDescription> GroupManager::DescribeGroup(std::string_view name) const {
+  auto g = Find(name);
+  if (!g) return Status::NotFound("unknown group '" + std::string(name) + "'");
+  std::lock_guard lk(g->mu);
+  const int64_t now = store_.clock_->NowMs();
+  GroupDescription d{g->name, g->mode, g->config, g->generation, {}, {}};
+  auto log_end = [&](const std::string& topic, int32_t p) {
+    auto r = store_.ListOffset(topic, Partition(p), OffsetQuery::Latest());
+    return r.ok() ? r->value() : 0;
+  };
+  if (g->mode == GroupMode::kQueue) {
+    for (size_t p = 0; p < g->parts.size(); ++p) {
+      const QueuePartition& qp = g->parts[p];
+      PartitionLag l;
+      l.tp = {g->config.topic, Partition(static_cast<int32_t>(p))};
+      l.position = Offset(qp.cursor);
+      l.log_end = Offset(log_end(g->config.topic, static_cast<int32_t>(p)));
+      l.lag = std::max<int64_t>(0, l.log_end.value() - qp.cursor);
+      l.pending = static_cast<int64_t>(qp.pel.size());
+      int64_t oldest = 0;
+      for (const auto& [off, e] : qp.pel) {
+        if (e.first_delivery_ms > 0 && (oldest == 0 || e.first_delivery_ms < oldest)) oldest = e.first_delivery_ms;
+      }
+      l.oldest_pending_age_ms = oldest ? now - oldest : 0;
+      d.partitions.push_back(std::move(l));
+    }
+    for (const ConsumerState& c : g->consumers) d.consumers.push_back({c.name, c.pending, now - c.last_seen_ms, {}});
+  } else {
+    std::set<TopicPartition> tps;
+    for (const auto& [tp, v] : g->committed) tps.insert(tp);
+    for (const auto& [id, m] : g->members) tps.insert(m.assignment.begin(), m.assignment.end());
+    for (const TopicPartition& tp : tps) {
+      PartitionLag l;
+      l.tp = tp;
+      auto it = g->committed.find(tp);
+      l.log_end = Offset(log_end(tp.topic, tp.partition.value()));
+      if (it != g->committed.end()) {
+        l.position = Offset(it->second.offset);
+      } else {
+        auto start = store_.ListOffset(tp.topic, tp.partition, OffsetQuery::Earliest());
+        l.position = Offset(-1);
+        l.lag = l.log_end.value() - (start.ok() ? start->value() : 0);
+      }
+      if (it != g->committed.end()) l.lag = std::max<int64_t>(0, l.log_end.value() - l.position.value());
+      d.partitions.push_back(std::move(l));
+    }
+    for (const auto& [id, m] : g->members) d.consumers.push_back({id, 0, now - m.last_seen_ms, m.assignment});
+  }
+  return d;
+}
+
+RecordStatus GroupManager::QueueStatus(const GroupState& g, int32_t p, int64_t offset) const {
+  RecordStatus s;
+  s.group = g.name;
+  if (static_cast<size_t>(p) < g.parts.size()) {
+    const QueuePartition& qp = g.parts[static_cast<size_t>(p)];
+    if (auto it = qp.pel.find(offset); it != qp.pel.end()) {
+      const PelEntry& e = it->second;
+      s.state = e.state == fmt::PendingState::kParked ? RecordState::kUndelivered : RecordState::kPending;
+      if (e.state == fmt::PendingState::kLocked) s.consumer = g.consumers[e.consumer].name;
+      s.deliveries = e.deliveries;
+      s.lock_until_ms = e.due_ms;
+      return s;
+    }
+    std::string v;
+    rocksdb::Status gs = store_.db_->Get(rocksdb::ReadOptions(), store_.meta_cf_, fmt::DeadLetterKey(g.id, p, offset), &v);
+    fmt::DeadLetterValue dl;
+    if (gs.ok() && fmt::Decode(v, &dl).ok()) {
+      s.state = RecordState::kDeadLettered;
+      s.dlq_partition = Partition(dl.dlq_partition);
+      s.dlq_offset = Offset(dl.dlq_offset);
+      s.reason = dl.reason;
+      return s;
+    }
+    s.state = offset < qp.cursor ? RecordState::kAcked : RecordState::kUndelivered;
+  }
+  return s;
+}
+
+Result<std::vector<RecordStatus>> GroupManager::StatusOf(std::string_view topic, Partition partition,
+                                                         Offset offset) const {
+  auto t = store_.FindTopic(topic);
+  if (!t) return Status::NotFound("unknown topic '" + std::string(topic) + "'");
+  RUNNEL_ASSIGN_OR_RETURN(Offset lo, store_.ListOffset(topic, partition, OffsetQuery::Earliest()));
+  RUNNEL_ASSIGN_OR_RETURN(Offset hi, store_.ListOffset(topic, partition, OffsetQuery::Latest()));
+  if (offset < lo || offset >= hi) {
+    return Status::OutOfRange("offset " + std::to_string(offset.value()) + " is outside [" +
+                              std::to_string(lo.value()) + ", " + std::to_string(hi.value()) + ") of " +
+                              std::string(topic) + "/" + std::to_string(partition.value()));
+  }
+  std::vector<std::shared_ptr<GroupState>> groups;
+  {
+    std::shared_lock lk(mu_);
+    for (const auto& [name, g] : groups_) groups.push_back(g);
+  }
+  std::vector<RecordStatus> out;
+  for (const auto& g : groups) {
+    std::lock_guard lk(g->mu);
+    if (g->mode == GroupMode::kQueue) {
+      if (g->topic_id == t->id) out.push_back(QueueStatus(*g, partition.value(), offset.value()));
+      continue;
+    }
+    auto it = g->committed.find(TopicPartition{std::string(topic), partition});
+    bool subscribed = it != g->committed.end();
+    for (const auto& [id, m] : g->members) {
+      subscribed |= std::find(m.topics.begin(), m.topics.end(), topic) != m.topics.end();
+    }
+    if (!subscribed) continue;
+    RecordStatus s;
+    s.group = g->name;
+    s.state = it != g->committed.end() && offset.value() < it->second.offset ? RecordState::kAcked
+                                                                          : RecordState::kUndelivered;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+Result<std::vector<RecordStatus>> GroupManager::StatusByDedupKey(std::string_view topic,
+                                                                 std::string_view dedup_key) const {
+  auto t = store_.FindTopic(topic);
+  if (!t) return Status::NotFound("unknown topic '" + std::string(topic) + "'");
+  std::optional<DedupEntry> found;
+  {
+    std::lock_guard commit(store_.commit_mu_);
+    if (const DedupEntry* e = t->dedup.Find(dedup_key, store_.clock_->NowMs())) found = *e;
+  }
+  if (!found) {
+    return Status::NotFound("no record with dedup key '" + std::string(dedup_key) + "' within the dedup window of '" +
+                            std::string(topic) + "'");
+  }
+  return StatusOf(topic, Partition(found->partition), Offset(found->offset));
+}
+
+// ---- dead letters -----------------------------------------------------------------------------
+
+Result<std::vector<DeadLetter>> GroupManager::ListDeadLetters(std::string_view group, size_t max) const {
+  RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
+  std::string dlq_topic;
+  {
+    std::lock_guard lk(g->mu);
+    dlq_topic = g->config.dlq_topic;
+  }
+  auto dlq = store_.FindTopic(dlq_topic);
+  if (!dlq) return Status::NotFound("dead-letter topic '" + dlq_topic + "' does not exist");
+  size_t partitions;
+  {
+    std::shared_lock lk(store_.topics_mu_);
+    partitions = dlq->partitions.size();
+  }
+  std::vector<DeadLetter> out;
+  RecordReader reader(store_, dlq_topic);
+  auto header = [](const Record& r, std::string_view name) {
+    return std::string(r.FindHeader(name).value_or(""));
+  };
+  auto number = [&](const Record& r, std::string_view name) {
+    const std::string v = header(r, name);
+    int64_t n = 0;
+    std::from_chars(v.data(), v.data() + v.size(), n);
+    return n;
+  };
+  for (size_t p = 0; p < partitions && out.size() < max; ++p) {
+    RUNNEL_ASSIGN_OR_RETURN(Offset from, store_.ListOffset(dlq_topic, Partition(static_cast<int32_t>(p)),
+                                                           OffsetQuery::Earliest()));
+    RUNNEL_RETURN_IF_ERROR(reader.Scan(static_cast<int32_t>(p), from.value(), [&](const Record& r) {
+      if (header(r, "runnel.dlq.group") != g->name) return true;
+      DeadLetter d;
+      d.dlq_partition = Partition(static_cast<int32_t>(p));
+      d.dlq_offset = Offset(r.offset);
+      d.source_topic = header(r, "runnel.dlq.topic");
+      d.source_partition = Partition(static_cast<int32_t>(number(r, "runnel.dlq.partition")));
+      d.source_offset = Offset(number(r, "runnel.dlq.offset"));
+      d.deliveries = static_cast<int32_t>(number(r, "runnel.dlq.deliveries"));
+      d.reason = header(r, "runnel.dlq.reason");
+      d.first_failure_ms = number(r, "runnel.dlq.first_failure_ms");
+      d.last_failure_ms = number(r, "runnel.dlq.last_failure_ms");
+      if (r.key) d.key = std::string(*r.key);
+      if (r.value) d.value = std::string(*r.value);
+      out.push_back(std::move(d));
+      return out.size() < max;
+    }));
+  }
+  return out;
+}
+
+Result<int64_t> GroupManager::Redrive(std::string_view group, const RedriveSpec& spec) {
+  RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
+  std::string source, dlq_topic;
+  {
+    std::lock_guard lk(g->mu);
+    source = g->config.topic;
+    dlq_topic = g->config.dlq_topic;
+  }
+  const std::string target = spec.to_topic.empty() ? source : spec.to_topic;
+  auto t = store_.FindTopic(target);
+  if (!t) return Status::NotFound("unknown topic '" + target + "'");
+  size_t target_partitions;
+  {
+    std::shared_lock lk(store_.topics_mu_);
+    target_partitions = t->partitions.size();
+  }
+  RUNNEL_ASSIGN_OR_RETURN(auto letters, ListDeadLetters(group, std::numeric_limits<size_t>::max()));
+  int64_t moved = 0;
+  RecordReader reader(store_, dlq_topic);
+  for (const DeadLetter& d : letters) {
+    if (d.dlq_offset < spec.from || d.dlq_offset >= spec.to) continue;
+    if (spec.reason && d.reason != *spec.reason) continue;
+    RUNNEL_ASSIGN_OR_RETURN(LoadedRecord rec, reader.Get(d.dlq_partition.value(), d.dlq_offset.value()));
+    RecordBatchBuilder b;
+    std::vector<RecordHeader> headers;
+    for (const auto& [k, v] : rec.headers) {
+      if (std::string_view(k).starts_with("runnel.dlq.")) continue;
+      headers.push_back({k, v ? std::optional<std::string_view>(*v) : std::nullopt});
+    }
+    std::optional<std::string_view> key, value;
+    if (rec.key) key = *rec.key;
+    if (rec.value) value = *rec.value;
+    b.Add(rec.timestamp_ms, key, value, headers);
+    const int32_t p = static_cast<int32_t>(static_cast<size_t>(d.source_partition.value()) % target_partitions);
+    RUNNEL_ASSIGN_OR_RETURN(AppendResult r, store_.Append(AppendRequest{target, Partition(p), b.Build(), AckMode::kDurable}));
+    (void)r;
+    ++moved;
+  }
+  if (!spec.reason && spec.from.value() == 0 && spec.to.value() == std::numeric_limits<int64_t>::max()) {
+    RUNNEL_RETURN_IF_ERROR(PurgeDeadLetters(group));
+  }
+  return moved;
+}
+
+Status GroupManager::PurgeDeadLetters(std::string_view group) {
+  RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
+  std::string dlq_topic;
+  {
+    std::lock_guard lk(g->mu);
+    dlq_topic = g->config.dlq_topic;
+  }
+  return store_.TruncateTopic(dlq_topic);
+}
+
+// ---- recovery and retention -------------------------------------------------------------------
+
+Status GroupManager::Load() {
+  std::unordered_map<uint32_t, std::shared_ptr<GroupState>> by_id;
+  RUNNEL_RETURN_IF_ERROR(store_.ForEachMeta(
+      fmt::TypeBegin(fmt::MetaKeyType::kGroup), fmt::TypeEnd(fmt::MetaKeyType::kGroup),
+      [&](std::string_view k, std::string_view v) {
+        fmt::GroupValue gv;
+        RUNNEL_RETURN_IF_ERROR(fmt::Decode(v, &gv));
+        auto g = std::make_shared<GroupState>();
+        g->name = std::string(k.substr(1));
+        g->id = gv.group_id;
+        g->mode = gv.mode == static_cast<uint8_t>(GroupMode::kStream) ? GroupMode::kStream : GroupMode::kQueue;
+        g->generation = gv.generation;
+        g->created_ms = gv.created_ms;
+        for (const auto& [ck, cv] : gv.config) RUNNEL_RETURN_IF_ERROR(g->config.Set(ck, cv));
+        if (g->mode == GroupMode::kQueue) {
+          if (auto t = store_.FindTopic(g->config.topic)) {
+            g->topic_id = t->id;
+            g->parts.resize(t->partitions.size());
+          }
+        }
+        by_id[g->id] = g;
+        groups_[g->name] = std::move(g);
+        return Status::OK();
+      }));
+  std::unordered_map<uint32_t, std::string> topic_names;
+  for (const std::string& name : store_.ListTopics()) topic_names[store_.FindTopic(name)->id] = name;
+
+  RUNNEL_RETURN_IF_ERROR(store_.ForEachMeta(
+      fmt::TypeBegin(fmt::MetaKeyType::kOffset), fmt::TypeEnd(fmt::MetaKeyType::kOffset),
+      [&](std::string_view k, std::string_view v) {
+        if (k.size() != 13) return Status::Corruption("malformed offset key in meta");
+        auto g = by_id.find(DecodeFixed32BE(k.data() + 1));
+        auto topic = topic_names.find(DecodeFixed32BE(k.data() + 5));
+        if (g == by_id.end() || topic == topic_names.end()) return Status::OK();  // deleted
+        const int32_t p = static_cast<int32_t>(DecodeFixed32BE(k.data() + 9));
+        fmt::OffsetValue ov;
+        RUNNEL_RETURN_IF_ERROR(fmt::Decode(v, &ov));
+        GroupState& gs = *g->second;
+        if (gs.mode == GroupMode::kStream) {
+          gs.committed[{topic->second, Partition(p)}] = std::move(ov);
+        } else if (DecodeFixed32BE(k.data() + 5) == gs.topic_id && static_cast<size_t>(p) < gs.parts.size()) {
+          gs.parts[static_cast<size_t>(p)].cursor = ov.offset;
+        }
+        return Status::OK();
+      }));
+
+  RUNNEL_RETURN_IF_ERROR(store_.ForEachMeta(
+      fmt::TypeBegin(fmt::MetaKeyType::kPending), fmt::TypeEnd(fmt::MetaKeyType::kPending),
+      [&](std::string_view k, std::string_view v) {
+        if (k.size() != 17) return Status::Corruption("malformed pending key in meta");
+        auto g = by_id.find(DecodeFixed32BE(k.data() + 1));
+        if (g == by_id.end()) return Status::OK();
+        GroupState& gs = *g->second;
+        const int32_t p = static_cast<int32_t>(DecodeFixed32BE(k.data() + 5));
+        const int64_t off = static_cast<int64_t>(DecodeFixed64BE(k.data() + 9));
+        if (static_cast<size_t>(p) >= gs.parts.size()) return Status::OK();
+        fmt::PendingValue pv;
+        RUNNEL_RETURN_IF_ERROR(fmt::Decode(v, &pv));
+        PelEntry e{pv.state, 0, pv.deliveries, pv.due_ms, pv.first_delivery_ms, pv.last_active_ms,
+                   pv.first_failure_ms, pv.last_failure_ms, std::nullopt};
+        if (e.state == fmt::PendingState::kLocked) {
+          e.consumer = ConsumerId(gs, pv.consumer, pv.last_active_ms);
+          ++gs.consumers[e.consumer].pending;
+        }
+        if (e.state != fmt::PendingState::kParked) gs.due.insert(DueKey{e.due_ms, p, off});
+        gs.parts[static_cast<size_t>(p)].pel.emplace(off, std::move(e));
+        return Status::OK();
+      }));
+
+  // ordered_keys: rebuild the per-key queues from the records' keys.
+  for (auto& [id, g] : by_id) {
+    if (g->mode != GroupMode::kQueue || !g->config.ordered_keys) continue;
+    RecordReader reader(store_, g->config.topic);
+    for (size_t p = 0; p < g->parts.size(); ++p) {
+      for (auto& [off, e] : g->parts[p].pel) {
+        auto rec = reader.Get(static_cast<int32_t>(p), off);
+        if (!rec.ok() || !rec->key) continue;
+        e.key = rec->key;
+        g->key_queues[{static_cast<int32_t>(p), *rec->key}].push_back(off);
+      }
+    }
+    // A crash may have lost the promotion of a key's next record: heads are never parked.
+    const int64_t now = store_.clock_->NowMs();
+    for (auto& [pk, q] : g->key_queues) {
+      PelEntry& head = g->parts[static_cast<size_t>(pk.first)].pel[q.front()];
+      if (head.state == fmt::PendingState::kParked) {
+        head.state = fmt::PendingState::kRetry;
+        head.due_ms = now;
+        g->due.insert(DueKey{now, pk.first, q.front()});
+      }
+    }
+  }
+  return Status::OK();
+}
+
+int64_t GroupManager::RetentionFloor(uint32_t topic_id, int32_t partition) const {
+  std::vector<std::shared_ptr<GroupState>> groups;
+  {
+    std::shared_lock lk(mu_);
+    for (const auto& [name, g] : groups_) groups.push_back(g);
+  }
+  int64_t floor = kNoFloor;
+  for (const auto& g : groups) {
+    std::lock_guard lk(g->mu);
+    if (g->mode != GroupMode::kQueue || !g->config.retain_until_acked || g->topic_id != topic_id) continue;
+    if (static_cast<size_t>(partition) >= g->parts.size()) {
+      floor = 0;  // a partition the group has not seen yet: keep everything
+      continue;
+    }
+    const QueuePartition& qp = g->parts[static_cast<size_t>(partition)];
+    floor = std::min(floor, qp.pel.empty() ? qp.cursor : std::min(qp.cursor, qp.pel.begin()->first));
+  }
+  return floor;
+}
+
+}  // namespace runnel::storage
