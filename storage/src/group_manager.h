@@ -30,13 +30,16 @@ struct TopicState;
 // adds them to its round's WriteBatch.
 struct MetaWrites {
   std::vector<std::pair<std::string, std::optional<std::string>>> ops;  // nullopt: delete
-  void Put(std::string key, std::string value) { ops.emplace_back(std::move(key), std::move(value)); }
+  void Put(std::string key, std::string value) {
+    ops.emplace_back(std::move(key), std::move(value));
+  }
   void Delete(std::string key) { ops.emplace_back(std::move(key), std::nullopt); }
   bool empty() const { return ops.empty(); }
 };
 
 struct PelEntry {
-  format::PendingState state = format::PendingState::kLocked;
+  // A new entry is in no index and owned by nobody until Lock() or an explicit state.
+  format::PendingState state = format::PendingState::kParked;
   uint32_t consumer = 0;  // index into GroupState::consumers; meaningful when locked
   int32_t deliveries = 0;
   int64_t due_ms = 0;  // lock expiry (locked) or redelivery time (retry); unused when parked
@@ -55,8 +58,8 @@ struct DueKey {
 };
 
 struct QueuePartition {
-  int64_t cursor = 0;                // next offset never looked at
-  std::map<int64_t, PelEntry> pel;   // pending entries by offset
+  int64_t cursor = 0;               // next offset never looked at
+  std::map<int64_t, PelEntry> pel;  // pending entries by offset
 };
 
 struct ConsumerState {
@@ -137,8 +140,8 @@ class GroupManager final : public Groups {
              std::span<const RecordRef> refs) override;
   Status Nack(std::string_view group, std::string_view consumer, std::span<const RecordRef> refs,
               int64_t delay_ms) override;
-  Status Reject(std::string_view group, std::string_view consumer,
-                std::span<const RecordRef> refs, std::string_view reason) override;
+  Status Reject(std::string_view group, std::string_view consumer, std::span<const RecordRef> refs,
+                std::string_view reason) override;
   Result<int64_t> Extend(std::string_view group, std::string_view consumer,
                          std::span<const RecordRef> refs) override;
   Result<std::vector<DeliveredRecord>> Claim(std::string_view group, std::string_view consumer,
@@ -174,7 +177,8 @@ class GroupManager final : public Groups {
   Result<std::shared_ptr<GroupState>> FindStream(std::string_view name) const;
   uint32_t ConsumerId(GroupState& g, std::string_view consumer, int64_t now);
   // Validates refs against g (pending, locked by consumer); returns the entries.
-  Result<std::vector<std::pair<int32_t, int64_t>>> CheckRefs(GroupState& g, std::string_view consumer,
+  Result<std::vector<std::pair<int32_t, int64_t>>> CheckRefs(GroupState& g,
+                                                             std::string_view consumer,
                                                              std::span<const RecordRef> refs) const;
 
   // In-memory transitions (caller holds g.mu).

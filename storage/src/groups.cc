@@ -20,10 +20,12 @@ constexpr int64_t kNoFloor = std::numeric_limits<int64_t>::max();
 // Dead letters are appended in batches of at most this many records.
 constexpr size_t kMaxDeadLettersPerBatch = 256;
 
-Status ParseI64(std::string_view key, std::string_view value, int64_t min, int64_t max, int64_t* out) {
+Status ParseI64(std::string_view key, std::string_view value, int64_t min, int64_t max,
+                int64_t* out) {
   int64_t v = 0;
   auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
-  if (ec != std::errc() || ptr != value.data() + value.size() || value.empty() || v < min || v > max) {
+  if (ec != std::errc() || ptr != value.data() + value.size() || value.empty() || v < min ||
+      v > max) {
     return Status::InvalidArgument(std::string(key) + ": '" + std::string(value) +
                                    "' is not an integer in [" + std::to_string(min) + ", " +
                                    std::to_string(max) + "]");
@@ -38,7 +40,8 @@ Status ParseBool(std::string_view key, std::string_view value, bool* out) {
   } else if (value == "false" || value == "0") {
     *out = false;
   } else {
-    return Status::InvalidArgument(std::string(key) + ": '" + std::string(value) + "' is not a boolean");
+    return Status::InvalidArgument(std::string(key) + ": '" + std::string(value) +
+                                   "' is not a boolean");
   }
   return Status::OK();
 }
@@ -53,8 +56,9 @@ LoadedRecord Copy(const Record& r) {
   if (r.key) out.key = std::string(*r.key);
   if (r.value) out.value = std::string(*r.value);
   for (const RecordHeader& h : r.Headers()) {
-    out.headers.emplace_back(std::string(h.key),
-                             h.value ? std::optional<std::string>(std::string(*h.value)) : std::nullopt);
+    out.headers.emplace_back(
+        std::string(h.key),
+        h.value ? std::optional<std::string>(std::string(*h.value)) : std::nullopt);
   }
   out.size = (r.key ? r.key->size() : 0) + (r.value ? r.value->size() : 0) + r.headers_data.size();
   return out;
@@ -77,10 +81,14 @@ DeliveredRecord ToDelivered(int32_t p, int64_t offset, LoadedRecord rec, const P
 
 std::string_view RecordStateName(RecordState s) {
   switch (s) {
-    case RecordState::kUndelivered: return "undelivered";
-    case RecordState::kPending: return "pending";
-    case RecordState::kAcked: return "acked";
-    case RecordState::kDeadLettered: return "dead_lettered";
+    case RecordState::kUndelivered:
+      return "undelivered";
+    case RecordState::kPending:
+      return "pending";
+    case RecordState::kAcked:
+      return "acked";
+    case RecordState::kDeadLettered:
+      return "dead_lettered";
   }
   return "unknown";
 }
@@ -88,7 +96,7 @@ std::string_view RecordStateName(RecordState s) {
 Status GroupConfig::Set(std::string_view key, std::string_view value) {
   int64_t v = 0;
   if (key == "topic") {
-    RUNNEL_RETURN_IF_ERROR(ValidateTopicName(value));
+    if (!value.empty()) RUNNEL_RETURN_IF_ERROR(ValidateTopicName(value));  // empty: stream group
     topic = std::string(value);
   } else if (key == "lock.timeout.ms") {
     RUNNEL_RETURN_IF_ERROR(ParseI64(key, value, 1, 7LL * 24 * 3600 * 1000, &v));
@@ -128,7 +136,8 @@ std::vector<std::pair<std::string, std::string>> GroupConfig::ToList() const {
 // (deliveries walk batches record by record). Not thread-safe: used under the group mutex.
 class GroupManager::RecordReader {
  public:
-  RecordReader(const LogStoreImpl& store, std::string topic) : store_(store), topic_(std::move(topic)) {}
+  RecordReader(const LogStoreImpl& store, std::string topic)
+      : store_(store), topic_(std::move(topic)) {}
 
   // The record at (p, offset). OutOfRange if it is gone or not durable yet.
   Result<LoadedRecord> Get(int32_t p, int64_t offset) {
@@ -171,7 +180,8 @@ class GroupManager::RecordReader {
     RUNNEL_RETURN_IF_ERROR(PeekBatchHeader(r.records, &h));
     c.bytes = std::make_unique<std::string>(std::move(r.records));
     c.bytes->resize(h.total_size());
-    auto decoded = DecodedBatch::Decode(*c.bytes, DecodeLimits{store_.options_.max_uncompressed_batch_bytes});
+    auto decoded =
+        DecodedBatch::Decode(*c.bytes, DecodeLimits{store_.options_.max_uncompressed_batch_bytes});
     if (!decoded.ok()) return decoded.status();
     c.batch.emplace(std::move(decoded).value());
     c.base = h.base_offset;
@@ -199,7 +209,8 @@ Result<std::shared_ptr<GroupState>> GroupManager::FindQueue(std::string_view nam
   auto g = Find(name);
   if (!g) return Status::NotFound("unknown group '" + std::string(name) + "'");
   if (g->mode != GroupMode::kQueue) {
-    return Status::InvalidArgument("group '" + std::string(name) + "' is a stream group, not a queue group");
+    return Status::InvalidArgument("group '" + std::string(name) +
+                                   "' is a stream group, not a queue group");
   }
   return g;
 }
@@ -208,13 +219,15 @@ Result<std::shared_ptr<GroupState>> GroupManager::FindStream(std::string_view na
   auto g = Find(name);
   if (!g) return Status::NotFound("unknown group '" + std::string(name) + "'");
   if (g->mode != GroupMode::kStream) {
-    return Status::InvalidArgument("group '" + std::string(name) + "' is a queue group, not a stream group");
+    return Status::InvalidArgument("group '" + std::string(name) +
+                                   "' is a queue group, not a stream group");
   }
   return g;
 }
 
 uint32_t GroupManager::ConsumerId(GroupState& g, std::string_view consumer, int64_t now) {
-  auto [it, fresh] = g.consumer_ids.try_emplace(std::string(consumer), static_cast<uint32_t>(g.consumers.size()));
+  auto [it, fresh] =
+      g.consumer_ids.try_emplace(std::string(consumer), static_cast<uint32_t>(g.consumers.size()));
   if (fresh) g.consumers.push_back({std::string(consumer), 0, now});
   g.consumers[it->second].last_seen_ms = now;
   return it->second;
@@ -229,11 +242,14 @@ Result<std::vector<std::pair<int32_t, int64_t>>> GroupManager::CheckRefs(
     const int32_t p = ref.partition.value();
     const int64_t off = ref.offset.value();
     if (p < 0 || static_cast<size_t>(p) >= g.parts.size()) {
-      return Status::NotFound("partition " + std::to_string(p) + " does not exist in group '" + g.name + "'");
+      return Status::NotFound("partition " + std::to_string(p) + " does not exist in group '" +
+                              g.name + "'");
     }
     auto it = g.parts[static_cast<size_t>(p)].pel.find(off);
-    if (it == g.parts[static_cast<size_t>(p)].pel.end() || it->second.state != fmt::PendingState::kLocked) {
-      return Status::NotFound("record " + RefName(p, off) + " is not pending in group '" + g.name + "'");
+    if (it == g.parts[static_cast<size_t>(p)].pel.end() ||
+        it->second.state != fmt::PendingState::kLocked) {
+      return Status::NotFound("record " + RefName(p, off) + " is not pending in group '" + g.name +
+                              "'");
     }
     if (cid == g.consumer_ids.end() || it->second.consumer != cid->second) {
       return Status::InvalidArgument("record " + RefName(p, off) + " is locked by consumer '" +
@@ -294,9 +310,15 @@ void GroupManager::Finish(GroupState& g, int32_t p, int64_t offset, MetaWrites& 
 
 void GroupManager::PutEntry(const GroupState& g, int32_t p, int64_t offset, const PelEntry& e,
                             MetaWrites& wb) const {
-  fmt::PendingValue v{e.state, e.deliveries, e.due_ms, e.first_delivery_ms, e.last_active_ms,
-                      e.first_failure_ms, e.last_failure_ms,
-                      e.state == fmt::PendingState::kLocked ? g.consumers[e.consumer].name : std::string()};
+  fmt::PendingValue v{
+      e.state,
+      e.deliveries,
+      e.due_ms,
+      e.first_delivery_ms,
+      e.last_active_ms,
+      e.first_failure_ms,
+      e.last_failure_ms,
+      e.state == fmt::PendingState::kLocked ? g.consumers[e.consumer].name : std::string()};
   wb.Put(fmt::PendingKey(g.id, p, offset), fmt::Encode(v));
 }
 
@@ -366,7 +388,8 @@ void GroupManager::SubmitDeadLetters(GroupState& g, std::vector<DeadLetterMove> 
     pending->waits.push_back(p.get_future());
   };
   auto dlq = store_.FindTopic(g.config.dlq_topic);
-  if (!dlq) return fail(Status::NotFound("dead-letter topic '" + g.config.dlq_topic + "' does not exist"));
+  if (!dlq)
+    return fail(Status::NotFound("dead-letter topic '" + g.config.dlq_topic + "' does not exist"));
   size_t dlq_partitions;
   {
     std::shared_lock lk(store_.topics_mu_);
@@ -374,7 +397,8 @@ void GroupManager::SubmitDeadLetters(GroupState& g, std::vector<DeadLetterMove> 
   }
   std::map<int32_t, std::vector<DeadLetterMove*>> by_partition;
   for (DeadLetterMove& m : moves) {
-    by_partition[static_cast<int32_t>(static_cast<size_t>(m.partition) % dlq_partitions)].push_back(&m);
+    by_partition[static_cast<int32_t>(static_cast<size_t>(m.partition) % dlq_partitions)].push_back(
+        &m);
   }
   for (auto& [dp, list] : by_partition) {
     for (size_t start = 0; start < list.size(); start += kMaxDeadLettersPerBatch) {
@@ -394,7 +418,8 @@ void GroupManager::SubmitDeadLetters(GroupState& g, std::vector<DeadLetterMove> 
         std::vector<RecordHeader> headers;
         for (const auto& [k, v] : m.record.headers) {
           // A copy must not be swallowed by the DLQ topic's own dedup window.
-          headers.push_back({k == fmt::kDedupKeyHeader ? std::string_view("runnel.dlq.dedup.key") : std::string_view(k),
+          headers.push_back({k == fmt::kDedupKeyHeader ? std::string_view("runnel.dlq.dedup.key")
+                                                       : std::string_view(k),
                              v ? std::optional<std::string_view>(*v) : std::nullopt});
         }
         headers.push_back({"runnel.dlq.topic", std::string_view(g.config.topic)});
@@ -427,7 +452,8 @@ void GroupManager::SubmitDeadLetters(GroupState& g, std::vector<DeadLetterMove> 
           const Retire& x = (*retire)[i];
           round.Delete(meta, fmt::PendingKey(gid, x.partition, x.offset));
           round.Put(meta, fmt::DeadLetterKey(gid, x.partition, x.offset),
-                    fmt::Encode(fmt::DeadLetterValue{dp, r->OffsetOf(static_cast<int32_t>(i)).value(), now, x.reason}));
+                    fmt::Encode(fmt::DeadLetterValue{
+                        dp, r->OffsetOf(static_cast<int32_t>(i)).value(), now, x.reason}));
         }
       };
       op->done = [promise](Result<AppendResult> r) { promise->set_value(r.status()); };
@@ -449,12 +475,15 @@ Result<std::vector<DeliveredRecord>> GroupManager::Deliver(std::string_view grou
     const int64_t now = store_.clock_->NowMs();
     const uint32_t c = ConsumerId(*g, consumer, now);
     GrowPartitions(*g);
-    if (g->parts.empty()) return Status::NotFound("topic '" + g->config.topic + "' of group '" + g->name + "' is gone");
+    if (g->parts.empty())
+      return Status::NotFound("topic '" + g->config.topic + "' of group '" + g->name + "' is gone");
     RecordReader reader(store_, g->config.topic);
     MetaWrites writes;
     std::vector<DeadLetterMove> dead;
     size_t bytes = 0;
-    auto full = [&] { return out.size() >= static_cast<size_t>(max_records) || bytes >= max_bytes; };
+    auto full = [&] {
+      return out.size() >= static_cast<size_t>(max_records) || bytes >= max_bytes;
+    };
     auto expired = [&](const LoadedRecord& r) {
       return g->config.message_ttl_ms > 0 && r.timestamp_ms < now - g->config.message_ttl_ms;
     };
@@ -475,7 +504,9 @@ Result<std::vector<DeliveredRecord>> GroupManager::Deliver(std::string_view grou
         if (e.first_failure_ms == 0) e.first_failure_ms = now;
         e.last_failure_ms = now;
       }
-      std::string reason = expired(*rec) ? "expired" : e.deliveries >= g->config.max_deliveries ? "max_deliveries" : "";
+      std::string reason = expired(*rec)                              ? "expired"
+                           : e.deliveries >= g->config.max_deliveries ? "max_deliveries"
+                                                                      : "";
       if (!reason.empty()) {
         dead.push_back({dk.partition, dk.offset, std::move(rec).value(), e.deliveries,
                         e.first_failure_ms ? e.first_failure_ms : now, std::move(reason)});
@@ -494,7 +525,8 @@ Result<std::vector<DeliveredRecord>> GroupManager::Deliver(std::string_view grou
       const int32_t p = static_cast<int32_t>((g->member_seq + k) % n);
       QueuePartition& qp = g->parts[static_cast<size_t>(p)];
       auto start = store_.ListOffset(g->config.topic, Partition(p), OffsetQuery::Earliest());
-      if (start.ok() && qp.cursor < start->value()) qp.cursor = start->value();  // retention passed it
+      if (start.ok() && qp.cursor < start->value())
+        qp.cursor = start->value();  // retention passed it
       const int64_t before = qp.cursor;
       RUNNEL_RETURN_IF_ERROR(reader.Scan(p, qp.cursor, [&](const Record& r) {
         if (full()) return false;
@@ -582,7 +614,8 @@ Status GroupManager::Nack(std::string_view group, std::string_view consumer,
       if (e.deliveries >= g->config.max_deliveries) {
         auto rec = reader.Get(p, off);
         if (rec.ok()) {
-          dead.push_back({p, off, std::move(rec).value(), e.deliveries, e.first_failure_ms, "max_deliveries"});
+          dead.push_back(
+              {p, off, std::move(rec).value(), e.deliveries, e.first_failure_ms, "max_deliveries"});
         } else {
           writes.Delete(fmt::PendingKey(g->id, p, off));  // the record is gone
         }
@@ -690,8 +723,8 @@ Result<std::vector<DeliveredRecord>> GroupManager::Claim(std::string_view group,
       }
       if (e.deliveries >= g->config.max_deliveries) {
         if (e.first_failure_ms == 0) e.first_failure_ms = now;
-        dead.push_back({dk.partition, dk.offset, std::move(rec).value(), e.deliveries, e.first_failure_ms,
-                        "max_deliveries"});
+        dead.push_back({dk.partition, dk.offset, std::move(rec).value(), e.deliveries,
+                        e.first_failure_ms, "max_deliveries"});
         Finish(*g, dk.partition, dk.offset, writes, now);
         continue;
       }
@@ -751,12 +784,15 @@ Status GroupManager::CreateQueueGroup(std::string_view name, const GroupConfig& 
         pos = store_.ListOffset(config.topic, part, OffsetQuery::AtTime(start.value));
         break;
       case StartPosition::Kind::kOffset: {
-        RUNNEL_ASSIGN_OR_RETURN(Offset lo, store_.ListOffset(config.topic, part, OffsetQuery::Earliest()));
-        RUNNEL_ASSIGN_OR_RETURN(Offset hi, store_.ListOffset(config.topic, part, OffsetQuery::Latest()));
+        RUNNEL_ASSIGN_OR_RETURN(Offset lo,
+                                store_.ListOffset(config.topic, part, OffsetQuery::Earliest()));
+        RUNNEL_ASSIGN_OR_RETURN(Offset hi,
+                                store_.ListOffset(config.topic, part, OffsetQuery::Latest()));
         if (start.value < lo.value() || start.value > hi.value()) {
-          return Status::OutOfRange("start offset " + std::to_string(start.value) + " is outside [" +
-                                    std::to_string(lo.value()) + ", " + std::to_string(hi.value()) +
-                                    "] of partition " + std::to_string(p));
+          return Status::OutOfRange("start offset " + std::to_string(start.value) +
+                                    " is outside [" + std::to_string(lo.value()) + ", " +
+                                    std::to_string(hi.value()) + "] of partition " +
+                                    std::to_string(p));
         }
         pos = Offset(start.value);
         break;
@@ -767,13 +803,15 @@ Status GroupManager::CreateQueueGroup(std::string_view name, const GroupConfig& 
   }
   std::lock_guard admin(store_.admin_mu_);
   std::unique_lock lk(mu_);
-  if (groups_.count(name)) return Status::AlreadyExists("group '" + std::string(name) + "' already exists");
+  if (groups_.count(name))
+    return Status::AlreadyExists("group '" + std::string(name) + "' already exists");
   RUNNEL_ASSIGN_OR_RETURN(fmt::CountersValue counters, store_.ReadCounters());
   g->id = counters.next_group_id++;
   rocksdb::WriteBatch wb;
   wb.Put(store_.meta_cf_, fmt::CountersKey(), fmt::Encode(counters));
   wb.Put(store_.meta_cf_, fmt::GroupKey(name),
-         fmt::Encode(fmt::GroupValue{g->id, static_cast<uint8_t>(g->mode), 0, g->created_ms, config.ToList()}));
+         fmt::Encode(fmt::GroupValue{g->id, static_cast<uint8_t>(g->mode), 0, g->created_ms,
+                                     config.ToList()}));
   for (size_t p = 0; p < g->parts.size(); ++p) {
     wb.Put(store_.meta_cf_, fmt::OffsetKey(g->id, g->topic_id, static_cast<int32_t>(p)),
            fmt::Encode(fmt::OffsetValue{g->parts[p].cursor, g->created_ms, {}}));
@@ -795,7 +833,8 @@ Status GroupManager::DeleteGroup(std::string_view name) {
   std::lock_guard glk(g->mu);
   rocksdb::WriteBatch wb;
   wb.Delete(store_.meta_cf_, fmt::GroupKey(name));
-  for (auto type : {fmt::MetaKeyType::kOffset, fmt::MetaKeyType::kPending, fmt::MetaKeyType::kDeadLetter}) {
+  for (auto type :
+       {fmt::MetaKeyType::kOffset, fmt::MetaKeyType::kPending, fmt::MetaKeyType::kDeadLetter}) {
     wb.DeleteRange(store_.meta_cf_, fmt::IdPrefixBegin(type, g->id), fmt::IdPrefixEnd(type, g->id));
   }
   return store_.WriteMeta(&wb, "deleting group '" + g->name + "'");
@@ -810,8 +849,9 @@ std::vector<std::string> GroupManager::ListGroups() const {
 
 Status GroupManager::PersistGroup(const GroupState& g, bool durable) {
   MetaWrites w;
-  w.Put(fmt::GroupKey(g.name), fmt::Encode(fmt::GroupValue{g.id, static_cast<uint8_t>(g.mode), g.generation,
-                                                           g.created_ms, g.config.ToList()}));
+  w.Put(fmt::GroupKey(g.name),
+        fmt::Encode(fmt::GroupValue{g.id, static_cast<uint8_t>(g.mode), g.generation, g.created_ms,
+                                    g.config.ToList()}));
   return Submit(std::move(w), durable).get();
 }
 
@@ -854,7 +894,9 @@ void GroupManager::Rebalance(GroupState& g) {
     auto& mine = next[id];
     for (const TopicPartition& tp : m.assignment) {
       auto e = eligible.find(tp);
-      if (e == eligible.end() || std::find(e->second.begin(), e->second.end(), id) == e->second.end()) continue;
+      if (e == eligible.end() ||
+          std::find(e->second.begin(), e->second.end(), id) == e->second.end())
+        continue;
       const size_t cap = floor + (ceil_slots > 0 ? 1 : 0);
       if (mine.size() >= cap) break;
       mine.push_back(tp);
@@ -890,7 +932,8 @@ Result<Membership> GroupManager::Join(std::string_view group, std::string_view m
                                       const std::vector<std::string>& topics,
                                       int64_t session_timeout_ms) {
   RUNNEL_RETURN_IF_ERROR(ValidateTopicName(group).WithContext("group name"));
-  if (topics.empty()) return Status::InvalidArgument("a member must subscribe to at least one topic");
+  if (topics.empty())
+    return Status::InvalidArgument("a member must subscribe to at least one topic");
   for (const std::string& t : topics) {
     if (!store_.FindTopic(t)) return Status::NotFound("unknown topic '" + t + "'");
   }
@@ -912,14 +955,16 @@ Result<Membership> GroupManager::Join(std::string_view group, std::string_view m
       g->id = counters.next_group_id++;
       rocksdb::WriteBatch wb;
       wb.Put(store_.meta_cf_, fmt::CountersKey(), fmt::Encode(counters));
-      wb.Put(store_.meta_cf_, fmt::GroupKey(group),
-             fmt::Encode(fmt::GroupValue{g->id, static_cast<uint8_t>(g->mode), 0, g->created_ms, {}}));
+      wb.Put(
+          store_.meta_cf_, fmt::GroupKey(group),
+          fmt::Encode(fmt::GroupValue{g->id, static_cast<uint8_t>(g->mode), 0, g->created_ms, {}}));
       RUNNEL_RETURN_IF_ERROR(store_.WriteMeta(&wb, "creating group '" + g->name + "'"));
       groups_[g->name] = g;
     }
   }
   if (g->mode != GroupMode::kStream) {
-    return Status::InvalidArgument("group '" + std::string(group) + "' is a queue group, not a stream group");
+    return Status::InvalidArgument("group '" + std::string(group) +
+                                   "' is a queue group, not a stream group");
   }
   std::lock_guard lk(g->mu);
   const int64_t now = store_.clock_->NowMs();
@@ -927,10 +972,11 @@ Result<Membership> GroupManager::Join(std::string_view group, std::string_view m
   ExpireMembers(*g, now, &changed);
   std::string id(member_id);
   if (id.empty()) {
-    id = g->name + "-" + std::to_string(g->generation + 1) + "-" + std::to_string(++g->member_seq) + "-" +
-         std::to_string(now % 100000);
+    id = g->name + "-" + std::to_string(g->generation + 1) + "-" + std::to_string(++g->member_seq) +
+         "-" + std::to_string(now % 100000);
   } else if (!g->members.count(id)) {
-    return Status::NotFound("unknown member '" + id + "' of group '" + g->name + "'; rejoin with an empty id");
+    return Status::NotFound("unknown member '" + id + "' of group '" + g->name +
+                            "'; rejoin with an empty id");
   }
   StreamMember& m = g->members[id];
   m.topics = topics;
@@ -969,7 +1015,8 @@ Status GroupManager::Leave(std::string_view group, std::string_view member_id) {
   RUNNEL_ASSIGN_OR_RETURN(auto g, FindStream(group));
   std::lock_guard lk(g->mu);
   if (g->members.erase(std::string(member_id)) == 0) {
-    return Status::NotFound("unknown member '" + std::string(member_id) + "' of group '" + g->name + "'");
+    return Status::NotFound("unknown member '" + std::string(member_id) + "' of group '" + g->name +
+                            "'");
   }
   Rebalance(*g);
   return PersistGroup(*g, true);
@@ -996,7 +1043,8 @@ Status GroupManager::CommitOffsets(std::string_view group, std::string_view memb
     } else {
       auto it = g->members.find(std::string(member_id));
       if (it == g->members.end()) {
-        return Status::Fenced("member '" + std::string(member_id) + "' is not in group '" + g->name + "'");
+        return Status::Fenced("member '" + std::string(member_id) + "' is not in group '" +
+                              g->name + "'");
       }
       if (generation != g->generation) {
         return Status::Fenced("stale generation " + std::to_string(generation) + " (current " +
@@ -1014,12 +1062,15 @@ Status GroupManager::CommitOffsets(std::string_view group, std::string_view memb
       }
       auto topic = store_.FindTopic(c.tp.topic);
       if (!topic) return Status::NotFound("unknown topic '" + c.tp.topic + "'");
-      RUNNEL_ASSIGN_OR_RETURN(Offset lo, store_.ListOffset(c.tp.topic, c.tp.partition, OffsetQuery::Earliest()));
-      RUNNEL_ASSIGN_OR_RETURN(Offset hi, store_.ListOffset(c.tp.topic, c.tp.partition, OffsetQuery::Latest()));
+      RUNNEL_ASSIGN_OR_RETURN(
+          Offset lo, store_.ListOffset(c.tp.topic, c.tp.partition, OffsetQuery::Earliest()));
+      RUNNEL_ASSIGN_OR_RETURN(Offset hi,
+                              store_.ListOffset(c.tp.topic, c.tp.partition, OffsetQuery::Latest()));
       if (c.offset < lo || c.offset > hi) {
         return Status::OutOfRange("offset " + std::to_string(c.offset.value()) + " is outside [" +
-                                  std::to_string(lo.value()) + ", " + std::to_string(hi.value()) + "] of " +
-                                  c.tp.topic + "/" + std::to_string(c.tp.partition.value()));
+                                  std::to_string(lo.value()) + ", " + std::to_string(hi.value()) +
+                                  "] of " + c.tp.topic + "/" +
+                                  std::to_string(c.tp.partition.value()));
       }
       fmt::OffsetValue v{c.offset.value(), now, c.metadata};
       writes.Put(fmt::OffsetKey(g->id, topic->id, c.tp.partition.value()), fmt::Encode(v));
@@ -1070,12 +1121,14 @@ Result<GroupDescription> GroupManager::DescribeGroup(std::string_view name) cons
       l.pending = static_cast<int64_t>(qp.pel.size());
       int64_t oldest = 0;
       for (const auto& [off, e] : qp.pel) {
-        if (e.first_delivery_ms > 0 && (oldest == 0 || e.first_delivery_ms < oldest)) oldest = e.first_delivery_ms;
+        if (e.first_delivery_ms > 0 && (oldest == 0 || e.first_delivery_ms < oldest))
+          oldest = e.first_delivery_ms;
       }
       l.oldest_pending_age_ms = oldest ? now - oldest : 0;
       d.partitions.push_back(std::move(l));
     }
-    for (const ConsumerState& c : g->consumers) d.consumers.push_back({c.name, c.pending, now - c.last_seen_ms, {}});
+    for (const ConsumerState& c : g->consumers)
+      d.consumers.push_back({c.name, c.pending, now - c.last_seen_ms, {}});
   } else {
     std::set<TopicPartition> tps;
     for (const auto& [tp, v] : g->committed) tps.insert(tp);
@@ -1092,10 +1145,12 @@ Result<GroupDescription> GroupManager::DescribeGroup(std::string_view name) cons
         l.position = Offset(-1);
         l.lag = l.log_end.value() - (start.ok() ? start->value() : 0);
       }
-      if (it != g->committed.end()) l.lag = std::max<int64_t>(0, l.log_end.value() - l.position.value());
+      if (it != g->committed.end())
+        l.lag = std::max<int64_t>(0, l.log_end.value() - l.position.value());
       d.partitions.push_back(std::move(l));
     }
-    for (const auto& [id, m] : g->members) d.consumers.push_back({id, 0, now - m.last_seen_ms, m.assignment});
+    for (const auto& [id, m] : g->members)
+      d.consumers.push_back({id, 0, now - m.last_seen_ms, m.assignment});
   }
   return d;
 }
@@ -1107,14 +1162,16 @@ RecordStatus GroupManager::QueueStatus(const GroupState& g, int32_t p, int64_t o
     const QueuePartition& qp = g.parts[static_cast<size_t>(p)];
     if (auto it = qp.pel.find(offset); it != qp.pel.end()) {
       const PelEntry& e = it->second;
-      s.state = e.state == fmt::PendingState::kParked ? RecordState::kUndelivered : RecordState::kPending;
+      s.state =
+          e.state == fmt::PendingState::kParked ? RecordState::kUndelivered : RecordState::kPending;
       if (e.state == fmt::PendingState::kLocked) s.consumer = g.consumers[e.consumer].name;
       s.deliveries = e.deliveries;
       s.lock_until_ms = e.due_ms;
       return s;
     }
     std::string v;
-    rocksdb::Status gs = store_.db_->Get(rocksdb::ReadOptions(), store_.meta_cf_, fmt::DeadLetterKey(g.id, p, offset), &v);
+    rocksdb::Status gs = store_.db_->Get(rocksdb::ReadOptions(), store_.meta_cf_,
+                                         fmt::DeadLetterKey(g.id, p, offset), &v);
     fmt::DeadLetterValue dl;
     if (gs.ok() && fmt::Decode(v, &dl).ok()) {
       s.state = RecordState::kDeadLettered;
@@ -1128,16 +1185,17 @@ RecordStatus GroupManager::QueueStatus(const GroupState& g, int32_t p, int64_t o
   return s;
 }
 
-Result<std::vector<RecordStatus>> GroupManager::StatusOf(std::string_view topic, Partition partition,
-                                                         Offset offset) const {
+Result<std::vector<RecordStatus>> GroupManager::StatusOf(std::string_view topic,
+                                                         Partition partition, Offset offset) const {
   auto t = store_.FindTopic(topic);
   if (!t) return Status::NotFound("unknown topic '" + std::string(topic) + "'");
   RUNNEL_ASSIGN_OR_RETURN(Offset lo, store_.ListOffset(topic, partition, OffsetQuery::Earliest()));
   RUNNEL_ASSIGN_OR_RETURN(Offset hi, store_.ListOffset(topic, partition, OffsetQuery::Latest()));
   if (offset < lo || offset >= hi) {
     return Status::OutOfRange("offset " + std::to_string(offset.value()) + " is outside [" +
-                              std::to_string(lo.value()) + ", " + std::to_string(hi.value()) + ") of " +
-                              std::string(topic) + "/" + std::to_string(partition.value()));
+                              std::to_string(lo.value()) + ", " + std::to_string(hi.value()) +
+                              ") of " + std::string(topic) + "/" +
+                              std::to_string(partition.value()));
   }
   std::vector<std::shared_ptr<GroupState>> groups;
   {
@@ -1159,8 +1217,9 @@ Result<std::vector<RecordStatus>> GroupManager::StatusOf(std::string_view topic,
     if (!subscribed) continue;
     RecordStatus s;
     s.group = g->name;
-    s.state = it != g->committed.end() && offset.value() < it->second.offset ? RecordState::kAcked
-                                                                          : RecordState::kUndelivered;
+    s.state = it != g->committed.end() && offset.value() < it->second.offset
+                  ? RecordState::kAcked
+                  : RecordState::kUndelivered;
     out.push_back(std::move(s));
   }
   return out;
@@ -1176,15 +1235,16 @@ Result<std::vector<RecordStatus>> GroupManager::StatusByDedupKey(std::string_vie
     if (const DedupEntry* e = t->dedup.Find(dedup_key, store_.clock_->NowMs())) found = *e;
   }
   if (!found) {
-    return Status::NotFound("no record with dedup key '" + std::string(dedup_key) + "' within the dedup window of '" +
-                            std::string(topic) + "'");
+    return Status::NotFound("no record with dedup key '" + std::string(dedup_key) +
+                            "' within the dedup window of '" + std::string(topic) + "'");
   }
   return StatusOf(topic, Partition(found->partition), Offset(found->offset));
 }
 
 // ---- dead letters -----------------------------------------------------------------------------
 
-Result<std::vector<DeadLetter>> GroupManager::ListDeadLetters(std::string_view group, size_t max) const {
+Result<std::vector<DeadLetter>> GroupManager::ListDeadLetters(std::string_view group,
+                                                              size_t max) const {
   RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
   std::string dlq_topic;
   {
@@ -1210,8 +1270,9 @@ Result<std::vector<DeadLetter>> GroupManager::ListDeadLetters(std::string_view g
     return n;
   };
   for (size_t p = 0; p < partitions && out.size() < max; ++p) {
-    RUNNEL_ASSIGN_OR_RETURN(Offset from, store_.ListOffset(dlq_topic, Partition(static_cast<int32_t>(p)),
-                                                           OffsetQuery::Earliest()));
+    RUNNEL_ASSIGN_OR_RETURN(
+        Offset from,
+        store_.ListOffset(dlq_topic, Partition(static_cast<int32_t>(p)), OffsetQuery::Earliest()));
     RUNNEL_RETURN_IF_ERROR(reader.Scan(static_cast<int32_t>(p), from.value(), [&](const Record& r) {
       if (header(r, "runnel.dlq.group") != g->name) return true;
       DeadLetter d;
@@ -1255,7 +1316,8 @@ Result<int64_t> GroupManager::Redrive(std::string_view group, const RedriveSpec&
   for (const DeadLetter& d : letters) {
     if (d.dlq_offset < spec.from || d.dlq_offset >= spec.to) continue;
     if (spec.reason && d.reason != *spec.reason) continue;
-    RUNNEL_ASSIGN_OR_RETURN(LoadedRecord rec, reader.Get(d.dlq_partition.value(), d.dlq_offset.value()));
+    RUNNEL_ASSIGN_OR_RETURN(LoadedRecord rec,
+                            reader.Get(d.dlq_partition.value(), d.dlq_offset.value()));
     RecordBatchBuilder b;
     std::vector<RecordHeader> headers;
     for (const auto& [k, v] : rec.headers) {
@@ -1266,12 +1328,16 @@ Result<int64_t> GroupManager::Redrive(std::string_view group, const RedriveSpec&
     if (rec.key) key = *rec.key;
     if (rec.value) value = *rec.value;
     b.Add(rec.timestamp_ms, key, value, headers);
-    const int32_t p = static_cast<int32_t>(static_cast<size_t>(d.source_partition.value()) % target_partitions);
-    RUNNEL_ASSIGN_OR_RETURN(AppendResult r, store_.Append(AppendRequest{target, Partition(p), b.Build(), AckMode::kDurable}));
+    const int32_t p =
+        static_cast<int32_t>(static_cast<size_t>(d.source_partition.value()) % target_partitions);
+    RUNNEL_ASSIGN_OR_RETURN(
+        AppendResult r,
+        store_.Append(AppendRequest{target, Partition(p), b.Build(), AckMode::kDurable}));
     (void)r;
     ++moved;
   }
-  if (!spec.reason && spec.from.value() == 0 && spec.to.value() == std::numeric_limits<int64_t>::max()) {
+  if (!spec.reason && spec.from.value() == 0 &&
+      spec.to.value() == std::numeric_limits<int64_t>::max()) {
     RUNNEL_RETURN_IF_ERROR(PurgeDeadLetters(group));
   }
   return moved;
@@ -1299,7 +1365,8 @@ Status GroupManager::Load() {
         auto g = std::make_shared<GroupState>();
         g->name = std::string(k.substr(1));
         g->id = gv.group_id;
-        g->mode = gv.mode == static_cast<uint8_t>(GroupMode::kStream) ? GroupMode::kStream : GroupMode::kQueue;
+        g->mode = gv.mode == static_cast<uint8_t>(GroupMode::kStream) ? GroupMode::kStream
+                                                                      : GroupMode::kQueue;
         g->generation = gv.generation;
         g->created_ms = gv.created_ms;
         for (const auto& [ck, cv] : gv.config) RUNNEL_RETURN_IF_ERROR(g->config.Set(ck, cv));
@@ -1314,7 +1381,8 @@ Status GroupManager::Load() {
         return Status::OK();
       }));
   std::unordered_map<uint32_t, std::string> topic_names;
-  for (const std::string& name : store_.ListTopics()) topic_names[store_.FindTopic(name)->id] = name;
+  for (const std::string& name : store_.ListTopics())
+    topic_names[store_.FindTopic(name)->id] = name;
 
   RUNNEL_RETURN_IF_ERROR(store_.ForEachMeta(
       fmt::TypeBegin(fmt::MetaKeyType::kOffset), fmt::TypeEnd(fmt::MetaKeyType::kOffset),
@@ -1329,7 +1397,8 @@ Status GroupManager::Load() {
         GroupState& gs = *g->second;
         if (gs.mode == GroupMode::kStream) {
           gs.committed[{topic->second, Partition(p)}] = std::move(ov);
-        } else if (DecodeFixed32BE(k.data() + 5) == gs.topic_id && static_cast<size_t>(p) < gs.parts.size()) {
+        } else if (DecodeFixed32BE(k.data() + 5) == gs.topic_id &&
+                   static_cast<size_t>(p) < gs.parts.size()) {
           gs.parts[static_cast<size_t>(p)].cursor = ov.offset;
         }
         return Status::OK();
@@ -1347,8 +1416,15 @@ Status GroupManager::Load() {
         if (static_cast<size_t>(p) >= gs.parts.size()) return Status::OK();
         fmt::PendingValue pv;
         RUNNEL_RETURN_IF_ERROR(fmt::Decode(v, &pv));
-        PelEntry e{pv.state, 0, pv.deliveries, pv.due_ms, pv.first_delivery_ms, pv.last_active_ms,
-                   pv.first_failure_ms, pv.last_failure_ms, std::nullopt};
+        PelEntry e{pv.state,
+                   0,
+                   pv.deliveries,
+                   pv.due_ms,
+                   pv.first_delivery_ms,
+                   pv.last_active_ms,
+                   pv.first_failure_ms,
+                   pv.last_failure_ms,
+                   std::nullopt};
         if (e.state == fmt::PendingState::kLocked) {
           e.consumer = ConsumerId(gs, pv.consumer, pv.last_active_ms);
           ++gs.consumers[e.consumer].pending;
@@ -1393,13 +1469,15 @@ int64_t GroupManager::RetentionFloor(uint32_t topic_id, int32_t partition) const
   int64_t floor = kNoFloor;
   for (const auto& g : groups) {
     std::lock_guard lk(g->mu);
-    if (g->mode != GroupMode::kQueue || !g->config.retain_until_acked || g->topic_id != topic_id) continue;
+    if (g->mode != GroupMode::kQueue || !g->config.retain_until_acked || g->topic_id != topic_id)
+      continue;
     if (static_cast<size_t>(partition) >= g->parts.size()) {
       floor = 0;  // a partition the group has not seen yet: keep everything
       continue;
     }
     const QueuePartition& qp = g->parts[static_cast<size_t>(partition)];
-    floor = std::min(floor, qp.pel.empty() ? qp.cursor : std::min(qp.cursor, qp.pel.begin()->first));
+    floor =
+        std::min(floor, qp.pel.empty() ? qp.cursor : std::min(qp.cursor, qp.pel.begin()->first));
   }
   return floor;
 }

@@ -22,13 +22,13 @@ enum class GroupMode : uint8_t { kStream = 1, kQueue = 2 };
 
 // Queue-group settings. A value type. Keys are the string names used by Set / ToList.
 struct GroupConfig {
-  std::string topic;                  // "topic": the topic a queue group consumes
-  int64_t lock_timeout_ms = 30'000;   // "lock.timeout.ms": how long a delivery is locked
-  int32_t max_deliveries = 5;         // "max.deliveries": at this many, the record is dead-lettered
-  bool ordered_keys = false;          // "ordered.keys": one record per (partition, key) in flight
-  int64_t message_ttl_ms = 0;         // "message.ttl.ms": older records are dead-lettered; 0 = off
-  std::string dlq_topic;              // "dlq.topic": default "<topic>.dlq.<group>"
-  bool retain_until_acked = false;    // "retain.until.acked": pin retention below the ack floor
+  std::string topic;                 // "topic": the topic a queue group consumes
+  int64_t lock_timeout_ms = 30'000;  // "lock.timeout.ms": how long a delivery is locked
+  int32_t max_deliveries = 5;        // "max.deliveries": at this many, the record is dead-lettered
+  bool ordered_keys = false;         // "ordered.keys": one record per (partition, key) in flight
+  int64_t message_ttl_ms = 0;        // "message.ttl.ms": older records are dead-lettered; 0 = off
+  std::string dlq_topic;             // "dlq.topic": default "<topic>.dlq.<group>"
+  bool retain_until_acked = false;   // "retain.until.acked": pin retention below the ack floor
 
   Status Set(std::string_view key, std::string_view value);
   std::vector<std::pair<std::string, std::string>> ToList() const;
@@ -124,12 +124,12 @@ std::string_view RecordStateName(RecordState s);
 struct RecordStatus {
   std::string group;
   RecordState state = RecordState::kUndelivered;
-  std::string consumer;         // pending and locked
-  int32_t deliveries = 0;       // pending
-  int64_t lock_until_ms = 0;    // pending: lock expiry or retry time
-  Partition dlq_partition{0};   // dead-lettered
+  std::string consumer;        // pending and locked
+  int32_t deliveries = 0;      // pending
+  int64_t lock_until_ms = 0;   // pending: lock expiry or retry time
+  Partition dlq_partition{0};  // dead-lettered
   Offset dlq_offset{-1};
-  std::string reason;           // dead-lettered
+  std::string reason;  // dead-lettered
 };
 
 // ---- dead letters -----------------------------------------------------------------------------
@@ -149,9 +149,9 @@ struct DeadLetter {
 };
 
 struct RedriveSpec {
-  std::string to_topic;              // empty: back to the source topic
-  std::optional<std::string> reason; // only records dead-lettered with this reason
-  Offset from{0};                    // DLQ offsets [from, to) in every DLQ partition
+  std::string to_topic;               // empty: back to the source topic
+  std::optional<std::string> reason;  // only records dead-lettered with this reason
+  Offset from{0};                     // DLQ offsets [from, to) in every DLQ partition
   Offset to{INT64_MAX};
 };
 
@@ -206,8 +206,8 @@ class Groups {
                                  std::span<const RecordRef> refs) = 0;
   // Takes over up to max_records locked entries idle for at least min_idle_ms (any owner).
   virtual Result<std::vector<DeliveredRecord>> Claim(std::string_view group,
-                                                     std::string_view consumer,
-                                                     int64_t min_idle_ms, int32_t max_records) = 0;
+                                                     std::string_view consumer, int64_t min_idle_ms,
+                                                     int32_t max_records) = 0;
 
   // Where one record is, for every group consuming its topic.
   virtual Result<std::vector<RecordStatus>> StatusOf(std::string_view topic, Partition partition,
