@@ -6,9 +6,11 @@
 # runnel_add_test(<name> LABELS ... SOURCES ... DEPS ...)
 #   Declares a doctest executable and registers it with ctest under the given labels.
 
+# -Wnull-dereference is left out: GCC 12 reports it inside inlined third-party code (CLI11's
+# string helpers) where no null pointer exists.
 function(runnel_apply_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
-                                           -Wold-style-cast -Wcast-align -Wnull-dereference
+                                           -Wold-style-cast -Wcast-align
                                            -Wno-missing-field-initializers)
   if(RUNNEL_WERROR)
     target_compile_options(${target} PRIVATE -Werror)

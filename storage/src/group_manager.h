@@ -7,10 +7,12 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <shared_mutex>
 #include <string>
@@ -84,6 +86,31 @@ struct LoadedRecord {
   size_t size = 0;
 };
 
+// Reads records of one topic for a group, caching the last decoded batch of each partition so
+// consecutive deliveries do not decode the same batch again. Not thread-safe: used under the
+// group mutex.
+class GroupRecordReader {
+ public:
+  GroupRecordReader(const LogStoreImpl& store, std::string topic);
+  // The record at (p, offset). OutOfRange if it is gone or not durable yet.
+  Result<LoadedRecord> Get(int32_t p, int64_t offset);
+  // Calls fn(record) for records from `from` on, until fn returns false or the durable end.
+  Status Scan(int32_t p, int64_t from, const std::function<bool(const Record&)>& fn);
+
+ private:
+  struct Cached {
+    std::unique_ptr<std::string> bytes;
+    std::optional<DecodedBatch> batch;
+    int64_t base = 0;
+    int64_t last = -1;
+  };
+  Status Load(int32_t p, int64_t offset);
+
+  const LogStoreImpl& store_;
+  std::string topic_;
+  std::map<int32_t, Cached> cache_;
+};
+
 struct GroupState {
   std::string name;
   uint32_t id = 0;
@@ -95,6 +122,7 @@ struct GroupState {
   int32_t generation = 0;
   // Queue groups.
   uint32_t topic_id = 0;
+  std::unique_ptr<GroupRecordReader> reader;  // created on first use
   std::vector<QueuePartition> parts;
   std::set<DueKey> due;  // locked and retry entries by due time
   std::vector<ConsumerState> consumers;
@@ -129,8 +157,9 @@ class GroupManager final : public Groups {
                           int64_t session_timeout_ms) override;
   Result<Membership> Heartbeat(std::string_view group, std::string_view member_id) override;
   Status Leave(std::string_view group, std::string_view member_id) override;
-  Status CommitOffsets(std::string_view group, std::string_view member_id, int32_t generation,
-                       const std::vector<OffsetCommit>& offsets) override;
+  void CommitOffsetsAsync(std::string_view group, std::string_view member_id, int32_t generation,
+                          const std::vector<OffsetCommit>& offsets,
+                          std::function<void(Status)> done) override;
   Result<std::vector<CommittedOffset>> FetchOffsets(
       std::string_view group, const std::vector<TopicPartition>& partitions) const override;
 
@@ -158,7 +187,7 @@ class GroupManager final : public Groups {
   Status PurgeDeadLetters(std::string_view group) override;
 
  private:
-  class RecordReader;
+  GroupRecordReader& ReaderFor(GroupState& g);
   struct DeadLetterMove {
     int32_t partition;
     int64_t offset;
@@ -191,7 +220,9 @@ class GroupManager final : public Groups {
   void PutCursor(const GroupState& g, int32_t p, MetaWrites& wb) const;
   void GrowPartitions(GroupState& g);
 
-  // Queues a meta-only write to the committer. Call with g.mu held.
+  // Queues a meta-only write to the committer; `done` runs once it is written (and fsynced when
+  // durable). Call with g.mu held so writes reach the committer in the order they were made.
+  void SubmitAsync(MetaWrites writes, bool durable, std::function<void(Status)> done);
   std::future<Status> Submit(MetaWrites writes, bool durable);
   // Queues the append of dead letters with the writes that retire their pending entries (one
   // WriteBatch per DLQ partition, durable). Call with g.mu held.
@@ -200,6 +231,9 @@ class GroupManager final : public Groups {
   static Status Wait(Pending& pending);
 
   Status PersistGroup(const GroupState& g, bool durable);
+  // Validates a commit and queues its durable write, taking *done; returns the error otherwise.
+  Status StageCommit(std::string_view group, std::string_view member_id, int32_t generation,
+                     const std::vector<OffsetCommit>& offsets, std::function<void(Status)>* done);
   void ExpireMembers(GroupState& g, int64_t now, bool* changed);
   void Rebalance(GroupState& g);
   Membership MembershipOf(const GroupState& g, const std::string& member) const;

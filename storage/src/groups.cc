@@ -132,70 +132,58 @@ std::vector<std::pair<std::string, std::string>> GroupConfig::ToList() const {
   };
 }
 
-// Reads records of one topic for a group, caching the last decoded batch of each partition
-// (deliveries walk batches record by record). Not thread-safe: used under the group mutex.
-class GroupManager::RecordReader {
- public:
-  RecordReader(const LogStoreImpl& store, std::string topic)
-      : store_(store), topic_(std::move(topic)) {}
+GroupRecordReader::GroupRecordReader(const LogStoreImpl& store, std::string topic)
+    : store_(store), topic_(std::move(topic)) {}
 
-  // The record at (p, offset). OutOfRange if it is gone or not durable yet.
-  Result<LoadedRecord> Get(int32_t p, int64_t offset) {
-    RUNNEL_RETURN_IF_ERROR(Load(p, offset));
+Result<LoadedRecord> GroupRecordReader::Get(int32_t p, int64_t offset) {
+  RUNNEL_RETURN_IF_ERROR(Load(p, offset));
+  const Cached& c = cache_[p];
+  return Copy(c.batch->records()[static_cast<size_t>(offset - c.base)]);
+}
+
+Status GroupRecordReader::Scan(int32_t p, int64_t from,
+                               const std::function<bool(const Record&)>& fn) {
+  while (true) {
+    Status s = Load(p, from);
+    if (s.IsOutOfRange()) return Status::OK();  // reached the high watermark
+    RUNNEL_RETURN_IF_ERROR(s);
     const Cached& c = cache_[p];
-    return Copy(c.batch->records()[static_cast<size_t>(offset - c.base)]);
-  }
-
-  // Calls fn(record) for records from `from` on, until fn returns false or the durable end.
-  Status Scan(int32_t p, int64_t from, const std::function<bool(const Record&)>& fn) {
-    while (true) {
-      Status s = Load(p, from);
-      if (s.IsOutOfRange()) return Status::OK();  // reached the high watermark
-      RUNNEL_RETURN_IF_ERROR(s);
-      const Cached& c = cache_[p];
-      for (const Record& r : c.batch->records()) {
-        if (r.offset < from) continue;
-        if (!fn(r)) return Status::OK();
-      }
-      from = c.last + 1;
+    for (const Record& r : c.batch->records()) {
+      if (r.offset < from) continue;
+      if (!fn(r)) return Status::OK();
     }
+    from = c.last + 1;
   }
+}
 
- private:
-  struct Cached {
-    std::unique_ptr<std::string> bytes;
-    std::optional<DecodedBatch> batch;
-    int64_t base = 0;
-    int64_t last = -1;
-  };
-
-  Status Load(int32_t p, int64_t offset) {
-    Cached& c = cache_[p];
-    if (c.batch && offset >= c.base && offset <= c.last) return Status::OK();
-    RUNNEL_ASSIGN_OR_RETURN(ReadResult r, store_.Read(topic_, Partition(p), Offset(offset), 1));
-    if (r.batch_count == 0) {
-      return Status::OutOfRange("offset " + std::to_string(offset) + " is at the end of the log");
-    }
-    BatchHeader h;
-    RUNNEL_RETURN_IF_ERROR(PeekBatchHeader(r.records, &h));
-    c.bytes = std::make_unique<std::string>(std::move(r.records));
-    c.bytes->resize(h.total_size());
-    auto decoded =
-        DecodedBatch::Decode(*c.bytes, DecodeLimits{store_.options_.max_uncompressed_batch_bytes});
-    if (!decoded.ok()) return decoded.status();
-    c.batch.emplace(std::move(decoded).value());
-    c.base = h.base_offset;
-    c.last = h.last_offset();
-    if (offset < c.base || offset > c.last) {
-      return Status::OutOfRange("offset " + std::to_string(offset) + " is no longer stored");
-    }
-    return Status::OK();
+Status GroupRecordReader::Load(int32_t p, int64_t offset) {
+  Cached& c = cache_[p];
+  if (c.batch && offset >= c.base && offset <= c.last) return Status::OK();
+  RUNNEL_ASSIGN_OR_RETURN(ReadResult r, store_.Read(topic_, Partition(p), Offset(offset), 1));
+  if (r.batch_count == 0) {
+    return Status::OutOfRange("offset " + std::to_string(offset) + " is at the end of the log");
   }
+  BatchHeader h;
+  RUNNEL_RETURN_IF_ERROR(PeekBatchHeader(r.records, &h));
+  c.batch.reset();
+  c.bytes = std::make_unique<std::string>(std::move(r.records));
+  c.bytes->resize(h.total_size());
+  auto decoded =
+      DecodedBatch::Decode(*c.bytes, DecodeLimits{store_.options_.max_uncompressed_batch_bytes});
+  if (!decoded.ok()) return decoded.status();
+  c.batch.emplace(std::move(decoded).value());
+  c.base = h.base_offset;
+  c.last = h.last_offset();
+  if (offset < c.base || offset > c.last) {
+    return Status::OutOfRange("offset " + std::to_string(offset) + " is no longer stored");
+  }
+  return Status::OK();
+}
 
-  const LogStoreImpl& store_;
-  std::string topic_;
-  std::map<int32_t, Cached> cache_;
-};
+GroupRecordReader& GroupManager::ReaderFor(GroupState& g) {
+  if (!g.reader) g.reader = std::make_unique<GroupRecordReader>(store_, g.config.topic);
+  return *g.reader;
+}
 
 GroupManager::GroupManager(LogStoreImpl& store) : store_(store) {}
 
@@ -343,12 +331,10 @@ void GroupManager::GrowPartitions(GroupState& g) {
   }
 }
 
-std::future<Status> GroupManager::Submit(MetaWrites writes, bool durable) {
-  auto promise = std::make_shared<std::promise<Status>>();
-  std::future<Status> f = promise->get_future();
+void GroupManager::SubmitAsync(MetaWrites writes, bool durable, std::function<void(Status)> done) {
   if (writes.empty()) {
-    promise->set_value(Status::OK());
-    return f;
+    done(Status::OK());
+    return;
   }
   auto op = std::make_unique<PendingAppend>();
   op->acks = durable ? AckMode::kDurable : AckMode::kWritten;
@@ -363,8 +349,15 @@ std::future<Status> GroupManager::Submit(MetaWrites writes, bool durable) {
       }
     }
   };
-  op->done = [promise](Result<AppendResult> r) { promise->set_value(r.status()); };
+  op->done = [done = std::move(done)](Result<AppendResult> r) { done(r.status()); };
   store_.Enqueue(std::move(op));
+}
+
+std::future<Status> GroupManager::Submit(MetaWrites writes, bool durable) {
+  auto promise = std::make_shared<std::promise<Status>>();
+  std::future<Status> f = promise->get_future();
+  SubmitAsync(std::move(writes), durable,
+              [promise](Status s) { promise->set_value(std::move(s)); });
   return f;
 }
 
@@ -477,7 +470,7 @@ Result<std::vector<DeliveredRecord>> GroupManager::Deliver(std::string_view grou
     GrowPartitions(*g);
     if (g->parts.empty())
       return Status::NotFound("topic '" + g->config.topic + "' of group '" + g->name + "' is gone");
-    RecordReader reader(store_, g->config.topic);
+    GroupRecordReader& reader = ReaderFor(*g);
     MetaWrites writes;
     std::vector<DeadLetterMove> dead;
     size_t bytes = 0;
@@ -604,7 +597,7 @@ Status GroupManager::Nack(std::string_view group, std::string_view consumer,
     RUNNEL_ASSIGN_OR_RETURN(auto entries, CheckRefs(*g, consumer, refs));
     const int64_t now = store_.clock_->NowMs();
     ConsumerId(*g, consumer, now);
-    RecordReader reader(store_, g->config.topic);
+    GroupRecordReader& reader = ReaderFor(*g);
     MetaWrites writes;
     std::vector<DeadLetterMove> dead;
     for (const auto& [p, off] : entries) {
@@ -643,7 +636,7 @@ Status GroupManager::Reject(std::string_view group, std::string_view consumer,
     RUNNEL_ASSIGN_OR_RETURN(auto entries, CheckRefs(*g, consumer, refs));
     const int64_t now = store_.clock_->NowMs();
     ConsumerId(*g, consumer, now);
-    RecordReader reader(store_, g->config.topic);
+    GroupRecordReader& reader = ReaderFor(*g);
     MetaWrites writes;
     std::vector<DeadLetterMove> dead;
     for (const auto& [p, off] : entries) {
@@ -703,7 +696,7 @@ Result<std::vector<DeliveredRecord>> GroupManager::Claim(std::string_view group,
     std::lock_guard lk(g->mu);
     const int64_t now = store_.clock_->NowMs();
     const uint32_t c = ConsumerId(*g, consumer, now);
-    RecordReader reader(store_, g->config.topic);
+    GroupRecordReader& reader = ReaderFor(*g);
     MetaWrites writes;
     std::vector<DeadLetterMove> dead;
     // A locked entry is idle for now - last_active, and due at last_active + lock timeout, so
@@ -1022,10 +1015,26 @@ Status GroupManager::Leave(std::string_view group, std::string_view member_id) {
   return PersistGroup(*g, true);
 }
 
-Status GroupManager::CommitOffsets(std::string_view group, std::string_view member_id,
-                                   int32_t generation, const std::vector<OffsetCommit>& offsets) {
+Status Groups::CommitOffsets(std::string_view group, std::string_view member_id, int32_t generation,
+                             const std::vector<OffsetCommit>& offsets) {
+  std::promise<Status> promise;
+  auto f = promise.get_future();
+  CommitOffsetsAsync(group, member_id, generation, offsets,
+                     [&promise](Status s) { promise.set_value(std::move(s)); });
+  return f.get();
+}
+
+void GroupManager::CommitOffsetsAsync(std::string_view group, std::string_view member_id,
+                                      int32_t generation, const std::vector<OffsetCommit>& offsets,
+                                      std::function<void(Status)> done) {
+  Status s = StageCommit(group, member_id, generation, offsets, &done);
+  if (done) done(std::move(s));  // not handed to the committer: validation failed
+}
+
+Status GroupManager::StageCommit(std::string_view group, std::string_view member_id,
+                                 int32_t generation, const std::vector<OffsetCommit>& offsets,
+                                 std::function<void(Status)>* done) {
   RUNNEL_ASSIGN_OR_RETURN(auto g, FindStream(group));
-  std::future<Status> done;
   {
     std::lock_guard lk(g->mu);
     const int64_t now = store_.clock_->NowMs();
@@ -1077,9 +1086,10 @@ Status GroupManager::CommitOffsets(std::string_view group, std::string_view memb
       updates.emplace_back(c.tp, std::move(v));
     }
     for (auto& [tp, v] : updates) g->committed[tp] = std::move(v);
-    done = Submit(std::move(writes), /*durable=*/true);
+    SubmitAsync(std::move(writes), /*durable=*/true, std::move(*done));
+    *done = nullptr;
   }
-  return done.get();
+  return Status::OK();
 }
 
 Result<std::vector<CommittedOffset>> GroupManager::FetchOffsets(
@@ -1259,7 +1269,7 @@ Result<std::vector<DeadLetter>> GroupManager::ListDeadLetters(std::string_view g
     partitions = dlq->partitions.size();
   }
   std::vector<DeadLetter> out;
-  RecordReader reader(store_, dlq_topic);
+  GroupRecordReader reader(store_, dlq_topic);
   auto header = [](const Record& r, std::string_view name) {
     return std::string(r.FindHeader(name).value_or(""));
   };
@@ -1312,7 +1322,7 @@ Result<int64_t> GroupManager::Redrive(std::string_view group, const RedriveSpec&
   }
   RUNNEL_ASSIGN_OR_RETURN(auto letters, ListDeadLetters(group, std::numeric_limits<size_t>::max()));
   int64_t moved = 0;
-  RecordReader reader(store_, dlq_topic);
+  GroupRecordReader reader(store_, dlq_topic);
   for (const DeadLetter& d : letters) {
     if (d.dlq_offset < spec.from || d.dlq_offset >= spec.to) continue;
     if (spec.reason && d.reason != *spec.reason) continue;
@@ -1437,7 +1447,7 @@ Status GroupManager::Load() {
   // ordered_keys: rebuild the per-key queues from the records' keys.
   for (auto& [id, g] : by_id) {
     if (g->mode != GroupMode::kQueue || !g->config.ordered_keys) continue;
-    RecordReader reader(store_, g->config.topic);
+    GroupRecordReader& reader = ReaderFor(*g);
     for (size_t p = 0; p < g->parts.size(); ++p) {
       for (auto& [off, e] : g->parts[p].pel) {
         auto rec = reader.Get(static_cast<int32_t>(p), off);

@@ -126,6 +126,7 @@ class LogStoreImpl final : public LogStore {
 
  private:
   friend class GroupManager;
+  friend class GroupRecordReader;
 
   Result<format::CountersValue> ReadCounters() const;
   // Deletes every durable record of every partition of `topic` (Kafka's DeleteRecords to the end).

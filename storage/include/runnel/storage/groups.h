@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -180,9 +181,14 @@ class Groups {
   virtual Result<Membership> Heartbeat(std::string_view group, std::string_view member_id) = 0;
   virtual Status Leave(std::string_view group, std::string_view member_id) = 0;
   // Durable. generation -1 with an empty member id commits for a group without live members
-  // (admin reset). Fenced if the generation is stale or a partition is not assigned to the member.
-  virtual Status CommitOffsets(std::string_view group, std::string_view member_id,
-                               int32_t generation, const std::vector<OffsetCommit>& offsets) = 0;
+  // (admin reset). Fenced if the generation is stale or a partition is not assigned to the member;
+  // OutOfRange for an offset outside the log. The async form never blocks on I/O: `done` runs
+  // on the calling thread (validation errors) or on the store's committer thread.
+  virtual void CommitOffsetsAsync(std::string_view group, std::string_view member_id,
+                                  int32_t generation, const std::vector<OffsetCommit>& offsets,
+                                  std::function<void(Status)> done) = 0;
+  Status CommitOffsets(std::string_view group, std::string_view member_id, int32_t generation,
+                       const std::vector<OffsetCommit>& offsets);
   virtual Result<std::vector<CommittedOffset>> FetchOffsets(
       std::string_view group, const std::vector<TopicPartition>& partitions) const = 0;
 
