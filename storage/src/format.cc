@@ -79,6 +79,12 @@ std::string LogKey(uint32_t uid, int64_t base_offset) {
   return k;
 }
 
+std::string LogRangeBegin(uint32_t uid) {
+  std::string k;
+  PutFixed32BE(&k, uid);
+  return k;
+}
+
 bool ParseLogKey(std::string_view key, uint32_t* uid, int64_t* base_offset) {
   if (key.size() != 12) return false;
   *uid = DecodeFixed32BE(key.data());

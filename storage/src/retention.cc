@@ -96,15 +96,15 @@ Status LogStoreImpl::TrimPartition(const std::shared_ptr<PartitionState>& part,
   const int64_t old_start = part->log_start.load();
   if (new_start <= old_start) return DeleteFilesBelow(*part, old_start);
 
-  const std::string begin = fmt::LogKey(part->uid, 0);
   const std::string end = fmt::LogKey(part->uid, new_start);
   {
     std::lock_guard commit(commit_mu_);
     // Another pass may have moved the start meanwhile; never move it backwards.
     if (part->deleted.load() || new_start <= part->log_start.load()) return Status::OK();
     rocksdb::WriteBatch wb;
-    wb.DeleteRange(part->cf, begin, end);
-    wb.DeleteRange(meta_cf_, fmt::IndexKey(part->uid, 0), fmt::IndexKey(part->uid, new_start));
+    wb.DeleteRange(part->cf, fmt::LogRangeBegin(part->uid), end);
+    wb.DeleteRange(meta_cf_, fmt::IdPrefixBegin(fmt::MetaKeyType::kIndex, part->uid),
+                   fmt::IndexKey(part->uid, new_start));
     fmt::PartitionValue pv = PartitionRecord(*part, nullptr);
     pv.log_start = new_start;
     pv.start_bytes = new_start_bytes;
@@ -149,8 +149,9 @@ Status LogStoreImpl::TruncateTopic(std::string_view topic) {
       const int64_t end = part->high_watermark.load(std::memory_order_acquire);
       if (part->deleted.load() || end <= part->log_start.load()) continue;
       rocksdb::WriteBatch wb;
-      wb.DeleteRange(part->cf, fmt::LogKey(part->uid, 0), fmt::LogKey(part->uid, end));
-      wb.DeleteRange(meta_cf_, fmt::IndexKey(part->uid, 0), fmt::IndexKey(part->uid, end));
+      wb.DeleteRange(part->cf, fmt::LogRangeBegin(part->uid), fmt::LogKey(part->uid, end));
+      wb.DeleteRange(meta_cf_, fmt::IdPrefixBegin(fmt::MetaKeyType::kIndex, part->uid),
+                     fmt::IndexKey(part->uid, end));
       fmt::PartitionValue pv = PartitionRecord(*part, nullptr);
       pv.log_start = end;
       // Bytes not yet durable stay counted; whatever is durable is gone.

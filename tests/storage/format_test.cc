@@ -36,6 +36,10 @@ TEST_CASE("Format: keys have the documented layout") {
   CHECK(uid == 7);
   CHECK(off == 0x0102);
   CHECK_FALSE(ParseLogKey("short", &uid, &off));
+  // Range deletions start at keys shorter than the memtable hint prefixes (5 and 9 bytes).
+  CHECK(Hex(LogRangeBegin(7)) == "00000007");
+  CHECK(LogRangeBegin(7) < LogKey(7, 0));
+  CHECK(IdPrefixBegin(MetaKeyType::kIndex, 5).size() < 9);
   CHECK(LogColumnFamilyName(12) == "log.12");
   CHECK(ParseLogColumnFamilyName("log.12") == std::optional<uint32_t>(12));
   CHECK_FALSE(ParseLogColumnFamilyName("log.").has_value());

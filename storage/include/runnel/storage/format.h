@@ -48,6 +48,11 @@ std::optional<uint32_t> ParseLogColumnFamilyName(std::string_view name);
 
 // Log key: uid:u32be | base_offset:u64be (12 bytes). Sorts by partition, then offset.
 std::string LogKey(uint32_t uid, int64_t base_offset);
+// uid:u32be alone: sorts before every log key of the partition. Range deletions start here, not
+// at LogKey(uid, 0), because RocksDB 7.8 corrupts its range-tombstone skiplist when a range
+// deletion's start key falls inside the memtable insert-hint prefix domain (5 bytes for logs,
+// 9 for meta; see log_store.cc). Meta range deletions likewise start at 5-byte IdPrefixBegin keys.
+std::string LogRangeBegin(uint32_t uid);
 bool ParseLogKey(std::string_view key, uint32_t* uid, int64_t* base_offset);
 
 std::string FormatVersionKey();
