@@ -39,6 +39,27 @@ struct MetaWrites {
   bool empty() const { return ops.empty(); }
 };
 
+// Group writes not yet handed to the committer: the latest value per key. An entry created since
+// the last flush and deleted before the next one (a delivery acked quickly) is dropped without
+// ever reaching RocksDB. Not thread-safe: owned by a group under its mutex.
+class WriteOverlay {
+ public:
+  // `fresh`: the key does not exist on disk (a pending entry just created).
+  void Put(std::string key, std::string value, bool fresh = false);
+  void Delete(const std::string& key);
+  bool empty() const { return ops_.empty(); }
+  size_t size() const { return ops_.size(); }
+  // Moves everything out as a write list and clears the overlay.
+  MetaWrites Take();
+
+ private:
+  struct Op {
+    std::optional<std::string> value;  // nullopt: delete
+    bool fresh = false;
+  };
+  std::unordered_map<std::string, Op> ops_;
+};
+
 struct PelEntry {
   // A new entry is in no index and owned by nobody until Lock() or an explicit state.
   format::PendingState state = format::PendingState::kParked;
@@ -123,6 +144,7 @@ struct GroupState {
   // Queue groups.
   uint32_t topic_id = 0;
   std::unique_ptr<GroupRecordReader> reader;  // created on first use
+  WriteOverlay overlay;                       // writes not yet handed to the committer
   std::vector<QueuePartition> parts;
   std::set<DueKey> due;  // locked and retry entries by due time
   std::vector<ConsumerState> consumers;
@@ -214,10 +236,9 @@ class GroupManager final : public Groups {
   void Lock(GroupState& g, int32_t p, int64_t offset, PelEntry& e, uint32_t consumer, int64_t now);
   void EraseDue(GroupState& g, int32_t p, int64_t offset, const PelEntry& e);
   // Removes a finished entry (acked or dead-lettered) and promotes its key's next parked entry.
-  void Finish(GroupState& g, int32_t p, int64_t offset, MetaWrites& wb, int64_t now);
-  void PutEntry(const GroupState& g, int32_t p, int64_t offset, const PelEntry& e,
-                MetaWrites& wb) const;
-  void PutCursor(const GroupState& g, int32_t p, MetaWrites& wb) const;
+  void Finish(GroupState& g, int32_t p, int64_t offset, int64_t now);
+  void PutEntry(GroupState& g, int32_t p, int64_t offset, const PelEntry& e, bool fresh = false);
+  void PutCursor(GroupState& g, int32_t p);
   void GrowPartitions(GroupState& g);
 
   // Queues a meta-only write to the committer; `done` runs once it is written (and fsynced when
@@ -229,7 +250,16 @@ class GroupManager final : public Groups {
   void SubmitDeadLetters(GroupState& g, std::vector<DeadLetterMove> moves, int64_t now,
                          Pending* pending);
   static Status Wait(Pending& pending);
+  // Hands the group's overlay to the committer (WAL write, no fsync). Call with g.mu held; writes
+  // reach the committer in the order they were made, and before any later dead-letter move.
+  std::future<Status> Flush(GroupState& g);
+  void FlushAsync(GroupState& g);
 
+ public:
+  // Flushes every group's overlay; called by the store before it stops its committer.
+  void FlushAll();
+
+ private:
   Status PersistGroup(const GroupState& g, bool durable);
   // Validates a commit and queues its durable write, taking *done; returns the error otherwise.
   Status StageCommit(std::string_view group, std::string_view member_id, int32_t generation,

@@ -185,7 +185,59 @@ GroupRecordReader& GroupManager::ReaderFor(GroupState& g) {
   return *g.reader;
 }
 
+void WriteOverlay::Put(std::string key, std::string value, bool fresh) {
+  auto [it, inserted] = ops_.try_emplace(std::move(key));
+  if (inserted) it->second.fresh = fresh;
+  it->second.value = std::move(value);
+}
+
+void WriteOverlay::Delete(const std::string& key) {
+  auto it = ops_.find(key);
+  if (it != ops_.end() && it->second.fresh) {
+    ops_.erase(it);  // created and finished between two flushes: nothing to write
+  } else if (it != ops_.end()) {
+    it->second.value.reset();
+  } else {
+    ops_.emplace(key, Op{std::nullopt, false});
+  }
+}
+
+MetaWrites WriteOverlay::Take() {
+  MetaWrites out;
+  out.ops.reserve(ops_.size());
+  for (auto& [key, op] : ops_) out.ops.emplace_back(key, std::move(op.value));
+  ops_.clear();
+  return out;
+}
+
 GroupManager::GroupManager(LogStoreImpl& store) : store_(store) {}
+
+std::future<Status> GroupManager::Flush(GroupState& g) {
+  return Submit(g.overlay.Take(), /*durable=*/false);
+}
+
+void GroupManager::FlushAsync(GroupState& g) {
+  if (g.overlay.empty()) return;
+  const std::string name = g.name;
+  SubmitAsync(g.overlay.Take(), /*durable=*/false, [name](Status s) {
+    if (!s.ok()) log::Error("group '" + name + "': writing state failed: " + s.ToString());
+  });
+}
+
+void GroupManager::FlushAll() {
+  std::vector<std::shared_ptr<GroupState>> groups;
+  {
+    std::shared_lock lk(mu_);
+    for (const auto& [name, g] : groups_) groups.push_back(g);
+  }
+  for (const auto& g : groups) {
+    std::lock_guard lk(g->mu);
+    FlushAsync(*g);
+  }
+}
+
+// Overlays are flushed once they hold this many writes, bounding their memory.
+constexpr size_t kMaxOverlayWrites = 65536;
 
 std::shared_ptr<GroupState> GroupManager::Find(std::string_view name) const {
   std::shared_lock lk(mu_);
@@ -271,7 +323,7 @@ void GroupManager::Lock(GroupState& g, int32_t p, int64_t offset, PelEntry& e, u
   ++g.consumers[consumer].pending;
 }
 
-void GroupManager::Finish(GroupState& g, int32_t p, int64_t offset, MetaWrites& wb, int64_t now) {
+void GroupManager::Finish(GroupState& g, int32_t p, int64_t offset, int64_t now) {
   auto& pel = g.parts[static_cast<size_t>(p)].pel;
   auto it = pel.find(offset);
   if (it == pel.end()) return;
@@ -289,15 +341,15 @@ void GroupManager::Finish(GroupState& g, int32_t p, int64_t offset, MetaWrites& 
         next->second.state = fmt::PendingState::kRetry;
         next->second.due_ms = now;
         g.due.insert(DueKey{now, p, next->first});
-        PutEntry(g, p, next->first, next->second, wb);
+        PutEntry(g, p, next->first, next->second);
       }
     }
   }
   pel.erase(it);
 }
 
-void GroupManager::PutEntry(const GroupState& g, int32_t p, int64_t offset, const PelEntry& e,
-                            MetaWrites& wb) const {
+void GroupManager::PutEntry(GroupState& g, int32_t p, int64_t offset, const PelEntry& e,
+                            bool fresh) {
   fmt::PendingValue v{
       e.state,
       e.deliveries,
@@ -307,12 +359,12 @@ void GroupManager::PutEntry(const GroupState& g, int32_t p, int64_t offset, cons
       e.first_failure_ms,
       e.last_failure_ms,
       e.state == fmt::PendingState::kLocked ? g.consumers[e.consumer].name : std::string()};
-  wb.Put(fmt::PendingKey(g.id, p, offset), fmt::Encode(v));
+  g.overlay.Put(fmt::PendingKey(g.id, p, offset), fmt::Encode(v), fresh);
 }
 
-void GroupManager::PutCursor(const GroupState& g, int32_t p, MetaWrites& wb) const {
-  wb.Put(fmt::OffsetKey(g.id, g.topic_id, p),
-         fmt::Encode(fmt::OffsetValue{g.parts[static_cast<size_t>(p)].cursor, 0, {}}));
+void GroupManager::PutCursor(GroupState& g, int32_t p) {
+  g.overlay.Put(fmt::OffsetKey(g.id, g.topic_id, p),
+                fmt::Encode(fmt::OffsetValue{g.parts[static_cast<size_t>(p)].cursor, 0, {}}));
 }
 
 void GroupManager::GrowPartitions(GroupState& g) {
@@ -471,7 +523,6 @@ Result<std::vector<DeliveredRecord>> GroupManager::Deliver(std::string_view grou
     if (g->parts.empty())
       return Status::NotFound("topic '" + g->config.topic + "' of group '" + g->name + "' is gone");
     GroupRecordReader& reader = ReaderFor(*g);
-    MetaWrites writes;
     std::vector<DeadLetterMove> dead;
     size_t bytes = 0;
     auto full = [&] {
@@ -489,8 +540,8 @@ Result<std::vector<DeliveredRecord>> GroupManager::Deliver(std::string_view grou
       if (!rec.ok()) {
         if (!rec.status().IsOutOfRange()) return rec.status();
         // Retention removed the record: nothing left to deliver.
-        Finish(*g, dk.partition, dk.offset, writes, now);
-        writes.Delete(fmt::PendingKey(g->id, dk.partition, dk.offset));
+        Finish(*g, dk.partition, dk.offset, now);
+        g->overlay.Delete(fmt::PendingKey(g->id, dk.partition, dk.offset));
         continue;
       }
       if (e.state == fmt::PendingState::kLocked) {  // the lock expired: a failed attempt
@@ -503,11 +554,11 @@ Result<std::vector<DeliveredRecord>> GroupManager::Deliver(std::string_view grou
       if (!reason.empty()) {
         dead.push_back({dk.partition, dk.offset, std::move(rec).value(), e.deliveries,
                         e.first_failure_ms ? e.first_failure_ms : now, std::move(reason)});
-        Finish(*g, dk.partition, dk.offset, writes, now);
+        Finish(*g, dk.partition, dk.offset, now);
         continue;
       }
       Lock(*g, dk.partition, dk.offset, e, c, now);
-      PutEntry(*g, dk.partition, dk.offset, e, writes);
+      PutEntry(*g, dk.partition, dk.offset, e);
       bytes += rec->size;
       out.push_back(ToDelivered(dk.partition, dk.offset, std::move(rec).value(), e));
     }
@@ -532,7 +583,7 @@ Result<std::vector<DeliveredRecord>> GroupManager::Deliver(std::string_view grou
           q.push_back(r.offset);
           if (q.size() > 1) {  // its key is in flight: park it behind the earlier one
             e.state = fmt::PendingState::kParked;
-            PutEntry(*g, p, r.offset, e, writes);
+            PutEntry(*g, p, r.offset, e, /*fresh=*/true);
             qp.pel.emplace(r.offset, std::move(e));
             return true;
           }
@@ -541,27 +592,27 @@ Result<std::vector<DeliveredRecord>> GroupManager::Deliver(std::string_view grou
           // Persist it as pending first, so a crash before the dead-letter write loses nothing.
           e.state = fmt::PendingState::kRetry;
           e.due_ms = now;
-          PutEntry(*g, p, r.offset, e, writes);
+          PutEntry(*g, p, r.offset, e, /*fresh=*/true);
           auto& stored = qp.pel.emplace(r.offset, std::move(e)).first->second;
           g->due.insert(DueKey{now, p, r.offset});
           dead.push_back({p, r.offset, std::move(rec), 0, now, "expired"});
           (void)stored;
-          Finish(*g, p, r.offset, writes, now);
+          Finish(*g, p, r.offset, now);
           return true;
         }
         auto& stored = qp.pel.emplace(r.offset, std::move(e)).first->second;
         Lock(*g, p, r.offset, stored, c, now);
-        PutEntry(*g, p, r.offset, stored, writes);
+        PutEntry(*g, p, r.offset, stored, /*fresh=*/true);
         bytes += rec.size;
         out.push_back(ToDelivered(p, r.offset, std::move(rec), stored));
         return true;
       }));
-      if (qp.cursor != before) PutCursor(*g, p, writes);
+      if (qp.cursor != before) PutCursor(*g, p);
     }
     ++g->member_seq;
-    // Deliveries are not waited for: a lost one is only a redelivery. Their writes go first so
-    // that dead letters never overtake the pending entries they retire.
-    (void)Submit(std::move(writes), /*durable=*/false);
+    // Deliveries are not flushed: a lost one is only a redelivery, and an ack before the next
+    // flush cancels them. Dead-letter moves always go after everything written before them.
+    if (!dead.empty() || g->overlay.size() >= kMaxOverlayWrites) FlushAsync(*g);
     SubmitDeadLetters(*g, std::move(dead), now, &pending);
   }
   (void)Wait(pending);  // dead-letter failures are logged; the records stay pending on disk
@@ -577,12 +628,11 @@ Status GroupManager::Ack(std::string_view group, std::string_view consumer,
     RUNNEL_ASSIGN_OR_RETURN(auto entries, CheckRefs(*g, consumer, refs));
     const int64_t now = store_.clock_->NowMs();
     ConsumerId(*g, consumer, now);
-    MetaWrites writes;
     for (const auto& [p, off] : entries) {
-      Finish(*g, p, off, writes, now);
-      writes.Delete(fmt::PendingKey(g->id, p, off));
+      Finish(*g, p, off, now);
+      g->overlay.Delete(fmt::PendingKey(g->id, p, off));
     }
-    done = Submit(std::move(writes), /*durable=*/false);
+    done = Flush(*g);
   }
   return done.get();
 }
@@ -598,7 +648,6 @@ Status GroupManager::Nack(std::string_view group, std::string_view consumer,
     const int64_t now = store_.clock_->NowMs();
     ConsumerId(*g, consumer, now);
     GroupRecordReader& reader = ReaderFor(*g);
-    MetaWrites writes;
     std::vector<DeadLetterMove> dead;
     for (const auto& [p, off] : entries) {
       PelEntry& e = g->parts[static_cast<size_t>(p)].pel[off];
@@ -610,18 +659,18 @@ Status GroupManager::Nack(std::string_view group, std::string_view consumer,
           dead.push_back(
               {p, off, std::move(rec).value(), e.deliveries, e.first_failure_ms, "max_deliveries"});
         } else {
-          writes.Delete(fmt::PendingKey(g->id, p, off));  // the record is gone
+          g->overlay.Delete(fmt::PendingKey(g->id, p, off));  // the record is gone
         }
-        Finish(*g, p, off, writes, now);
+        Finish(*g, p, off, now);
         continue;
       }
       EraseDue(*g, p, off, e);
       e.state = fmt::PendingState::kRetry;
       e.due_ms = now + delay_ms;
       g->due.insert(DueKey{e.due_ms, p, off});
-      PutEntry(*g, p, off, e, writes);
+      PutEntry(*g, p, off, e);
     }
-    pending.waits.push_back(Submit(std::move(writes), /*durable=*/false));
+    pending.waits.push_back(Flush(*g));
     SubmitDeadLetters(*g, std::move(dead), now, &pending);
   }
   return Wait(pending);
@@ -637,7 +686,6 @@ Status GroupManager::Reject(std::string_view group, std::string_view consumer,
     const int64_t now = store_.clock_->NowMs();
     ConsumerId(*g, consumer, now);
     GroupRecordReader& reader = ReaderFor(*g);
-    MetaWrites writes;
     std::vector<DeadLetterMove> dead;
     for (const auto& [p, off] : entries) {
       PelEntry& e = g->parts[static_cast<size_t>(p)].pel[off];
@@ -647,12 +695,12 @@ Status GroupManager::Reject(std::string_view group, std::string_view consumer,
         dead.push_back({p, off, std::move(rec).value(), e.deliveries, e.first_failure_ms,
                         reason.empty() ? std::string("rejected") : std::string(reason)});
       } else {
-        writes.Delete(fmt::PendingKey(g->id, p, off));
+        g->overlay.Delete(fmt::PendingKey(g->id, p, off));
       }
-      Finish(*g, p, off, writes, now);
+      Finish(*g, p, off, now);
     }
+    pending.waits.push_back(Flush(*g));
     SubmitDeadLetters(*g, std::move(dead), now, &pending);
-    pending.waits.push_back(Submit(std::move(writes), /*durable=*/true));
   }
   return Wait(pending);
 }
@@ -668,16 +716,15 @@ Result<int64_t> GroupManager::Extend(std::string_view group, std::string_view co
     const int64_t now = store_.clock_->NowMs();
     ConsumerId(*g, consumer, now);
     until = now + g->config.lock_timeout_ms;
-    MetaWrites writes;
     for (const auto& [p, off] : entries) {
       PelEntry& e = g->parts[static_cast<size_t>(p)].pel[off];
       g->due.erase(DueKey{e.due_ms, p, off});
       e.due_ms = until;
       e.last_active_ms = now;
       g->due.insert(DueKey{until, p, off});
-      PutEntry(*g, p, off, e, writes);
+      PutEntry(*g, p, off, e);
     }
-    done = Submit(std::move(writes), /*durable=*/false);
+    done = Flush(*g);
   }
   RUNNEL_RETURN_IF_ERROR(done.get());
   return until;
@@ -697,7 +744,6 @@ Result<std::vector<DeliveredRecord>> GroupManager::Claim(std::string_view group,
     const int64_t now = store_.clock_->NowMs();
     const uint32_t c = ConsumerId(*g, consumer, now);
     GroupRecordReader& reader = ReaderFor(*g);
-    MetaWrites writes;
     std::vector<DeadLetterMove> dead;
     // A locked entry is idle for now - last_active, and due at last_active + lock timeout, so
     // "idle >= min_idle" is "due <= now - min_idle + lock timeout": a range scan of the due index.
@@ -710,22 +756,24 @@ Result<std::vector<DeliveredRecord>> GroupManager::Claim(std::string_view group,
       auto rec = reader.Get(dk.partition, dk.offset);
       if (!rec.ok()) {
         if (!rec.status().IsOutOfRange()) return rec.status();
-        Finish(*g, dk.partition, dk.offset, writes, now);
-        writes.Delete(fmt::PendingKey(g->id, dk.partition, dk.offset));
+        Finish(*g, dk.partition, dk.offset, now);
+        g->overlay.Delete(fmt::PendingKey(g->id, dk.partition, dk.offset));
         continue;
       }
       if (e.deliveries >= g->config.max_deliveries) {
         if (e.first_failure_ms == 0) e.first_failure_ms = now;
         dead.push_back({dk.partition, dk.offset, std::move(rec).value(), e.deliveries,
                         e.first_failure_ms, "max_deliveries"});
-        Finish(*g, dk.partition, dk.offset, writes, now);
+        Finish(*g, dk.partition, dk.offset, now);
         continue;
       }
       Lock(*g, dk.partition, dk.offset, e, c, now);
-      PutEntry(*g, dk.partition, dk.offset, e, writes);
+      PutEntry(*g, dk.partition, dk.offset, e);
       out.push_back(ToDelivered(dk.partition, dk.offset, std::move(rec).value(), e));
     }
-    (void)Submit(std::move(writes), /*durable=*/false);
+    // Deliveries are not flushed: a lost one is only a redelivery, and an ack before the next
+    // flush cancels them. Dead-letter moves always go after everything written before them.
+    if (!dead.empty() || g->overlay.size() >= kMaxOverlayWrites) FlushAsync(*g);
     SubmitDeadLetters(*g, std::move(dead), now, &pending);
   }
   (void)Wait(pending);

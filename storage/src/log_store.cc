@@ -48,6 +48,8 @@ LogStoreImpl::LogStoreImpl(const LogStoreOptions& options)
     : options_(options), clock_(options.clock ? options.clock : Clock::System()) {}
 
 LogStoreImpl::~LogStoreImpl() {
+  // Consumer-group writes still held back go to the committer before it drains and stops.
+  if (groups_) groups_->FlushAll();
   {
     std::lock_guard lk(retention_mu_);
     retention_stop_ = true;
