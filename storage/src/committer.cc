@@ -1,9 +1,9 @@
 // LogStoreImpl's append path: validation on the caller's thread, then group commit on the
 // committer thread (offsets, idempotent producers, dedup window, one WriteBatch, one WAL sync).
+#include <rocksdb/perf_level.h>
+
 #include <algorithm>
 #include <chrono>
-
-#include <rocksdb/perf_level.h>
 
 #include "log_store_impl.h"
 #include "logging.h"

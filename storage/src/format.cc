@@ -141,8 +141,8 @@ std::string Encode(const CountersValue& v) {
 Status Decode(std::string_view in, CountersValue* v) {
   ByteReader r(in);
   uint8_t version;
-  if (!r.ReadU8(&version) || (version != 1 && version != 2) || !r.ReadFixed32BE(&v->next_topic_id) ||
-      !r.ReadFixed32BE(&v->next_partition_uid)) {
+  if (!r.ReadU8(&version) || (version != 1 && version != 2) ||
+      !r.ReadFixed32BE(&v->next_topic_id) || !r.ReadFixed32BE(&v->next_partition_uid)) {
     return Bad("counters");
   }
   v->next_group_id = 1;
@@ -150,7 +150,9 @@ Status Decode(std::string_view in, CountersValue* v) {
   return r.empty() ? Status::OK() : Bad("counters");
 }
 
-std::string GroupKey(std::string_view name) { return TypeBegin(MetaKeyType::kGroup) + std::string(name); }
+std::string GroupKey(std::string_view name) {
+  return TypeBegin(MetaKeyType::kGroup) + std::string(name);
+}
 
 std::string OffsetKey(uint32_t group_id, uint32_t topic_id, int32_t partition) {
   std::string k = KeyWithId(MetaKeyType::kOffset, group_id);
@@ -172,7 +174,6 @@ std::string DeadLetterKey(uint32_t group_id, int32_t partition, int64_t offset) 
   PutFixed64BE(&k, static_cast<uint64_t>(offset));
   return k;
 }
-
 
 std::string Encode(const GroupValue& v) {
   std::string s(1, static_cast<char>(kValueVersion));

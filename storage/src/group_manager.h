@@ -32,11 +32,13 @@ struct TopicState;
 // adds them to its round's WriteBatch.
 struct MetaWrites {
   std::vector<std::pair<std::string, std::optional<std::string>>> ops;  // nullopt: delete
+  // [begin, end) ranges to delete; begin must be a short IdPrefixBegin key (see format.h).
+  std::vector<std::pair<std::string, std::string>> range_deletes;
   void Put(std::string key, std::string value) {
     ops.emplace_back(std::move(key), std::move(value));
   }
   void Delete(std::string key) { ops.emplace_back(std::move(key), std::nullopt); }
-  bool empty() const { return ops.empty(); }
+  bool empty() const { return ops.empty() && range_deletes.empty(); }
 };
 
 // Group writes not yet handed to the committer: the latest value per key. An entry created since
@@ -139,6 +141,7 @@ struct GroupState {
   int64_t created_ms = 0;
 
   mutable std::mutex mu;  // guards everything below
+  bool deleted = false;   // DeleteGroup ran: every later call on this object is NotFound
   GroupConfig config;
   int32_t generation = 0;
   // Queue groups.
@@ -261,6 +264,9 @@ class GroupManager final : public Groups {
 
  private:
   Status PersistGroup(const GroupState& g, bool durable);
+  void PersistGroupAsync(const GroupState& g);
+  // NotFound if the group was deleted or its queue topic was deleted (and maybe recreated).
+  Status CheckLive(const GroupState& g) const;
   // Validates a commit and queues its durable write, taking *done; returns the error otherwise.
   Status StageCommit(std::string_view group, std::string_view member_id, int32_t generation,
                      const std::vector<OffsetCommit>& offsets, std::function<void(Status)>* done);

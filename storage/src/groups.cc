@@ -238,6 +238,8 @@ void GroupManager::FlushAll() {
 
 // Overlays are flushed once they hold this many writes, bounding their memory.
 constexpr size_t kMaxOverlayWrites = 65536;
+// The longest nack delay (a retry backoff).
+constexpr int64_t kMaxDelayMs = 30LL * 24 * 3600 * 1000;
 
 std::shared_ptr<GroupState> GroupManager::Find(std::string_view name) const {
   std::shared_lock lk(mu_);
@@ -370,12 +372,8 @@ void GroupManager::PutCursor(GroupState& g, int32_t p) {
 void GroupManager::GrowPartitions(GroupState& g) {
   auto topic = store_.FindTopic(g.config.topic);
   if (!topic || topic->id != g.topic_id) return;
-  size_t n;
-  {
-    std::shared_lock lk(store_.topics_mu_);
-    n = topic->partitions.size();
-  }
-  while (g.parts.size() < n) {
+  std::shared_lock lk(store_.topics_mu_);
+  while (g.parts.size() < topic->partitions.size()) {
     // A partition added after the group was created is read from its start.
     QueuePartition qp;
     qp.cursor = topic->partitions[g.parts.size()]->log_start.load();
@@ -393,6 +391,7 @@ void GroupManager::SubmitAsync(MetaWrites writes, bool durable, std::function<vo
   auto shared = std::make_shared<MetaWrites>(std::move(writes));
   rocksdb::ColumnFamilyHandle* meta = store_.meta_cf_;
   op->extra = [shared, meta](const AppendResult*, rocksdb::WriteBatch& round) {
+    for (const auto& [begin, end] : shared->range_deletes) round.DeleteRange(meta, begin, end);
     for (const auto& [key, value] : shared->ops) {
       if (value) {
         round.Put(meta, key, *value);
@@ -436,9 +435,11 @@ void GroupManager::SubmitDeadLetters(GroupState& g, std::vector<DeadLetterMove> 
   if (!dlq)
     return fail(Status::NotFound("dead-letter topic '" + g.config.dlq_topic + "' does not exist"));
   size_t dlq_partitions;
+  size_t max_batch_bytes;
   {
     std::shared_lock lk(store_.topics_mu_);
     dlq_partitions = dlq->partitions.size();
+    max_batch_bytes = static_cast<size_t>(dlq->config.max_message_bytes) * 3 / 4;
   }
   std::map<int32_t, std::vector<DeadLetterMove*>> by_partition;
   for (DeadLetterMove& m : moves) {
@@ -446,8 +447,14 @@ void GroupManager::SubmitDeadLetters(GroupState& g, std::vector<DeadLetterMove> 
         &m);
   }
   for (auto& [dp, list] : by_partition) {
-    for (size_t start = 0; start < list.size(); start += kMaxDeadLettersPerBatch) {
-      const size_t end = std::min(list.size(), start + kMaxDeadLettersPerBatch);
+    for (size_t start = 0, end = 0; start < list.size(); start = end) {
+      // Up to kMaxDeadLettersPerBatch records and about 3/4 of the DLQ's max.message.bytes.
+      size_t bytes = 0;
+      for (end = start; end < list.size() && end - start < kMaxDeadLettersPerBatch; ++end) {
+        const size_t size = list[end]->record.size + 512;  // + the runnel.dlq.* headers
+        if (end > start && bytes + size > max_batch_bytes) break;
+        bytes += size;
+      }
       RecordBatchBuilder builder;
       struct Retire {
         int32_t partition;
@@ -517,6 +524,7 @@ Result<std::vector<DeliveredRecord>> GroupManager::Deliver(std::string_view grou
   Pending pending;
   {
     std::lock_guard lk(g->mu);
+    RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
     const int64_t now = store_.clock_->NowMs();
     const uint32_t c = ConsumerId(*g, consumer, now);
     GrowPartitions(*g);
@@ -532,8 +540,14 @@ Result<std::vector<DeliveredRecord>> GroupManager::Deliver(std::string_view grou
       return g->config.message_ttl_ms > 0 && r.timestamp_ms < now - g->config.message_ttl_ms;
     };
 
+    // Records dead-lettered, parked or skipped count against a bound too, so one call never
+    // walks an unbounded backlog under the group mutex.
+    const size_t max_examined = std::max<size_t>(4096, 16 * static_cast<size_t>(max_records));
+    size_t examined = 0;
+
     // 1. Due retries and expired locks, oldest due first: a range scan over what is due.
-    for (auto it = g->due.begin(); it != g->due.end() && it->due_ms <= now && !full();) {
+    for (auto it = g->due.begin();
+         it != g->due.end() && it->due_ms <= now && !full() && ++examined <= max_examined;) {
       const DueKey dk = *it++;
       PelEntry& e = g->parts[static_cast<size_t>(dk.partition)].pel[dk.offset];
       auto rec = reader.Get(dk.partition, dk.offset);
@@ -565,6 +579,7 @@ Result<std::vector<DeliveredRecord>> GroupManager::Deliver(std::string_view grou
 
     // 2. Records never looked at, round-robin over partitions.
     const size_t n = g->parts.size();
+    Status scan_error;
     for (size_t k = 0; k < n && !full(); ++k) {
       const int32_t p = static_cast<int32_t>((g->member_seq + k) % n);
       QueuePartition& qp = g->parts[static_cast<size_t>(p)];
@@ -572,9 +587,10 @@ Result<std::vector<DeliveredRecord>> GroupManager::Deliver(std::string_view grou
       if (start.ok() && qp.cursor < start->value())
         qp.cursor = start->value();  // retention passed it
       const int64_t before = qp.cursor;
-      RUNNEL_RETURN_IF_ERROR(reader.Scan(p, qp.cursor, [&](const Record& r) {
-        if (full()) return false;
+      Status scan = reader.Scan(p, qp.cursor, [&](const Record& r) {
+        if (full() || ++examined > max_examined) return false;
         qp.cursor = r.offset + 1;
+        if (qp.pel.count(r.offset)) return true;  // already pending (cursor was behind)
         PelEntry e;
         LoadedRecord rec = Copy(r);
         if (g->config.ordered_keys && rec.key) {
@@ -606,14 +622,20 @@ Result<std::vector<DeliveredRecord>> GroupManager::Deliver(std::string_view grou
         bytes += rec.size;
         out.push_back(ToDelivered(p, r.offset, std::move(rec), stored));
         return true;
-      }));
+      });
       if (qp.cursor != before) PutCursor(*g, p);
+      if (!scan.ok()) {
+        scan_error = std::move(scan);
+        break;
+      }
     }
     ++g->member_seq;
     // Deliveries are not flushed: a lost one is only a redelivery, and an ack before the next
     // flush cancels them. Dead-letter moves always go after everything written before them.
     if (!dead.empty() || g->overlay.size() >= kMaxOverlayWrites) FlushAsync(*g);
     SubmitDeadLetters(*g, std::move(dead), now, &pending);
+    // A read error after some deliveries still returns them (their state is recorded above).
+    if (!scan_error.ok() && out.empty()) return scan_error;
   }
   (void)Wait(pending);  // dead-letter failures are logged; the records stay pending on disk
   return out;
@@ -625,6 +647,7 @@ Status GroupManager::Ack(std::string_view group, std::string_view consumer,
   std::future<Status> done;
   {
     std::lock_guard lk(g->mu);
+    RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
     RUNNEL_ASSIGN_OR_RETURN(auto entries, CheckRefs(*g, consumer, refs));
     const int64_t now = store_.clock_->NowMs();
     ConsumerId(*g, consumer, now);
@@ -639,11 +662,15 @@ Status GroupManager::Ack(std::string_view group, std::string_view consumer,
 
 Status GroupManager::Nack(std::string_view group, std::string_view consumer,
                           std::span<const RecordRef> refs, int64_t delay_ms) {
-  if (delay_ms < 0) return Status::InvalidArgument("nack delay must not be negative");
+  if (delay_ms < 0 || delay_ms > kMaxDelayMs) {
+    return Status::InvalidArgument("nack delay must be between 0 and 30 days, not " +
+                                   std::to_string(delay_ms) + " ms");
+  }
   RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
   Pending pending;
   {
     std::lock_guard lk(g->mu);
+    RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
     RUNNEL_ASSIGN_OR_RETURN(auto entries, CheckRefs(*g, consumer, refs));
     const int64_t now = store_.clock_->NowMs();
     ConsumerId(*g, consumer, now);
@@ -682,6 +709,7 @@ Status GroupManager::Reject(std::string_view group, std::string_view consumer,
   Pending pending;
   {
     std::lock_guard lk(g->mu);
+    RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
     RUNNEL_ASSIGN_OR_RETURN(auto entries, CheckRefs(*g, consumer, refs));
     const int64_t now = store_.clock_->NowMs();
     ConsumerId(*g, consumer, now);
@@ -712,6 +740,7 @@ Result<int64_t> GroupManager::Extend(std::string_view group, std::string_view co
   int64_t until = 0;
   {
     std::lock_guard lk(g->mu);
+    RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
     RUNNEL_ASSIGN_OR_RETURN(auto entries, CheckRefs(*g, consumer, refs));
     const int64_t now = store_.clock_->NowMs();
     ConsumerId(*g, consumer, now);
@@ -741,6 +770,7 @@ Result<std::vector<DeliveredRecord>> GroupManager::Claim(std::string_view group,
   Pending pending;
   {
     std::lock_guard lk(g->mu);
+    RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
     const int64_t now = store_.clock_->NowMs();
     const uint32_t c = ConsumerId(*g, consumer, now);
     GroupRecordReader& reader = ReaderFor(*g);
@@ -748,11 +778,19 @@ Result<std::vector<DeliveredRecord>> GroupManager::Claim(std::string_view group,
     // A locked entry is idle for now - last_active, and due at last_active + lock timeout, so
     // "idle >= min_idle" is "due <= now - min_idle + lock timeout": a range scan of the due index.
     const int64_t bound = now - min_idle_ms + g->config.lock_timeout_ms;
+    // Pick the candidates first: claiming re-inserts entries into the due index at now + lock
+    // timeout, which may still be within `bound` and must not be visited twice.
+    std::vector<DueKey> candidates;
     for (auto it = g->due.begin(); it != g->due.end() && it->due_ms <= bound &&
-                                   out.size() < static_cast<size_t>(max_records);) {
-      const DueKey dk = *it++;
+                                   candidates.size() < static_cast<size_t>(max_records);
+         ++it) {
+      if (g->parts[static_cast<size_t>(it->partition)].pel.at(it->offset).state ==
+          fmt::PendingState::kLocked) {
+        candidates.push_back(*it);
+      }
+    }
+    for (const DueKey& dk : candidates) {
       PelEntry& e = g->parts[static_cast<size_t>(dk.partition)].pel[dk.offset];
-      if (e.state != fmt::PendingState::kLocked) continue;
       auto rec = reader.Get(dk.partition, dk.offset);
       if (!rec.ok()) {
         if (!rec.status().IsOutOfRange()) return rec.status();
@@ -802,6 +840,12 @@ Status GroupManager::CreateQueueGroup(std::string_view name, const GroupConfig& 
   if (!store_.FindTopic(config.dlq_topic)) {
     TopicConfig dlq_config = store_.options_.default_topic_config;
     dlq_config.dedup_window_ms = 0;  // every dead letter is kept, even repeats
+    {
+      // Room for the largest source record plus its runnel.dlq.* headers.
+      std::shared_lock lk(store_.topics_mu_);
+      dlq_config.max_message_bytes =
+          std::min<int32_t>(64 << 20, topic->config.max_message_bytes + (64 << 10));
+    }
     Status s = store_.CreateTopic(config.dlq_topic, static_cast<int32_t>(partitions), dlq_config);
     if (!s.ok() && s.code() != StatusCode::kAlreadyExists) return s;
   }
@@ -871,14 +915,21 @@ Status GroupManager::DeleteGroup(std::string_view name) {
     g = it->second;
     groups_.erase(it);
   }
-  std::lock_guard glk(g->mu);
-  rocksdb::WriteBatch wb;
-  wb.Delete(store_.meta_cf_, fmt::GroupKey(name));
-  for (auto type :
-       {fmt::MetaKeyType::kOffset, fmt::MetaKeyType::kPending, fmt::MetaKeyType::kDeadLetter}) {
-    wb.DeleteRange(store_.meta_cf_, fmt::IdPrefixBegin(type, g->id), fmt::IdPrefixEnd(type, g->id));
+  std::future<Status> done;
+  {
+    std::lock_guard glk(g->mu);
+    g->deleted = true;
+    (void)g->overlay.Take();  // nothing of this group is written any more
+    MetaWrites w;
+    w.Delete(fmt::GroupKey(name));
+    for (auto type :
+         {fmt::MetaKeyType::kOffset, fmt::MetaKeyType::kPending, fmt::MetaKeyType::kDeadLetter}) {
+      w.range_deletes.emplace_back(fmt::IdPrefixBegin(type, g->id), fmt::IdPrefixEnd(type, g->id));
+    }
+    // Through the committer, so writes of this group queued earlier land before the deletion.
+    done = Submit(std::move(w), /*durable=*/true);
   }
-  return store_.WriteMeta(&wb, "deleting group '" + g->name + "'");
+  return done.get();
 }
 
 std::vector<std::string> GroupManager::ListGroups() const {
@@ -886,6 +937,30 @@ std::vector<std::string> GroupManager::ListGroups() const {
   std::vector<std::string> names;
   for (const auto& [name, g] : groups_) names.push_back(name);
   return names;
+}
+
+Status GroupManager::CheckLive(const GroupState& g) const {
+  if (g.deleted) return Status::NotFound("group '" + g.name + "' was deleted");
+  if (g.mode == GroupMode::kQueue) {
+    auto t = store_.FindTopic(g.config.topic);
+    if (!t || t->id != g.topic_id) {
+      return Status::NotFound("topic '" + g.config.topic + "' of group '" + g.name +
+                              "' was deleted; recreate the group");
+    }
+  }
+  return Status::OK();
+}
+
+void GroupManager::PersistGroupAsync(const GroupState& g) {
+  MetaWrites w;
+  w.Put(fmt::GroupKey(g.name),
+        fmt::Encode(fmt::GroupValue{g.id, static_cast<uint8_t>(g.mode), g.generation, g.created_ms,
+                                    g.config.ToList()}));
+  const std::string name = g.name;
+  SubmitAsync(std::move(w), /*durable=*/true, [name](Status s) {
+    if (!s.ok())
+      log::Error("group '" + name + "': persisting the generation failed: " + s.ToString());
+  });
 }
 
 Status GroupManager::PersistGroup(const GroupState& g, bool durable) {
@@ -945,19 +1020,29 @@ void GroupManager::Rebalance(GroupState& g) {
     }
     if (mine.size() > floor) --ceil_slots;
   }
-  // The rest go to the least loaded eligible member.
+  // The rest go to the least loaded eligible member below its share. Partitions with the fewest
+  // eligible members go first, so constrained ones are placed while there is room.
+  std::vector<std::pair<const TopicPartition*, const std::vector<std::string>*>> rest;
   for (const auto& [tp, ids] : eligible) {
-    if (taken.count(tp)) continue;
+    if (!taken.count(tp)) rest.emplace_back(&tp, &ids);
+  }
+  std::stable_sort(rest.begin(), rest.end(), [](const auto& a, const auto& b) {
+    return a.second->size() < b.second->size();
+  });
+  for (const auto& [tp, ids] : rest) {
     const std::string* best = nullptr;
-    for (const std::string& id : ids) {
+    for (const std::string& id : *ids) {
       const size_t have = next[id].size();
-      const size_t cap = floor + (ceil_slots > 0 || have < floor ? 1 : 0);
-      if (have >= cap && have >= floor + 1) continue;
-      if (!best || have < next[*best].size()) best = &id;
+      const bool room = have < floor || (have == floor && ceil_slots > 0);
+      if (room && (!best || have < next[*best].size())) best = &id;
     }
-    if (!best) best = &ids.front();  // uneven subscriptions: fall back to any subscriber
-    if (next[*best].size() == floor) --ceil_slots;
-    next[*best].push_back(tp);
+    if (!best) {  // uneven subscriptions leave no fair slot: take the least loaded subscriber
+      for (const std::string& id : *ids) {
+        if (!best || next[id].size() < next[*best].size()) best = &id;
+      }
+    }
+    if (next[*best].size() == floor && ceil_slots > 0) --ceil_slots;
+    next[*best].push_back(*tp);
   }
   for (auto& [id, m] : g.members) {
     m.assignment = std::move(next[id]);
@@ -1008,6 +1093,7 @@ Result<Membership> GroupManager::Join(std::string_view group, std::string_view m
                                    "' is a queue group, not a stream group");
   }
   std::lock_guard lk(g->mu);
+  RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
   const int64_t now = store_.clock_->NowMs();
   bool changed = false;
   ExpireMembers(*g, now, &changed);
@@ -1032,6 +1118,7 @@ Result<Membership> GroupManager::Join(std::string_view group, std::string_view m
 Result<Membership> GroupManager::Heartbeat(std::string_view group, std::string_view member_id) {
   RUNNEL_ASSIGN_OR_RETURN(auto g, FindStream(group));
   std::lock_guard lk(g->mu);
+  RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
   const int64_t now = store_.clock_->NowMs();
   bool changed = false;
   ExpireMembers(*g, now, &changed);
@@ -1055,6 +1142,7 @@ Result<Membership> GroupManager::Heartbeat(std::string_view group, std::string_v
 Status GroupManager::Leave(std::string_view group, std::string_view member_id) {
   RUNNEL_ASSIGN_OR_RETURN(auto g, FindStream(group));
   std::lock_guard lk(g->mu);
+  RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
   if (g->members.erase(std::string(member_id)) == 0) {
     return Status::NotFound("unknown member '" + std::string(member_id) + "' of group '" + g->name +
                             "'");
@@ -1075,6 +1163,10 @@ Status Groups::CommitOffsets(std::string_view group, std::string_view member_id,
 void GroupManager::CommitOffsetsAsync(std::string_view group, std::string_view member_id,
                                       int32_t generation, const std::vector<OffsetCommit>& offsets,
                                       std::function<void(Status)> done) {
+  if (offsets.empty()) {
+    done(Status::InvalidArgument("no offsets to commit"));
+    return;
+  }
   Status s = StageCommit(group, member_id, generation, offsets, &done);
   if (done) done(std::move(s));  // not handed to the committer: validation failed
 }
@@ -1085,12 +1177,13 @@ Status GroupManager::StageCommit(std::string_view group, std::string_view member
   RUNNEL_ASSIGN_OR_RETURN(auto g, FindStream(group));
   {
     std::lock_guard lk(g->mu);
+    RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
     const int64_t now = store_.clock_->NowMs();
     bool changed = false;
     ExpireMembers(*g, now, &changed);
     if (changed) {
       Rebalance(*g);
-      RUNNEL_RETURN_IF_ERROR(PersistGroup(*g, true));
+      PersistGroupAsync(*g);  // never block a commit on it; members rejoin after a restart anyway
     }
     const StreamMember* m = nullptr;
     if (member_id.empty() && generation == -1) {
@@ -1369,6 +1462,11 @@ Result<int64_t> GroupManager::Redrive(std::string_view group, const RedriveSpec&
     target_partitions = t->partitions.size();
   }
   RUNNEL_ASSIGN_OR_RETURN(auto letters, ListDeadLetters(group, std::numeric_limits<size_t>::max()));
+  std::map<int32_t, int64_t> listed_end;  // per DLQ partition: one past the last listed offset
+  for (const DeadLetter& d : letters) {
+    auto& e = listed_end[d.dlq_partition.value()];
+    e = std::max(e, d.dlq_offset.value() + 1);
+  }
   int64_t moved = 0;
   GroupRecordReader reader(store_, dlq_topic);
   for (const DeadLetter& d : letters) {
@@ -1394,21 +1492,30 @@ Result<int64_t> GroupManager::Redrive(std::string_view group, const RedriveSpec&
     (void)r;
     ++moved;
   }
+  // An unfiltered redrive empties a private DLQ up to what it listed; dead letters added since
+  // stay for the next redrive.
   if (!spec.reason && spec.from.value() == 0 &&
-      spec.to.value() == std::numeric_limits<int64_t>::max()) {
-    RUNNEL_RETURN_IF_ERROR(PurgeDeadLetters(group));
+      spec.to.value() == std::numeric_limits<int64_t>::max() &&
+      dlq_topic == source + ".dlq." + g->name) {
+    RUNNEL_RETURN_IF_ERROR(store_.TruncateTopic(dlq_topic, &listed_end));
   }
   return moved;
 }
 
 Status GroupManager::PurgeDeadLetters(std::string_view group) {
   RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
-  std::string dlq_topic;
+  std::string dlq_topic, source;
   {
     std::lock_guard lk(g->mu);
     dlq_topic = g->config.dlq_topic;
+    source = g->config.topic;
   }
-  return store_.TruncateTopic(dlq_topic);
+  if (dlq_topic != source + ".dlq." + g->name) {
+    return Status::InvalidArgument(
+        "dead-letter topic '" + dlq_topic +
+        "' may be shared with other groups; delete or truncate it as a topic");
+  }
+  return store_.TruncateTopic(dlq_topic, nullptr);
 }
 
 // ---- recovery and retention -------------------------------------------------------------------
@@ -1447,18 +1554,25 @@ Status GroupManager::Load() {
       [&](std::string_view k, std::string_view v) {
         if (k.size() != 13) return Status::Corruption("malformed offset key in meta");
         auto g = by_id.find(DecodeFixed32BE(k.data() + 1));
-        auto topic = topic_names.find(DecodeFixed32BE(k.data() + 5));
-        if (g == by_id.end() || topic == topic_names.end()) return Status::OK();  // deleted
+        if (g == by_id.end()) return Status::OK();  // deleted group
+        const uint32_t topic_id = DecodeFixed32BE(k.data() + 5);
         const int32_t p = static_cast<int32_t>(DecodeFixed32BE(k.data() + 9));
         fmt::OffsetValue ov;
         RUNNEL_RETURN_IF_ERROR(fmt::Decode(v, &ov));
         GroupState& gs = *g->second;
-        if (gs.mode == GroupMode::kStream) {
-          gs.committed[{topic->second, Partition(p)}] = std::move(ov);
-        } else if (DecodeFixed32BE(k.data() + 5) == gs.topic_id &&
-                   static_cast<size_t>(p) < gs.parts.size()) {
-          gs.parts[static_cast<size_t>(p)].cursor = ov.offset;
+        if (gs.mode == GroupMode::kQueue) {
+          if (topic_id != gs.topic_id) {
+            // Its topic was deleted (perhaps recreated under the same name): stay bound to the
+            // old one so every call reports the group stale instead of mixing two logs.
+            gs.topic_id = topic_id;
+          } else if (static_cast<size_t>(p) < gs.parts.size()) {
+            gs.parts[static_cast<size_t>(p)].cursor = ov.offset;
+          }
+          return Status::OK();
         }
+        auto topic = topic_names.find(topic_id);
+        if (topic == topic_names.end()) return Status::OK();  // deleted topic
+        gs.committed[{topic->second, Partition(p)}] = std::move(ov);
         return Status::OK();
       }));
 
@@ -1492,26 +1606,44 @@ Status GroupManager::Load() {
         return Status::OK();
       }));
 
-  // ordered_keys: rebuild the per-key queues from the records' keys.
+  // ordered_keys: rebuild the per-key queues from the records' keys. A crash can leave a key
+  // with its next record promoted before the head's dead-letter move was written, and parked
+  // entries whose record retention removed: repair both.
   for (auto& [id, g] : by_id) {
     if (g->mode != GroupMode::kQueue || !g->config.ordered_keys) continue;
     GroupRecordReader& reader = ReaderFor(*g);
+    const int64_t now = store_.clock_->NowMs();
     for (size_t p = 0; p < g->parts.size(); ++p) {
-      for (auto& [off, e] : g->parts[p].pel) {
-        auto rec = reader.Get(static_cast<int32_t>(p), off);
-        if (!rec.ok() || !rec->key) continue;
-        e.key = rec->key;
-        g->key_queues[{static_cast<int32_t>(p), *rec->key}].push_back(off);
+      auto& pel = g->parts[p].pel;
+      for (auto it = pel.begin(); it != pel.end();) {
+        auto rec = reader.Get(static_cast<int32_t>(p), it->first);
+        if (!rec.ok()) {  // the record is gone: nothing left to deliver
+          EraseDue(*g, static_cast<int32_t>(p), it->first, it->second);
+          g->overlay.Delete(fmt::PendingKey(g->id, static_cast<int32_t>(p), it->first));
+          it = pel.erase(it);
+          continue;
+        }
+        if (rec->key) {
+          it->second.key = rec->key;
+          g->key_queues[{static_cast<int32_t>(p), *rec->key}].push_back(it->first);
+        }
+        ++it;
       }
     }
-    // A crash may have lost the promotion of a key's next record: heads are never parked.
-    const int64_t now = store_.clock_->NowMs();
     for (auto& [pk, q] : g->key_queues) {
-      PelEntry& head = g->parts[static_cast<size_t>(pk.first)].pel[q.front()];
-      if (head.state == fmt::PendingState::kParked) {
-        head.state = fmt::PendingState::kRetry;
-        head.due_ms = now;
-        g->due.insert(DueKey{now, pk.first, q.front()});
+      auto& pel = g->parts[static_cast<size_t>(pk.first)].pel;
+      for (size_t i = 0; i < q.size(); ++i) {
+        PelEntry& e = pel.at(q[i]);
+        if (i == 0 && e.state == fmt::PendingState::kParked) {
+          e.state = fmt::PendingState::kRetry;  // heads are never parked
+          e.due_ms = now;
+          g->due.insert(DueKey{now, pk.first, q[i]});
+          PutEntry(*g, pk.first, q[i], e);
+        } else if (i > 0 && e.state != fmt::PendingState::kParked) {
+          EraseDue(*g, pk.first, q[i], e);  // only the head may be in flight
+          e.state = fmt::PendingState::kParked;
+          PutEntry(*g, pk.first, q[i], e);
+        }
       }
     }
   }

@@ -129,8 +129,10 @@ class LogStoreImpl final : public LogStore {
   friend class GroupRecordReader;
 
   Result<format::CountersValue> ReadCounters() const;
-  // Deletes every durable record of every partition of `topic` (Kafka's DeleteRecords to the end).
-  Status TruncateTopic(std::string_view topic);
+  // Kafka's DeleteRecords: moves the log start of each partition of `topic` to ends[p] (all
+  // partitions to their durable end when `ends` is null), never past the durable end. A batch
+  // straddling the new start stays stored; its offsets below the start are no longer readable.
+  Status TruncateTopic(std::string_view topic, const std::map<int32_t, int64_t>* ends);
   // Per-round scratch state of one partition: applied to PartitionState only if the write succeeds.
   struct PartitionDelta {
     int64_t next_offset = 0;

@@ -126,16 +126,32 @@ Status LogStoreImpl::TrimPartition(const std::shared_ptr<PartitionState>& part,
 
 Status LogStoreImpl::DeleteFilesBelow(PartitionState& part, int64_t log_start) {
   if (log_start <= 0 || part.deleted.load()) return Status::OK();
-  // Reclaims whole files below the log start. RocksDB skips files still in L0, so every pass
-  // retries; the range tombstone hides the rest until compaction drops it.
+  // Reclaims whole files below the batch holding the log start (after a truncation the start can
+  // be inside a batch that must stay). RocksDB skips files still in L0, so every pass retries;
+  // the range tombstone hides the rest until compaction drops it.
+  int64_t bound = log_start;
+  {
+    const std::string lower = fmt::LogKey(part.uid, 0);
+    const std::string upper = fmt::LogKey(part.uid, log_start + 1);
+    rocksdb::Slice lo(lower), hi(upper);
+    rocksdb::ReadOptions ro;
+    ro.iterate_lower_bound = &lo;
+    ro.iterate_upper_bound = &hi;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, part.cf));
+    it->SeekForPrev(fmt::LogKey(part.uid, log_start));
+    uint32_t uid;
+    int64_t base;
+    if (it->Valid() && fmt::ParseLogKey(it->key().ToStringView(), &uid, &base)) bound = base;
+    RUNNEL_RETURN_IF_ERROR(FromRocks(it->status(), "finding the first kept batch"));
+  }
   const std::string begin = fmt::LogKey(part.uid, 0);
-  const std::string end = fmt::LogKey(part.uid, log_start);
+  const std::string end = fmt::LogKey(part.uid, bound);
   rocksdb::Slice b(begin), e(end);
   return FromRocks(rocksdb::DeleteFilesInRange(db_.get(), part.cf, &b, &e, /*include_end=*/false),
                    "deleting expired files");
 }
 
-Status LogStoreImpl::TruncateTopic(std::string_view topic) {
+Status LogStoreImpl::TruncateTopic(std::string_view topic, const std::map<int32_t, int64_t>* ends) {
   std::vector<std::shared_ptr<PartitionState>> parts;
   {
     std::shared_lock lk(topics_mu_);
@@ -144,38 +160,58 @@ Status LogStoreImpl::TruncateTopic(std::string_view topic) {
     parts = it->second->partitions;
   }
   for (const auto& part : parts) {
+    int64_t target = part->high_watermark.load(std::memory_order_acquire);
+    if (ends) {
+      auto e = ends->find(part->partition.value());
+      if (e == ends->end()) continue;
+      target = std::min(target, e->second);
+    }
     {
       std::lock_guard commit(commit_mu_);
-      const int64_t end = part->high_watermark.load(std::memory_order_acquire);
-      if (part->deleted.load() || end <= part->log_start.load()) continue;
+      if (part->deleted.load() || target <= part->log_start.load()) continue;
+      // Only batches wholly below the target go: find where the batch holding it starts.
+      int64_t cut = target;
+      if (target < part->high_watermark.load(std::memory_order_acquire)) {
+        const std::string lower = fmt::LogKey(part->uid, 0);
+        const std::string upper = fmt::LogKey(part->uid, target + 1);
+        rocksdb::Slice lo(lower), hi(upper);
+        rocksdb::ReadOptions ro;
+        ro.iterate_lower_bound = &lo;
+        ro.iterate_upper_bound = &hi;
+        std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, part->cf));
+        it->SeekForPrev(fmt::LogKey(part->uid, target));
+        uint32_t uid;
+        int64_t base;
+        if (it->Valid() && fmt::ParseLogKey(it->key().ToStringView(), &uid, &base)) cut = base;
+        RUNNEL_RETURN_IF_ERROR(FromRocks(it->status(), "truncating " + part->topic_name));
+      }
       rocksdb::WriteBatch wb;
-      wb.DeleteRange(part->cf, fmt::LogRangeBegin(part->uid), fmt::LogKey(part->uid, end));
+      wb.DeleteRange(part->cf, fmt::LogRangeBegin(part->uid), fmt::LogKey(part->uid, cut));
       wb.DeleteRange(meta_cf_, fmt::IdPrefixBegin(fmt::MetaKeyType::kIndex, part->uid),
-                     fmt::IndexKey(part->uid, end));
+                     fmt::IndexKey(part->uid, cut));
       fmt::PartitionValue pv = PartitionRecord(*part, nullptr);
-      pv.log_start = end;
-      // Bytes not yet durable stay counted; whatever is durable is gone.
-      uint64_t end_bytes = part->end_bytes.load();
+      pv.log_start = target;
+      uint64_t start_bytes = part->end_bytes.load();
       {
         std::lock_guard lk(part->mu);
         for (const IndexEntry& e : part->index) {
-          if (e.offset >= end) {
-            end_bytes = e.bytes_before;
+          if (e.offset >= cut) {
+            start_bytes = e.bytes_before;
             break;
           }
         }
       }
-      pv.start_bytes = end_bytes;
+      pv.start_bytes = start_bytes;
       wb.Put(meta_cf_, fmt::PartitionKey(part->uid), fmt::Encode(pv));
-      const int64_t old = part->log_start.exchange(end, std::memory_order_acq_rel);
+      const int64_t old = part->log_start.exchange(target, std::memory_order_acq_rel);
       Status ws = WriteMeta(&wb, "truncating " + part->topic_name);
       if (!ws.ok()) {
         part->log_start.store(old, std::memory_order_release);
         return ws;
       }
       std::lock_guard lk(part->mu);
-      while (!part->index.empty() && part->index.front().offset < end) part->index.pop_front();
-      part->start_bytes = end_bytes;
+      while (!part->index.empty() && part->index.front().offset < cut) part->index.pop_front();
+      part->start_bytes = start_bytes;
     }
     RUNNEL_RETURN_IF_ERROR(DeleteFilesBelow(*part, part->log_start.load()));
   }

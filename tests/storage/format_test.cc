@@ -53,9 +53,21 @@ TEST_CASE("Format: keys have the documented layout") {
   CHECK(Hex(ProducerKey(5, 42)) == "5300000005000000000000002a");
   CHECK(Hex(DedupKey(3, "scan-1")) == "4400000003" + Hex("scan-1"));
   CHECK(GroupKey("billing") == "Gbilling");
-  CHECK(Hex(OffsetKey(2, 3, 1)) == "4f" "00000002" "00000003" "00000001");
-  CHECK(Hex(PendingKey(2, 1, 300)) == "45" "00000002" "00000001" "000000000000012c");
-  CHECK(Hex(DeadLetterKey(2, 1, 300)) == "58" "00000002" "00000001" "000000000000012c");
+  CHECK(Hex(OffsetKey(2, 3, 1)) ==
+        "4f"
+        "00000002"
+        "00000003"
+        "00000001");
+  CHECK(Hex(PendingKey(2, 1, 300)) ==
+        "45"
+        "00000002"
+        "00000001"
+        "000000000000012c");
+  CHECK(Hex(DeadLetterKey(2, 1, 300)) ==
+        "58"
+        "00000002"
+        "00000001"
+        "000000000000012c");
   CHECK(IdPrefixBegin(MetaKeyType::kIndex, 5) < IndexKey(5, 0));
   CHECK(IndexKey(5, INT64_MAX) < IdPrefixEnd(MetaKeyType::kIndex, 5));
   CHECK(IdPrefixEnd(MetaKeyType::kIndex, UINT32_MAX) == "J");
@@ -64,7 +76,11 @@ TEST_CASE("Format: keys have the documented layout") {
 TEST_CASE("Format: values have the documented layout and round-trip") {
   SUBCASE("counters") {
     const std::string b = Encode(CountersValue{4, 17, 3});
-    CHECK(Hex(b) == "02" "00000004" "00000011" "00000003");
+    CHECK(Hex(b) ==
+          "02"
+          "00000004"
+          "00000011"
+          "00000003");
     CountersValue v;
     REQUIRE(Decode(b, &v).ok());
     CHECK(v.next_topic_id == 4);
@@ -79,8 +95,15 @@ TEST_CASE("Format: values have the documented layout and round-trip") {
   }
   SUBCASE("group") {
     const std::string b = Encode(GroupValue{2, 2, 7, 1'700'000'000'000, {{"max.deliveries", "5"}}});
-    CHECK(Hex(b) == "01" "00000002" "02" "00000007" "0000018bcfe56800" "01" "0e" +
-                        Hex("max.deliveries") + "01" + Hex("5"));
+    CHECK(Hex(b) ==
+          "01"
+          "00000002"
+          "02"
+          "00000007"
+          "0000018bcfe56800"
+          "01"
+          "0e" +
+              Hex("max.deliveries") + "01" + Hex("5"));
     GroupValue v;
     REQUIRE(Decode(b, &v).ok());
     CHECK(v.generation == 7);
@@ -89,7 +112,12 @@ TEST_CASE("Format: values have the documented layout and round-trip") {
   }
   SUBCASE("offset") {
     const std::string b = Encode(OffsetValue{42, 1'700'000'000'000, "m"});
-    CHECK(Hex(b) == "01" "000000000000002a" "0000018bcfe56800" "01" "6d");
+    CHECK(Hex(b) ==
+          "01"
+          "000000000000002a"
+          "0000018bcfe56800"
+          "01"
+          "6d");
     OffsetValue v;
     REQUIRE(Decode(b, &v).ok());
     CHECK(v.metadata == "m");
@@ -98,8 +126,17 @@ TEST_CASE("Format: values have the documented layout and round-trip") {
   SUBCASE("pending") {
     const std::string b = Encode(PendingValue{PendingState::kLocked, 2, 1'700'000'030'000,
                                               1'700'000'000'000, 1'700'000'000'000, 0, 0, "c1"});
-    CHECK(Hex(b) == "01" "01" "00000002" "0000018bcfe5dd30" "0000018bcfe56800" "0000018bcfe56800"
-                    "0000000000000000" "0000000000000000" "02" + Hex("c1"));
+    CHECK(Hex(b) ==
+          "01"
+          "01"
+          "00000002"
+          "0000018bcfe5dd30"
+          "0000018bcfe56800"
+          "0000018bcfe56800"
+          "0000000000000000"
+          "0000000000000000"
+          "02" +
+              Hex("c1"));
     PendingValue v;
     REQUIRE(Decode(b, &v).ok());
     CHECK(v.consumer == "c1");
@@ -111,7 +148,13 @@ TEST_CASE("Format: values have the documented layout and round-trip") {
   }
   SUBCASE("dead letter") {
     const std::string b = Encode(DeadLetterValue{1, 9, 1'700'000'000'000, "expired"});
-    CHECK(Hex(b) == "01" "00000001" "0000000000000009" "0000018bcfe56800" "07" + Hex("expired"));
+    CHECK(Hex(b) ==
+          "01"
+          "00000001"
+          "0000000000000009"
+          "0000018bcfe56800"
+          "07" +
+              Hex("expired"));
     DeadLetterValue v;
     REQUIRE(Decode(b, &v).ok());
     CHECK(v.reason == "expired");

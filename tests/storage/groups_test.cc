@@ -602,5 +602,86 @@ TEST_CASE("Groups: lag, status by dedup key and group listing") {
   CHECK(f.g().ListGroups().empty());
 }
 
+TEST_CASE("Queue group: a claim with min_idle 0 takes each entry once") {
+  GroupFixture f;
+  f.Topic("t");
+  f.Produce("t", 0, 5, "x");
+  f.Queue("g", "t");
+  REQUIRE(f.Deliver("g", "a", 5).size() == 5);
+  auto claimed = f.g().Claim("g", "b", 0, 100);
+  REQUIRE(claimed.ok());
+  REQUIRE(claimed->size() == 5);
+  std::set<int64_t> offsets;
+  for (const auto& d : *claimed) {
+    offsets.insert(d.offset.value());
+    CHECK(d.deliveries == 2);
+  }
+  CHECK(offsets.size() == 5);
+  REQUIRE(f.g().Ack("g", "b", Refs(*claimed)).ok());
+  CHECK(f.g().Nack("g", "b", Refs(*claimed), 31LL * 24 * 3600 * 1000).IsInvalidArgument());
+}
+
+TEST_CASE("Queue group: one call never walks an unbounded backlog of parked records") {
+  GroupFixture f;
+  f.Topic("t");
+  for (int b = 0; b < 10; ++b) {
+    RecordBatchBuilder builder;
+    for (int i = 0; i < 1000; ++i)
+      builder.Add(kT0, std::string_view("same-key"), std::string_view("v"));
+    REQUIRE(f.store->Append(Req("t", 0, builder.Build())).ok());
+  }
+  GroupConfig c;
+  c.ordered_keys = true;
+  f.Queue("g", "t", c);
+  auto d = f.Deliver("g", "w", 10);
+  REQUIRE(d.size() == 1);  // the head; everything else waits behind it
+  auto desc = f.g().DescribeGroup("g");
+  REQUIRE(desc.ok());
+  CHECK(desc->partitions[0].position.value() <= 4097);  // the scan stopped at its bound
+  CHECK(desc->partitions[0].pending <= 4097);
+}
+
+TEST_CASE("Groups: a deleted group stays deleted; a group on a deleted topic reports it") {
+  GroupFixture f;
+  f.Topic("t");
+  f.Produce("t", 0, 2, "x");
+  f.Queue("g", "t");
+  auto d = f.Deliver("g", "c", 1);
+  REQUIRE(f.g().DeleteGroup("g").ok());
+  CHECK(f.g().Ack("g", "c", Refs(d)).IsNotFound());
+  CHECK(f.g().DeleteGroup("g").IsNotFound());
+  f.Reopen();
+  CHECK(f.g().ListGroups().empty());
+
+  f.Queue("g2", "t");
+  REQUIRE(f.store->DeleteTopic("t").ok());
+  auto gone = f.g().Deliver("g2", "c", 1, 100);
+  CHECK(gone.status().IsNotFound());
+  CHECK(gone.status().message().find("was deleted") != std::string::npos);
+  f.Topic("t");  // same name, new topic
+  f.Produce("t", 0, 1, "new");
+  CHECK(f.g().Deliver("g2", "c", 1, 100).status().IsNotFound());
+  f.Reopen();
+  CHECK(f.g().Deliver("g2", "c", 1, 100).status().IsNotFound());
+}
+
+TEST_CASE("Stream group: uneven subscriptions still split partitions evenly") {
+  GroupFixture f;
+  f.Topic("t1", 2);
+  f.Topic("t2", 2);
+  auto a = f.g().Join("sg", "a-placeholder", {"t1"}, 10'000);
+  CHECK(a.status().IsNotFound());  // unknown member ids are refused
+  auto first = f.g().Join("sg", "", {"t1"}, 10'000);
+  auto second = f.g().Join("sg", "", {"t1", "t2"}, 10'000);
+  REQUIRE(first.ok());
+  REQUIRE(second.ok());
+  auto h1 = f.g().Heartbeat("sg", first->member_id);
+  REQUIRE(h1.ok());
+  CHECK(h1->assignment.size() == 2);
+  CHECK(second->assignment.size() == 2);
+  for (const auto& tp : h1->assignment) CHECK(tp.topic == "t1");
+  CHECK(f.g().CommitOffsets("sg", first->member_id, h1->generation, {}).IsInvalidArgument());
+}
+
 }  // namespace
 }  // namespace runnel::storage
