@@ -241,6 +241,10 @@ class GroupManager final : public Groups {
   // Removes a finished entry (acked or dead-lettered) and promotes its key's next parked entry.
   void Finish(GroupState& g, int32_t p, int64_t offset, int64_t now);
   void PutEntry(GroupState& g, int32_t p, int64_t offset, const PelEntry& e, bool fresh = false);
+  // Queues a pending entry's record for the DLQ (dropping the entry if the record is gone) and
+  // finishes the entry in memory.
+  void RetireToDeadLetters(GroupState& g, int32_t p, int64_t offset, std::string reason,
+                           int64_t now, std::vector<DeadLetterMove>* dead);
   void PutCursor(GroupState& g, int32_t p);
   void GrowPartitions(GroupState& g);
 

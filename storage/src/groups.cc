@@ -350,6 +350,20 @@ void GroupManager::Finish(GroupState& g, int32_t p, int64_t offset, int64_t now)
   pel.erase(it);
 }
 
+void GroupManager::RetireToDeadLetters(GroupState& g, int32_t p, int64_t offset, std::string reason,
+                                       int64_t now, std::vector<DeadLetterMove>* dead) {
+  PelEntry& e = g.parts[static_cast<size_t>(p)].pel.at(offset);
+  if (e.first_failure_ms == 0) e.first_failure_ms = now;
+  auto rec = ReaderFor(g).Get(p, offset);
+  if (rec.ok()) {
+    dead->push_back(
+        {p, offset, std::move(rec).value(), e.deliveries, e.first_failure_ms, std::move(reason)});
+  } else {
+    g.overlay.Delete(fmt::PendingKey(g.id, p, offset));  // the record is gone: nothing to copy
+  }
+  Finish(g, p, offset, now);
+}
+
 void GroupManager::PutEntry(GroupState& g, int32_t p, int64_t offset, const PelEntry& e,
                             bool fresh) {
   fmt::PendingValue v{
@@ -674,21 +688,13 @@ Status GroupManager::Nack(std::string_view group, std::string_view consumer,
     RUNNEL_ASSIGN_OR_RETURN(auto entries, CheckRefs(*g, consumer, refs));
     const int64_t now = store_.clock_->NowMs();
     ConsumerId(*g, consumer, now);
-    GroupRecordReader& reader = ReaderFor(*g);
     std::vector<DeadLetterMove> dead;
     for (const auto& [p, off] : entries) {
       PelEntry& e = g->parts[static_cast<size_t>(p)].pel[off];
       if (e.first_failure_ms == 0) e.first_failure_ms = now;
       e.last_failure_ms = now;
       if (e.deliveries >= g->config.max_deliveries) {
-        auto rec = reader.Get(p, off);
-        if (rec.ok()) {
-          dead.push_back(
-              {p, off, std::move(rec).value(), e.deliveries, e.first_failure_ms, "max_deliveries"});
-        } else {
-          g->overlay.Delete(fmt::PendingKey(g->id, p, off));  // the record is gone
-        }
-        Finish(*g, p, off, now);
+        RetireToDeadLetters(*g, p, off, "max_deliveries", now, &dead);
         continue;
       }
       EraseDue(*g, p, off, e);
@@ -713,19 +719,12 @@ Status GroupManager::Reject(std::string_view group, std::string_view consumer,
     RUNNEL_ASSIGN_OR_RETURN(auto entries, CheckRefs(*g, consumer, refs));
     const int64_t now = store_.clock_->NowMs();
     ConsumerId(*g, consumer, now);
-    GroupRecordReader& reader = ReaderFor(*g);
     std::vector<DeadLetterMove> dead;
     for (const auto& [p, off] : entries) {
       PelEntry& e = g->parts[static_cast<size_t>(p)].pel[off];
       if (e.first_failure_ms == 0) e.first_failure_ms = now;
-      auto rec = reader.Get(p, off);
-      if (rec.ok()) {
-        dead.push_back({p, off, std::move(rec).value(), e.deliveries, e.first_failure_ms,
-                        reason.empty() ? std::string("rejected") : std::string(reason)});
-      } else {
-        g->overlay.Delete(fmt::PendingKey(g->id, p, off));
-      }
-      Finish(*g, p, off, now);
+      RetireToDeadLetters(
+          *g, p, off, reason.empty() ? std::string("rejected") : std::string(reason), now, &dead);
     }
     pending.waits.push_back(Flush(*g));
     SubmitDeadLetters(*g, std::move(dead), now, &pending);

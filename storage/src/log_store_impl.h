@@ -196,6 +196,8 @@ class LogStoreImpl final : public LogStore {
                        int64_t now_ms);
   Status ExpireProducers(PartitionState& part, int64_t now_ms);
   Status DeleteFilesBelow(PartitionState& part, int64_t log_start);
+  // Base offset of the stored batch holding `offset` (`offset` itself if none does).
+  Result<int64_t> BatchBaseAt(const PartitionState& part, int64_t offset) const;
 
   const LogStoreOptions options_;
   Clock* const clock_;

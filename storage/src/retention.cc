@@ -124,26 +124,30 @@ Status LogStoreImpl::TrimPartition(const std::shared_ptr<PartitionState>& part,
   return DeleteFilesBelow(*part, new_start);
 }
 
+Result<int64_t> LogStoreImpl::BatchBaseAt(const PartitionState& part, int64_t offset) const {
+  const std::string lower = fmt::LogKey(part.uid, 0);
+  const std::string upper = fmt::LogKey(part.uid, offset + 1);
+  rocksdb::Slice lo(lower), hi(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_lower_bound = &lo;
+  ro.iterate_upper_bound = &hi;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, part.cf));
+  it->SeekForPrev(fmt::LogKey(part.uid, offset));
+  uint32_t uid;
+  int64_t base = offset;
+  if (it->Valid() && !fmt::ParseLogKey(it->key().ToStringView(), &uid, &base)) {
+    return Status::Corruption("malformed log key in " + part.topic_name);
+  }
+  RUNNEL_RETURN_IF_ERROR(FromRocks(it->status(), "finding the batch of an offset"));
+  return base;
+}
+
 Status LogStoreImpl::DeleteFilesBelow(PartitionState& part, int64_t log_start) {
   if (log_start <= 0 || part.deleted.load()) return Status::OK();
   // Reclaims whole files below the batch holding the log start (after a truncation the start can
   // be inside a batch that must stay). RocksDB skips files still in L0, so every pass retries;
   // the range tombstone hides the rest until compaction drops it.
-  int64_t bound = log_start;
-  {
-    const std::string lower = fmt::LogKey(part.uid, 0);
-    const std::string upper = fmt::LogKey(part.uid, log_start + 1);
-    rocksdb::Slice lo(lower), hi(upper);
-    rocksdb::ReadOptions ro;
-    ro.iterate_lower_bound = &lo;
-    ro.iterate_upper_bound = &hi;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, part.cf));
-    it->SeekForPrev(fmt::LogKey(part.uid, log_start));
-    uint32_t uid;
-    int64_t base;
-    if (it->Valid() && fmt::ParseLogKey(it->key().ToStringView(), &uid, &base)) bound = base;
-    RUNNEL_RETURN_IF_ERROR(FromRocks(it->status(), "finding the first kept batch"));
-  }
+  RUNNEL_ASSIGN_OR_RETURN(const int64_t bound, BatchBaseAt(part, log_start));
   const std::string begin = fmt::LogKey(part.uid, 0);
   const std::string end = fmt::LogKey(part.uid, bound);
   rocksdb::Slice b(begin), e(end);
@@ -172,18 +176,7 @@ Status LogStoreImpl::TruncateTopic(std::string_view topic, const std::map<int32_
       // Only batches wholly below the target go: find where the batch holding it starts.
       int64_t cut = target;
       if (target < part->high_watermark.load(std::memory_order_acquire)) {
-        const std::string lower = fmt::LogKey(part->uid, 0);
-        const std::string upper = fmt::LogKey(part->uid, target + 1);
-        rocksdb::Slice lo(lower), hi(upper);
-        rocksdb::ReadOptions ro;
-        ro.iterate_lower_bound = &lo;
-        ro.iterate_upper_bound = &hi;
-        std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, part->cf));
-        it->SeekForPrev(fmt::LogKey(part->uid, target));
-        uint32_t uid;
-        int64_t base;
-        if (it->Valid() && fmt::ParseLogKey(it->key().ToStringView(), &uid, &base)) cut = base;
-        RUNNEL_RETURN_IF_ERROR(FromRocks(it->status(), "truncating " + part->topic_name));
+        RUNNEL_ASSIGN_OR_RETURN(cut, BatchBaseAt(*part, target));
       }
       rocksdb::WriteBatch wb;
       wb.DeleteRange(part->cf, fmt::LogRangeBegin(part->uid), fmt::LogKey(part->uid, cut));

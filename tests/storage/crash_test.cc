@@ -2,20 +2,16 @@
 // the parent SIGKILLs it at random moments, reopens the store and checks that every acknowledged
 // record is present exactly once and intact, offsets are contiguous and no torn batch is visible.
 #include <doctest/doctest.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
 #include <map>
 #include <random>
 #include <set>
-#include <thread>
 
 #include "runnel/common/crc32c.h"
 #include "runnel/storage/log_store.h"
+#include "runnel/testing/kill_child.h"
 #include "runnel/testing/temp_dir.h"
 #include "store_test_util.h"
 
@@ -43,42 +39,11 @@ TEST_CASE("Crash: SIGKILL at random moments never loses or duplicates an acknowl
   size_t rounds_with_acks = 0;
   for (int round = 0; round < rounds; ++round) {
     CAPTURE(round);
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
-    const pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      close(fds[0]);
-      const std::string r = std::to_string(round), fd = std::to_string(fds[1]);
-      execl(RUNNEL_CRASH_CHILD, RUNNEL_CRASH_CHILD, data.c_str(), r.c_str(), fd.c_str(), nullptr);
-      _exit(127);
-    }
-    close(fds[1]);
-    // Read acknowledgements while the child runs; kill it at a random moment.
-    const auto deadline =
-        std::chrono::steady_clock::now() +
-        std::chrono::milliseconds(std::uniform_int_distribution<int>(20, 700)(rng));
-    fcntl(fds[0], F_SETFL, O_NONBLOCK);
-    std::string buf;
-    char chunk[65536];
-    auto drain = [&] {
-      ssize_t n;
-      while ((n = read(fds[0], chunk, sizeof chunk)) > 0) buf.append(chunk, static_cast<size_t>(n));
-      return n;
-    };
-    while (std::chrono::steady_clock::now() < deadline) {
-      drain();
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    kill(pid, SIGKILL);
-    int status = 0;
-    REQUIRE(waitpid(pid, &status, 0) == pid);
-    CHECK_MESSAGE((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL),
-                  "child exited on its own (status " << status << ") instead of being killed");
-    fcntl(fds[0], F_SETFL, 0);
-    while (drain() > 0) {
-    }
-    close(fds[0]);
+    const auto child = testing::RunAndKill(RUNNEL_CRASH_CHILD, {data, std::to_string(round)},
+                                           std::uniform_int_distribution<int>(20, 700)(rng));
+    CHECK_MESSAGE(child.killed_by_sigkill, "child exited on its own (status "
+                                               << child.wait_status << ") instead of being killed");
+    const std::string& buf = child.output;
     const size_t complete = buf.size() / 16 * 16;  // a report cut by the kill was never acked
     size_t new_acks = 0;
     for (size_t i = 0; i < complete; i += 16) {

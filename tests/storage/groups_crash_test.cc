@@ -2,10 +2,6 @@
 // and check that every record is in exactly one state, acknowledged acks and rejects stuck, no
 // record was acked twice, and the DLQ holds exactly the records moved there, each once.
 #include <doctest/doctest.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
@@ -15,6 +11,7 @@
 #include <thread>
 
 #include "runnel/storage/log_store.h"
+#include "runnel/testing/kill_child.h"
 #include "runnel/testing/temp_dir.h"
 
 namespace runnel::storage {
@@ -89,42 +86,10 @@ TEST_CASE(
   size_t twice = 0;
   for (int round = 0; round < Rounds(); ++round) {
     CAPTURE(round);
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
-    const pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      close(fds[0]);
-      const std::string r = std::to_string(round), fd = std::to_string(fds[1]);
-      execl(RUNNEL_GROUPS_CRASH_CHILD, RUNNEL_GROUPS_CRASH_CHILD, data.c_str(), r.c_str(),
-            fd.c_str(), nullptr);
-      _exit(127);
-    }
-    close(fds[1]);
-    fcntl(fds[0], F_SETFL, O_NONBLOCK);
-    std::string buf;
-    char chunk[65536];
-    auto drain = [&] {
-      ssize_t n;
-      while ((n = read(fds[0], chunk, sizeof chunk)) > 0) buf.append(chunk, static_cast<size_t>(n));
-      return n;
-    };
-    const auto deadline =
-        std::chrono::steady_clock::now() +
-        std::chrono::milliseconds(std::uniform_int_distribution<int>(50, 600)(rng));
-    while (std::chrono::steady_clock::now() < deadline) {
-      drain();
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    kill(pid, SIGKILL);
-    int status = 0;
-    REQUIRE(waitpid(pid, &status, 0) == pid);
-    CHECK_MESSAGE((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL),
-                  "child died on its own: " << status);
-    fcntl(fds[0], F_SETFL, 0);
-    while (drain() > 0) {
-    }
-    close(fds[0]);
+    const auto child = testing::RunAndKill(RUNNEL_GROUPS_CRASH_CHILD, {data, std::to_string(round)},
+                                           std::uniform_int_distribution<int>(50, 600)(rng));
+    CHECK_MESSAGE(child.killed_by_sigkill, "child died on its own: " << child.wait_status);
+    const std::string& buf = child.output;
     for (size_t i = 0; i + 16 <= buf.size(); i += 16) {
       int32_t kind, p;
       int64_t off;

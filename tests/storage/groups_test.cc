@@ -20,27 +20,9 @@ using testutil::ReadAll;
 using testutil::Req;
 using testutil::TestRecord;
 
-constexpr int64_t kT0 = 1'700'000'000'000;
+using testutil::kT0;
 
-struct GroupFixture {
-  testing::TempDir dir;
-  ManualClock clock{kT0};
-  std::unique_ptr<LogStore> store;
-
-  GroupFixture() { Open(); }
-  void Open() {
-    LogStoreOptions o;
-    o.data_dir = dir.Sub("data");
-    o.clock = &clock;
-    o.retention_check_interval_ms = 0;
-    auto r = LogStore::Open(o);
-    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
-    store = std::move(r).value();
-  }
-  void Reopen() {
-    store.reset();
-    Open();
-  }
+struct GroupFixture : testutil::StoreFixture {
   Groups& g() { return store->groups(); }
   void Topic(const std::string& name, int partitions = 1, TopicConfig c = {}) {
     REQUIRE(store->CreateTopic(name, partitions, c).ok());

@@ -23,31 +23,9 @@ using testutil::ReadAll;
 using testutil::Req;
 using testutil::TestRecord;
 
-constexpr int64_t kT0 = 1'700'000'000'000;
+using testutil::kT0;
 
-struct Fixture {
-  testing::TempDir dir;
-  ManualClock clock{kT0};
-  std::unique_ptr<LogStore> store;
-
-  LogStoreOptions Options() {
-    LogStoreOptions o;
-    o.data_dir = dir.Sub("data");
-    o.clock = &clock;
-    o.retention_check_interval_ms = 0;  // tests call EnforceRetention themselves
-    o.partition_write_buffer_bytes = 4 << 20;
-    return o;
-  }
-  void Open() {
-    auto r = LogStore::Open(Options());
-    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
-    store = std::move(r).value();
-  }
-  void Reopen() {
-    store.reset();
-    Open();
-  }
-  Fixture() { Open(); }
+struct Fixture : testutil::StoreFixture {
   void Create(const std::string& name, int partitions = 1, TopicConfig config = {}) {
     Status s = store->CreateTopic(name, partitions, config);
     REQUIRE_MESSAGE(s.ok(), s.ToString());

@@ -10,8 +10,37 @@
 #include "runnel/common/record_batch.h"
 #include "runnel/storage/format.h"
 #include "runnel/storage/log_store.h"
+#include "runnel/testing/temp_dir.h"
 
 namespace runnel::storage::testutil {
+
+inline constexpr int64_t kT0 = 1'700'000'000'000;
+
+// A store in a temporary directory with a manual clock and no background retention thread.
+struct StoreFixture {
+  testing::TempDir dir;
+  ManualClock clock{kT0};
+  std::unique_ptr<LogStore> store;
+
+  StoreFixture() { Open(); }
+  LogStoreOptions Options() {
+    LogStoreOptions o;
+    o.data_dir = dir.Sub("data");
+    o.clock = &clock;
+    o.retention_check_interval_ms = 0;  // tests call EnforceRetention themselves
+    o.partition_write_buffer_bytes = 4 << 20;
+    return o;
+  }
+  void Open() {
+    auto r = LogStore::Open(Options());
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    store = std::move(r).value();
+  }
+  void Reopen() {
+    store.reset();
+    Open();
+  }
+};
 
 struct TestRecord {
   std::string value;

@@ -22,17 +22,17 @@ inline constexpr std::string_view kLogColumnFamilyPrefix = "log.";
 
 // First byte of every meta key. DO NOT CHANGE.
 enum class MetaKeyType : char {
-  kVersion = 'V',    // "V"                                 -> u32be format version
-  kCounters = 'C',   // "C"                                 -> CountersValue
-  kTopic = 'T',      // "T" name                            -> TopicValue
-  kPartition = 'P',  // "P" uid:u32be                       -> PartitionValue
-  kIndex = 'I',      // "I" uid:u32be base_offset:u64be     -> IndexValue
-  kProducer = 'S',   // "S" uid:u32be producer_id:u64be     -> ProducerValue
-  kDedup = 'D',      // "D" topic_id:u32be dedup_key        -> DedupValue
-  kGroup = 'G',      // "G" name                            -> GroupValue
-  kOffset = 'O',     // "O" group_id:u32be topic_id:u32be partition:u32be -> OffsetValue
-  kPending = 'E',    // "E" group_id:u32be partition:u32be offset:u64be   -> PendingValue
-  kDeadLetter = 'X', // "X" group_id:u32be partition:u32be offset:u64be   -> DeadLetterValue
+  kVersion = 'V',     // "V"                                 -> u32be format version
+  kCounters = 'C',    // "C"                                 -> CountersValue
+  kTopic = 'T',       // "T" name                            -> TopicValue
+  kPartition = 'P',   // "P" uid:u32be                       -> PartitionValue
+  kIndex = 'I',       // "I" uid:u32be base_offset:u64be     -> IndexValue
+  kProducer = 'S',    // "S" uid:u32be producer_id:u64be     -> ProducerValue
+  kDedup = 'D',       // "D" topic_id:u32be dedup_key        -> DedupValue
+  kGroup = 'G',       // "G" name                            -> GroupValue
+  kOffset = 'O',      // "O" group_id:u32be topic_id:u32be partition:u32be -> OffsetValue
+  kPending = 'E',     // "E" group_id:u32be partition:u32be offset:u64be   -> PendingValue
+  kDeadLetter = 'X',  // "X" group_id:u32be partition:u32be offset:u64be   -> DeadLetterValue
 };
 
 // Every value starts with a one-byte layout version (currently 1 for all of them).
@@ -153,7 +153,7 @@ struct PendingValue {
   int64_t last_active_ms = 0;    // last delivery, claim or extend
   int64_t first_failure_ms = 0;  // 0: never failed
   int64_t last_failure_ms = 0;
-  std::string consumer;          // empty unless locked
+  std::string consumer;  // empty unless locked
 };
 
 // Where a dead-lettered record went.

@@ -1,0 +1,22 @@
+// Crash-test harness: runs a child program that reports over a pipe, SIGKILLs it at a random
+// moment, and returns everything it wrote before dying.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace runnel::testing {
+
+struct KilledChild {
+  std::string output;              // every byte the child wrote to its report pipe
+  bool killed_by_sigkill = false;  // false: it exited or crashed on its own (a test failure)
+  int wait_status = 0;
+};
+
+// Starts `program` with `args` plus the report pipe's file descriptor as its last argument, lets
+// it run for `run_ms`, SIGKILLs it, waits for it and drains the pipe. Call only from a process
+// with no other threads running (it forks).
+KilledChild RunAndKill(const std::string& program, const std::vector<std::string>& args,
+                       int run_ms);
+
+}  // namespace runnel::testing
