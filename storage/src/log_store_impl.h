@@ -196,6 +196,10 @@ class LogStoreImpl final : public LogStore {
                        int64_t now_ms);
   Status ExpireProducers(PartitionState& part, int64_t now_ms);
   Status DeleteFilesBelow(PartitionState& part, int64_t log_start);
+  // Under commit_mu_: deletes the log below `cut` (a batch base) and its index entries, and
+  // moves the log start to new_start (>= cut) with one synced write; publishes the start first.
+  Status MoveLogStart(PartitionState& part, int64_t new_start, int64_t cut, uint64_t start_bytes,
+                      std::string_view context);
   // Base offset of the stored batch holding `offset` (`offset` itself if none does).
   Result<int64_t> BatchBaseAt(const PartitionState& part, int64_t offset) const;
 

@@ -96,32 +96,38 @@ Status LogStoreImpl::TrimPartition(const std::shared_ptr<PartitionState>& part,
   const int64_t old_start = part->log_start.load();
   if (new_start <= old_start) return DeleteFilesBelow(*part, old_start);
 
-  const std::string end = fmt::LogKey(part->uid, new_start);
   {
     std::lock_guard commit(commit_mu_);
     // Another pass may have moved the start meanwhile; never move it backwards.
     if (part->deleted.load() || new_start <= part->log_start.load()) return Status::OK();
-    rocksdb::WriteBatch wb;
-    wb.DeleteRange(part->cf, fmt::LogRangeBegin(part->uid), end);
-    wb.DeleteRange(meta_cf_, fmt::IdPrefixBegin(fmt::MetaKeyType::kIndex, part->uid),
-                   fmt::IndexKey(part->uid, new_start));
-    fmt::PartitionValue pv = PartitionRecord(*part, nullptr);
-    pv.log_start = new_start;
-    pv.start_bytes = new_start_bytes;
-    wb.Put(meta_cf_, fmt::PartitionKey(part->uid), fmt::Encode(pv));
-    // Publish the new start before the range tombstone becomes visible, so a concurrent reader
-    // sees OutOfRange rather than a hole.
-    const int64_t old = part->log_start.exchange(new_start, std::memory_order_acq_rel);
-    Status ws = WriteMeta(&wb, "applying retention to " + part->topic_name);
-    if (!ws.ok()) {
-      part->log_start.store(old, std::memory_order_release);
-      return ws;
-    }
-    std::lock_guard lk(part->mu);
-    while (!part->index.empty() && part->index.front().offset < new_start) part->index.pop_front();
-    part->start_bytes = new_start_bytes;
+    RUNNEL_RETURN_IF_ERROR(MoveLogStart(*part, new_start, new_start, new_start_bytes,
+                                        "applying retention to " + part->topic_name));
   }
   return DeleteFilesBelow(*part, new_start);
+}
+
+Status LogStoreImpl::MoveLogStart(PartitionState& part, int64_t new_start, int64_t cut,
+                                  uint64_t start_bytes, std::string_view context) {
+  rocksdb::WriteBatch wb;
+  wb.DeleteRange(part.cf, fmt::LogRangeBegin(part.uid), fmt::LogKey(part.uid, cut));
+  wb.DeleteRange(meta_cf_, fmt::IdPrefixBegin(fmt::MetaKeyType::kIndex, part.uid),
+                 fmt::IndexKey(part.uid, cut));
+  fmt::PartitionValue pv = PartitionRecord(part, nullptr);
+  pv.log_start = new_start;
+  pv.start_bytes = start_bytes;
+  wb.Put(meta_cf_, fmt::PartitionKey(part.uid), fmt::Encode(pv));
+  // Publish the new start before the range tombstone becomes visible, so a concurrent reader
+  // sees OutOfRange rather than a hole.
+  const int64_t old = part.log_start.exchange(new_start, std::memory_order_acq_rel);
+  Status ws = WriteMeta(&wb, context);
+  if (!ws.ok()) {
+    part.log_start.store(old, std::memory_order_release);
+    return ws;
+  }
+  std::lock_guard lk(part.mu);
+  while (!part.index.empty() && part.index.front().offset < cut) part.index.pop_front();
+  part.start_bytes = start_bytes;
+  return Status::OK();
 }
 
 Result<int64_t> LogStoreImpl::BatchBaseAt(const PartitionState& part, int64_t offset) const {
@@ -178,12 +184,6 @@ Status LogStoreImpl::TruncateTopic(std::string_view topic, const std::map<int32_
       if (target < part->high_watermark.load(std::memory_order_acquire)) {
         RUNNEL_ASSIGN_OR_RETURN(cut, BatchBaseAt(*part, target));
       }
-      rocksdb::WriteBatch wb;
-      wb.DeleteRange(part->cf, fmt::LogRangeBegin(part->uid), fmt::LogKey(part->uid, cut));
-      wb.DeleteRange(meta_cf_, fmt::IdPrefixBegin(fmt::MetaKeyType::kIndex, part->uid),
-                     fmt::IndexKey(part->uid, cut));
-      fmt::PartitionValue pv = PartitionRecord(*part, nullptr);
-      pv.log_start = target;
       uint64_t start_bytes = part->end_bytes.load();
       {
         std::lock_guard lk(part->mu);
@@ -194,17 +194,8 @@ Status LogStoreImpl::TruncateTopic(std::string_view topic, const std::map<int32_
           }
         }
       }
-      pv.start_bytes = start_bytes;
-      wb.Put(meta_cf_, fmt::PartitionKey(part->uid), fmt::Encode(pv));
-      const int64_t old = part->log_start.exchange(target, std::memory_order_acq_rel);
-      Status ws = WriteMeta(&wb, "truncating " + part->topic_name);
-      if (!ws.ok()) {
-        part->log_start.store(old, std::memory_order_release);
-        return ws;
-      }
-      std::lock_guard lk(part->mu);
-      while (!part->index.empty() && part->index.front().offset < cut) part->index.pop_front();
-      part->start_bytes = start_bytes;
+      RUNNEL_RETURN_IF_ERROR(
+          MoveLogStart(*part, target, cut, start_bytes, "truncating " + part->topic_name));
     }
     RUNNEL_RETURN_IF_ERROR(DeleteFilesBelow(*part, part->log_start.load()));
   }
