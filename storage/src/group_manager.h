@@ -230,6 +230,12 @@ class GroupManager final : public Groups {
   Result<std::shared_ptr<GroupState>> FindQueue(std::string_view name) const;
   Result<std::shared_ptr<GroupState>> FindStream(std::string_view name) const;
   uint32_t ConsumerId(GroupState& g, std::string_view consumer, int64_t now);
+  // The common start of ack / nack / reject / extend (g.mu held): the group is live, every ref is
+  // pending and locked by `consumer`, and the consumer is seen now. Returns the sorted entries.
+  Result<std::vector<std::pair<int32_t, int64_t>>> BeginRefOp(GroupState& g,
+                                                              std::string_view consumer,
+                                                              std::span<const RecordRef> refs,
+                                                              int64_t now);
   // Validates refs against g (pending, locked by consumer); returns the entries.
   Result<std::vector<std::pair<int32_t, int64_t>>> CheckRefs(GroupState& g,
                                                              std::string_view consumer,

@@ -275,6 +275,14 @@ uint32_t GroupManager::ConsumerId(GroupState& g, std::string_view consumer, int6
   return it->second;
 }
 
+Result<std::vector<std::pair<int32_t, int64_t>>> GroupManager::BeginRefOp(
+    GroupState& g, std::string_view consumer, std::span<const RecordRef> refs, int64_t now) {
+  RUNNEL_RETURN_IF_ERROR(CheckLive(g));
+  RUNNEL_ASSIGN_OR_RETURN(auto entries, CheckRefs(g, consumer, refs));
+  ConsumerId(g, consumer, now);
+  return entries;
+}
+
 Result<std::vector<std::pair<int32_t, int64_t>>> GroupManager::CheckRefs(
     GroupState& g, std::string_view consumer, std::span<const RecordRef> refs) const {
   if (refs.empty()) return Status::InvalidArgument("no records given");
@@ -661,10 +669,8 @@ Status GroupManager::Ack(std::string_view group, std::string_view consumer,
   std::future<Status> done;
   {
     std::lock_guard lk(g->mu);
-    RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
-    RUNNEL_ASSIGN_OR_RETURN(auto entries, CheckRefs(*g, consumer, refs));
     const int64_t now = store_.clock_->NowMs();
-    ConsumerId(*g, consumer, now);
+    RUNNEL_ASSIGN_OR_RETURN(auto entries, BeginRefOp(*g, consumer, refs, now));
     for (const auto& [p, off] : entries) {
       Finish(*g, p, off, now);
       g->overlay.Delete(fmt::PendingKey(g->id, p, off));
@@ -684,10 +690,8 @@ Status GroupManager::Nack(std::string_view group, std::string_view consumer,
   Pending pending;
   {
     std::lock_guard lk(g->mu);
-    RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
-    RUNNEL_ASSIGN_OR_RETURN(auto entries, CheckRefs(*g, consumer, refs));
     const int64_t now = store_.clock_->NowMs();
-    ConsumerId(*g, consumer, now);
+    RUNNEL_ASSIGN_OR_RETURN(auto entries, BeginRefOp(*g, consumer, refs, now));
     std::vector<DeadLetterMove> dead;
     for (const auto& [p, off] : entries) {
       PelEntry& e = g->parts[static_cast<size_t>(p)].pel[off];
@@ -715,10 +719,8 @@ Status GroupManager::Reject(std::string_view group, std::string_view consumer,
   Pending pending;
   {
     std::lock_guard lk(g->mu);
-    RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
-    RUNNEL_ASSIGN_OR_RETURN(auto entries, CheckRefs(*g, consumer, refs));
     const int64_t now = store_.clock_->NowMs();
-    ConsumerId(*g, consumer, now);
+    RUNNEL_ASSIGN_OR_RETURN(auto entries, BeginRefOp(*g, consumer, refs, now));
     std::vector<DeadLetterMove> dead;
     for (const auto& [p, off] : entries) {
       PelEntry& e = g->parts[static_cast<size_t>(p)].pel[off];
@@ -739,10 +741,8 @@ Result<int64_t> GroupManager::Extend(std::string_view group, std::string_view co
   int64_t until = 0;
   {
     std::lock_guard lk(g->mu);
-    RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
-    RUNNEL_ASSIGN_OR_RETURN(auto entries, CheckRefs(*g, consumer, refs));
     const int64_t now = store_.clock_->NowMs();
-    ConsumerId(*g, consumer, now);
+    RUNNEL_ASSIGN_OR_RETURN(auto entries, BeginRefOp(*g, consumer, refs, now));
     until = now + g->config.lock_timeout_ms;
     for (const auto& [p, off] : entries) {
       PelEntry& e = g->parts[static_cast<size_t>(p)].pel[off];
