@@ -428,7 +428,6 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
       if (ws.ok()) {
         ApplyRound(round);
         for (PendingAppend* r : staged) {
-          if (r->applied) r->applied(&r->result.value());
           if (!r->part && !unsynced_meta_) {
             unsynced_meta_ = true;
             unsynced_meta_since_ = std::chrono::steady_clock::now();

@@ -155,6 +155,7 @@ struct GroupState {
   // ordered_keys: offsets of pending entries per (partition, key), oldest first; only the head
   // may be locked or waiting for a retry, the rest are parked.
   std::map<std::pair<int32_t, std::string>, std::deque<int64_t>> key_queues;
+  size_t next_partition = 0;  // where Deliver's round-robin over partitions starts
   // Stream groups.
   std::map<std::string, StreamMember> members;
   std::map<TopicPartition, format::OffsetValue> committed;

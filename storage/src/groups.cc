@@ -603,7 +603,7 @@ Result<std::vector<DeliveredRecord>> GroupManager::Deliver(std::string_view grou
     const size_t n = g->parts.size();
     Status scan_error;
     for (size_t k = 0; k < n && !full(); ++k) {
-      const int32_t p = static_cast<int32_t>((g->member_seq + k) % n);
+      const int32_t p = static_cast<int32_t>((g->next_partition + k) % n);
       QueuePartition& qp = g->parts[static_cast<size_t>(p)];
       auto start = store_.ListOffset(g->config.topic, Partition(p), OffsetQuery::Earliest());
       if (start.ok() && qp.cursor < start->value())
@@ -651,7 +651,7 @@ Result<std::vector<DeliveredRecord>> GroupManager::Deliver(std::string_view grou
         break;
       }
     }
-    ++g->member_seq;
+    ++g->next_partition;
     // Deliveries are not flushed: a lost one is only a redelivery, and an ack before the next
     // flush cancels them. Dead-letter moves always go after everything written before them.
     if (!dead.empty() || g->overlay.size() >= kMaxOverlayWrites) FlushAsync(*g);

@@ -94,10 +94,9 @@ struct PendingAppend {
   Result<AppendResult> result{Status::Shutdown("append was not committed")};
   // Extra writes in the same WriteBatch, for consumer-group state. A meta-only op has no
   // partition (part == nullptr) and no batch. `extra` runs while staging, after offsets are
-  // assigned (its argument is null for meta-only ops); `applied` runs under commit_mu_ once the
-  // WriteBatch is written. acks=written meta ops complete without waiting for an fsync.
+  // assigned (its argument is null for meta-only ops). acks=written meta ops complete without
+  // waiting for an fsync.
   std::function<void(const AppendResult*, rocksdb::WriteBatch&)> extra;
-  std::function<void(const AppendResult*)> applied;
 };
 
 class LogStoreImpl final : public LogStore {
