@@ -182,8 +182,11 @@ class Groups {
   virtual Status Leave(std::string_view group, std::string_view member_id) = 0;
   // Durable. generation -1 with an empty member id commits for a group without live members
   // (admin reset). Fenced if the generation is stale or a partition is not assigned to the member;
-  // OutOfRange for an offset outside the log. The async form never blocks on I/O: `done` runs
-  // on the calling thread (validation errors) or on the store's committer thread.
+  // OutOfRange for an offset outside the log; InvalidArgument for no offsets. The async form does
+  // not wait for the fsync: `done` runs on the calling thread (validation errors) or on the
+  // store's committer thread, so it must be quick and must not call back into Groups or wait on
+  // the store (hand the result to another thread instead). When the call notices an expired
+  // member, the rebalance it triggers is persisted asynchronously.
   virtual void CommitOffsetsAsync(std::string_view group, std::string_view member_id,
                                   int32_t generation, const std::vector<OffsetCommit>& offsets,
                                   std::function<void(Status)> done) = 0;
