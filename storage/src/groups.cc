@@ -722,12 +722,8 @@ Status GroupManager::Reject(std::string_view group, std::string_view consumer,
     const int64_t now = store_.clock_->NowMs();
     RUNNEL_ASSIGN_OR_RETURN(auto entries, BeginRefOp(*g, consumer, refs, now));
     std::vector<DeadLetterMove> dead;
-    for (const auto& [p, off] : entries) {
-      PelEntry& e = g->parts[static_cast<size_t>(p)].pel[off];
-      if (e.first_failure_ms == 0) e.first_failure_ms = now;
-      RetireToDeadLetters(
-          *g, p, off, reason.empty() ? std::string("rejected") : std::string(reason), now, &dead);
-    }
+    const std::string why = reason.empty() ? std::string("rejected") : std::string(reason);
+    for (const auto& [p, off] : entries) RetireToDeadLetters(*g, p, off, why, now, &dead);
     pending.waits.push_back(Flush(*g));
     SubmitDeadLetters(*g, std::move(dead), now, &pending);
   }
