@@ -401,6 +401,15 @@ void SetBatchBaseOffset(std::string& batch, int64_t base_offset) {
   EncodeFixed64BE(batch.data() + L::kBaseOffset, static_cast<uint64_t>(base_offset));
 }
 
+void SetBatchProducer(std::string& batch, int64_t producer_id, int16_t producer_epoch,
+                      int32_t base_sequence) {
+  char* p = batch.data();
+  EncodeFixed64BE(p + L::kProducerId, static_cast<uint64_t>(producer_id));
+  EncodeFixed16BE(p + L::kProducerEpoch, static_cast<uint16_t>(producer_epoch));
+  EncodeFixed32BE(p + L::kBaseSequence, static_cast<uint32_t>(base_sequence));
+  EncodeFixed32BE(p + L::kCrc, crc32c::Value(p + L::kAttributes, batch.size() - L::kAttributes));
+}
+
 std::string Lz4FrameCompress(std::string_view input) {
   LZ4F_preferences_t prefs{};
   prefs.frameInfo.blockSizeID = LZ4F_max64KB;

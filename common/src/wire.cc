@@ -47,14 +47,20 @@ std::string_view ErrorCodeName(ErrorCode code) {
   return "unrecognized";
 }
 
-std::string EncodeFrame(uint16_t api, uint16_t version, uint32_t correlation_id,
-                        std::string_view body) {
+std::string EncodeFrameHeader(uint16_t api, uint16_t version, uint32_t correlation_id,
+                              size_t body_size) {
   std::string out;
-  out.reserve(kFrameHeaderBytes + body.size());
-  PutFixed32BE(&out, static_cast<uint32_t>(kHeaderAfterLength + body.size()));
+  out.reserve(kFrameHeaderBytes + (body_size < 256 ? body_size : 0));
+  PutFixed32BE(&out, static_cast<uint32_t>(kHeaderAfterLength + body_size));
   PutFixed16BE(&out, api);
   PutFixed16BE(&out, version);
   PutFixed32BE(&out, correlation_id);
+  return out;
+}
+
+std::string EncodeFrame(uint16_t api, uint16_t version, uint32_t correlation_id,
+                        std::string_view body) {
+  std::string out = EncodeFrameHeader(api, version, correlation_id, body.size());
   out.append(body);
   return out;
 }

@@ -403,6 +403,7 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
     return;
   }
   std::vector<PendingAppend*> staged;
+  uint64_t records = 0, batches = 0, bytes = 0;
   {
     std::lock_guard commit(commit_mu_);
     const int64_t now = clock_->NowMs();
@@ -444,7 +445,6 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
             log::Warn(es.ToString() + " (the keys are expired again at the next open)");
           }
         }
-        uint64_t records = 0, batches = 0, bytes = 0;
         for (PendingAppend* r : staged) {
           if (r->result.ok() && r->result->records_written > 0 && !r->result->duplicate_batch) {
             records += static_cast<uint64_t>(r->result->records_written);
@@ -489,12 +489,14 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
   const bool meta_due = unsynced_meta_ && std::chrono::steady_clock::now() - unsynced_meta_since_ >=
                                               kMetaSyncInterval;
   Status sync_status;
+  int64_t fsync_micros = -1;
   if (!unsynced_.empty() || durable_waiters || meta_due) {
     const auto t0 = std::chrono::steady_clock::now();
     sync_status = FromRocks(db_->SyncWAL(), "syncing the WAL");
-    stat_fsync_micros_.fetch_add(static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
-            .count()));
+    fsync_micros = std::chrono::duration_cast<std::chrono::microseconds>(
+                       std::chrono::steady_clock::now() - t0)
+                       .count();
+    stat_fsync_micros_.fetch_add(static_cast<uint64_t>(fsync_micros));
     stat_fsyncs_.fetch_add(1, std::memory_order_relaxed);
     if (!sync_status.ok()) {
       // A failed fsync may have dropped dirty pages that a later fsync would not report
@@ -514,6 +516,8 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
       unsynced_.clear();
     }
   }
+  if (options_.on_commit && (batches > 0 || fsync_micros >= 0))
+    options_.on_commit(CommitRoundInfo{records, batches, bytes, fsync_micros});
   for (auto& req : reqs) {
     if (!req->done) continue;
     if (!sync_status.ok() && req->result.ok()) {

@@ -156,6 +156,7 @@ struct GroupState {
   // may be locked or waiting for a retry, the rest are parked.
   std::map<std::pair<int32_t, std::string>, std::deque<int64_t>> key_queues;
   size_t next_partition = 0;  // where Deliver's round-robin over partitions starts
+  GroupCounters counters;
   // Stream groups.
   std::map<std::string, StreamMember> members;
   std::map<TopicPartition, format::OffsetValue> committed;

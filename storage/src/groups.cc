@@ -331,6 +331,8 @@ void GroupManager::Lock(GroupState& g, int32_t p, int64_t offset, PelEntry& e, u
   e.last_active_ms = now;
   g.due.insert(DueKey{e.due_ms, p, offset});
   ++g.consumers[consumer].pending;
+  ++g.counters.deliveries;
+  if (e.deliveries > 1) ++g.counters.redeliveries;
 }
 
 void GroupManager::Finish(GroupState& g, int32_t p, int64_t offset, int64_t now) {
@@ -446,6 +448,7 @@ Status GroupManager::Wait(Pending& pending) {
 void GroupManager::SubmitDeadLetters(GroupState& g, std::vector<DeadLetterMove> moves, int64_t now,
                                      Pending* pending) {
   if (moves.empty()) return;
+  g.counters.dead_lettered += static_cast<int64_t>(moves.size());
   auto fail = [&](Status s) {
     log::Error("group '" + g.name + "': cannot dead-letter " + std::to_string(moves.size()) +
                " records: " + s.ToString());
@@ -672,6 +675,9 @@ Status GroupManager::Ack(std::string_view group, std::string_view consumer,
     const int64_t now = store_.clock_->NowMs();
     RUNNEL_ASSIGN_OR_RETURN(auto entries, BeginRefOp(*g, consumer, refs, now));
     for (const auto& [p, off] : entries) {
+      const PelEntry& e = g->parts[static_cast<size_t>(p)].pel.at(off);
+      ++g->counters.acks;
+      g->counters.ack_latency_ms_total += std::max<int64_t>(0, now - e.first_delivery_ms);
       Finish(*g, p, off, now);
       g->overlay.Delete(fmt::PendingKey(g->id, p, off));
     }
@@ -693,6 +699,7 @@ Status GroupManager::Nack(std::string_view group, std::string_view consumer,
     const int64_t now = store_.clock_->NowMs();
     RUNNEL_ASSIGN_OR_RETURN(auto entries, BeginRefOp(*g, consumer, refs, now));
     std::vector<DeadLetterMove> dead;
+    g->counters.nacks += static_cast<int64_t>(entries.size());
     for (const auto& [p, off] : entries) {
       PelEntry& e = g->parts[static_cast<size_t>(p)].pel[off];
       if (e.first_failure_ms == 0) e.first_failure_ms = now;
@@ -723,6 +730,7 @@ Status GroupManager::Reject(std::string_view group, std::string_view consumer,
     RUNNEL_ASSIGN_OR_RETURN(auto entries, BeginRefOp(*g, consumer, refs, now));
     std::vector<DeadLetterMove> dead;
     const std::string why = reason.empty() ? std::string("rejected") : std::string(reason);
+    g->counters.rejects += static_cast<int64_t>(entries.size());
     for (const auto& [p, off] : entries) RetireToDeadLetters(*g, p, off, why, now, &dead);
     pending.waits.push_back(Flush(*g));
     SubmitDeadLetters(*g, std::move(dead), now, &pending);
@@ -1251,7 +1259,7 @@ Result<GroupDescription> GroupManager::DescribeGroup(std::string_view name) cons
   if (!g) return Status::NotFound("unknown group '" + std::string(name) + "'");
   std::lock_guard lk(g->mu);
   const int64_t now = store_.clock_->NowMs();
-  GroupDescription d{g->name, g->mode, g->config, g->generation, {}, {}};
+  GroupDescription d{g->name, g->mode, g->config, g->generation, {}, {}, g->counters};
   auto log_end = [&](const std::string& topic, int32_t p) {
     auto r = store_.ListOffset(topic, Partition(p), OffsetQuery::Latest());
     return r.ok() ? r->value() : 0;

@@ -197,6 +197,11 @@ class RecordBatchBuilder {
 // Overwrites the baseOffset field of an encoded batch (not covered by the CRC).
 void SetBatchBaseOffset(std::string& batch, int64_t base_offset);
 
+// Rewrites the idempotent-producer fields of an encoded batch (a producer re-sequencing a batch
+// before a retry) and recomputes its CRC. Precondition: `batch` is one well-formed batch.
+void SetBatchProducer(std::string& batch, int64_t producer_id, int16_t producer_epoch,
+                      int32_t base_sequence);
+
 // LZ4 frame helpers (exposed for tests and tools).
 std::string Lz4FrameCompress(std::string_view input);
 // Decompresses one complete LZ4 frame; Corruption on malformed input or trailing bytes,

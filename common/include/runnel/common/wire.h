@@ -28,6 +28,7 @@ enum class Api : uint16_t {
   kCreateTopic = 5,
   kDeleteTopic = 6,
   kAlterTopic = 7,
+  kInitProducerId = 8,
   kJoinGroup = 10,
   kHeartbeat = 11,
   kLeaveGroup = 12,
@@ -86,6 +87,10 @@ struct Frame {
   FrameHeader header;
   std::string body;
 };
+
+// The 12 header bytes of a frame whose body is `body_size` bytes (the body is sent separately).
+std::string EncodeFrameHeader(uint16_t api, uint16_t version, uint32_t correlation_id,
+                              size_t body_size);
 
 // Encodes one frame around `body`.
 std::string EncodeFrame(uint16_t api, uint16_t version, uint32_t correlation_id,

@@ -110,6 +110,17 @@ struct ConsumerInfo {
   std::vector<TopicPartition> assignment;  // stream groups
 };
 
+// Queue-group activity since the store opened (not persisted).
+struct GroupCounters {
+  int64_t deliveries = 0;    // records handed out by Deliver or Claim
+  int64_t redeliveries = 0;  // of those, records delivered before
+  int64_t acks = 0;
+  int64_t nacks = 0;
+  int64_t rejects = 0;
+  int64_t dead_lettered = 0;         // rejects, max.deliveries and TTL expiry
+  int64_t ack_latency_ms_total = 0;  // first delivery -> ack, summed over acks
+};
+
 struct GroupDescription {
   std::string name;
   GroupMode mode = GroupMode::kQueue;
@@ -117,6 +128,7 @@ struct GroupDescription {
   int32_t generation = 0;
   std::vector<PartitionLag> partitions;
   std::vector<ConsumerInfo> consumers;
+  GroupCounters counters;
 };
 
 enum class RecordState { kUndelivered, kPending, kAcked, kDeadLettered };

@@ -100,6 +100,14 @@ struct StoreStats {
   uint64_t queued_bytes = 0;  // current, not cumulative
 };
 
+// One committer round, for metrics.
+struct CommitRoundInfo {
+  uint64_t records = 0;  // new records written (duplicates excluded)
+  uint64_t batches = 0;
+  uint64_t bytes = 0;
+  int64_t fsync_micros = -1;  // -1: the round did not fsync
+};
+
 struct LogStoreOptions {
   std::string data_dir;                  // created if missing; holds the RocksDB files in store/
   TopicConfig default_topic_config;      // for topics created without overrides
@@ -119,6 +127,8 @@ struct LogStoreOptions {
   // quick and must not call back into the store's write paths.
   std::function<void(std::string_view topic, Partition partition, Offset high_watermark)>
       on_high_watermark;
+  // Called on the committer thread after each round that wrote or synced; same rules.
+  std::function<void(const CommitRoundInfo&)> on_commit;
 };
 
 // The partitioned log. Thread-safe: every method may be called from any thread concurrently.

@@ -1,0 +1,92 @@
+// Broker metrics: lock-free counters and fixed-bucket histograms, rendered as Prometheus text
+// and as the JSON stats document. Thread-safe: every method may be called from any thread.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "runnel/storage/log_store.h"
+
+namespace runnel::broker {
+
+// Cumulative-bucket histogram with fixed upper bounds (Prometheus semantics).
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> upper_bounds);
+  void Observe(double v);
+
+  struct Snapshot {
+    std::vector<double> bounds;
+    std::vector<uint64_t> counts;  // per bucket, not cumulative; one extra for +Inf
+    uint64_t count = 0;
+    double sum = 0;
+    double Quantile(double q) const;  // linear within the bucket; 0 when empty
+  };
+  Snapshot Snap() const;
+
+ private:
+  std::vector<double> bounds_;
+  std::unique_ptr<std::atomic<uint64_t>[]> counts_;
+  std::atomic<uint64_t> count_{0};
+  std::atomic<uint64_t> sum_micros_{0};  // sum * 1e6 (values are >= 0)
+};
+
+// Default latency buckets in milliseconds.
+std::vector<double> LatencyBucketsMs();
+
+struct PartitionTraffic {
+  uint64_t records_in = 0, bytes_in = 0, records_out = 0, bytes_out = 0;
+};
+
+class Metrics {
+ public:
+  Metrics();
+
+  void OnRequest(uint16_t api, double latency_ms, bool failed);
+  void OnCommit(const storage::CommitRoundInfo& info);
+  void OnProduced(const std::string& topic, int32_t partition, uint64_t records, uint64_t bytes);
+  void OnFetched(const std::string& topic, int32_t partition, uint64_t records, uint64_t bytes);
+
+  std::atomic<int64_t> connections{0};           // open now
+  std::atomic<uint64_t> connections_accepted{0};  // since start
+  std::atomic<uint64_t> connections_rejected{0};  // over max connections
+  std::atomic<uint64_t> protocol_errors{0};       // frames that closed a connection
+  std::atomic<int64_t> inflight_bytes{0};         // request + unsent response bytes, all connections
+  int64_t started_ms = 0;
+
+  struct ApiStats {
+    uint16_t api;
+    uint64_t requests;
+    uint64_t errors;
+    Histogram::Snapshot latency;
+  };
+  std::vector<ApiStats> Apis() const;  // APIs seen at least once
+  Histogram::Snapshot CommitRecords() const { return commit_records_.Snap(); }
+  Histogram::Snapshot FsyncMs() const { return fsync_ms_.Snap(); }
+  std::map<std::pair<std::string, int32_t>, PartitionTraffic> Traffic() const;
+
+ private:
+  static constexpr size_t kMaxApi = 64;
+  struct PerApi {
+    std::atomic<uint64_t> requests{0};
+    std::atomic<uint64_t> errors{0};
+    Histogram latency{LatencyBucketsMs()};
+  };
+  std::array<PerApi, kMaxApi> apis_;
+  Histogram commit_records_;
+  Histogram fsync_ms_;
+  mutable std::mutex traffic_mu_;
+  std::map<std::pair<std::string, int32_t>, PartitionTraffic> traffic_;
+};
+
+// The Prometheus exposition and the JSON stats document, from metrics plus live store state.
+std::string RenderPrometheus(const Metrics& m, storage::LogStore& store);
+std::string RenderStatsJson(const Metrics& m, storage::LogStore& store);
+
+}  // namespace runnel::broker

@@ -1,0 +1,51 @@
+// The network front ends of runneld: the native-protocol TCP server (Asio, C++20 coroutines)
+// and the HTTP server (Beast) for /health, /metrics and /api/v1/stats. These headers are free of
+// Asio; the implementations keep it in two translation units.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "runnel/broker/broker.h"
+#include "runnel/common/result.h"
+
+namespace runnel::broker {
+
+struct ServerOptions {
+  std::string bind = "127.0.0.1";
+  uint16_t port = 7070;  // 0: any free port (see Server::port())
+  int io_threads = 2;    // one io_context per thread; connections are spread round-robin
+  size_t max_connections = 10'000;
+  uint32_t max_frame_bytes = wire::kDefaultMaxFrameBytes;
+  // Backpressure: a connection stops reading while its requests in flight plus its unsent
+  // responses exceed this, and every connection stops while all of them together exceed the
+  // total. Memory stays bounded whatever clients send or fail to read.
+  size_t max_inflight_bytes_per_connection = 64u << 20;
+  size_t max_inflight_bytes_total = 1u << 30;
+  int64_t shutdown_grace_ms = 10'000;  // how long Stop waits for responses to drain
+};
+
+class Server {
+ public:
+  // Binds and starts serving. IOError with a clear message when the address is unusable (port
+  // taken, bad bind address).
+  static Result<std::unique_ptr<Server>> Start(Broker& broker, const ServerOptions& options);
+  virtual ~Server() = default;
+  virtual uint16_t port() const = 0;
+  // Graceful: stops accepting and reading, answers requests in flight (long-polls at once), writes
+  // what is queued (up to the grace period), closes connections. Idempotent.
+  virtual void Stop() = 0;
+};
+
+class HttpServer {
+ public:
+  static Result<std::unique_ptr<HttpServer>> Start(Broker& broker, const std::string& bind,
+                                                   uint16_t port);
+  virtual ~HttpServer() = default;
+  virtual uint16_t port() const = 0;
+  virtual void Stop() = 0;
+};
+
+}  // namespace runnel::broker

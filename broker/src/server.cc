@@ -1,0 +1,352 @@
+// The native-protocol TCP server: one io_context per thread, a read coroutine per connection,
+// responses written back in completion order with gathered writes, and byte-bounded backpressure.
+#include "runnel/broker/server.h"
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <list>
+#include <mutex>
+#include <thread>
+
+#include "asio.h"
+#include "runnel/broker/metrics.h"
+#include "runnel/storage/log_store.h"
+
+namespace runnel::broker {
+namespace {
+
+class ServerImpl;
+
+class Conn : public std::enable_shared_from_this<Conn> {
+ public:
+  Conn(ServerImpl& server, tcp::socket socket);
+  void Start();
+  // Stop reading; close once every request got its response and it was written.
+  void StopReading();
+  void CloseAsync() {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->Close(); });
+  }
+  void Close();
+
+ private:
+  asio::awaitable<void> ReadLoop();
+  void OnResponse(size_t request_bytes, std::vector<std::string> frame);
+  void StartWrite();
+  bool OverLimit() const;
+  void MaybeResume();
+  void MaybeFinish();
+  void AddInflight(int64_t n);
+
+  ServerImpl& server_;
+  tcp::socket socket_;
+  asio::steady_timer resume_;
+  std::shared_ptr<Session> session_;
+  wire::FrameDecoder decoder_;
+  std::deque<std::vector<std::string>> out_;
+  std::vector<std::string> writing_;  // buffers of the write in progress
+  bool write_busy_ = false;
+  bool read_done_ = false;
+  bool closed_ = false;
+  bool waiting_ = false;
+  int64_t inflight_ = 0;
+  size_t pending_requests_ = 0;
+};
+
+class ServerImpl final : public Server {
+ public:
+  ServerImpl(Broker& broker, const ServerOptions& o)
+      : broker_(broker), options_(o), acceptor_(io_for_accept()) {}
+
+  Status Listen();
+  uint16_t port() const override { return port_; }
+  void Stop() override;
+  ~ServerImpl() override { Stop(); }
+
+  Broker& broker() { return broker_; }
+  const ServerOptions& options() const { return options_; }
+  Metrics& metrics() { return broker_.metrics(); }
+  void Forget(const Conn* c) {
+    std::lock_guard lk(mu_);
+    for (auto it = conns_.begin(); it != conns_.end(); ++it) {
+      if (it->lock().get() == c || it->expired()) {
+        conns_.erase(it);
+        break;
+      }
+    }
+    metrics().connections.fetch_sub(1);
+  }
+
+ private:
+  asio::io_context& io_for_accept() {
+    const int n = std::max(1, options_.io_threads);
+    for (int i = 0; i < n; ++i) ios_.push_back(std::make_unique<asio::io_context>(1));
+    return *ios_[0];
+  }
+  asio::awaitable<void> AcceptLoop();
+
+  Broker& broker_;
+  ServerOptions options_;
+  std::vector<std::unique_ptr<asio::io_context>> ios_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
+  std::vector<std::thread> threads_;
+  tcp::acceptor acceptor_;
+  uint16_t port_ = 0;
+  size_t next_io_ = 0;
+  std::mutex mu_;
+  std::list<std::weak_ptr<Conn>> conns_;
+  std::atomic<bool> stopped_{false};
+};
+
+Conn::Conn(ServerImpl& server, tcp::socket socket)
+    : server_(server),
+      socket_(std::move(socket)),
+      resume_(socket_.get_executor()),
+      session_(server.broker().NewSession()),
+      decoder_(server.options().max_frame_bytes) {}
+
+void Conn::Start() {
+  asio::co_spawn(socket_.get_executor(), [self = shared_from_this()] { return self->ReadLoop(); },
+                 asio::detached);
+}
+
+bool Conn::OverLimit() const {
+  return inflight_ > static_cast<int64_t>(server_.options().max_inflight_bytes_per_connection) ||
+         server_.metrics().inflight_bytes.load(std::memory_order_relaxed) >
+             static_cast<int64_t>(server_.options().max_inflight_bytes_total);
+}
+
+void Conn::AddInflight(int64_t n) {
+  inflight_ += n;
+  server_.metrics().inflight_bytes.fetch_add(n, std::memory_order_relaxed);
+}
+
+void Conn::MaybeResume() {
+  if (waiting_ && !OverLimit()) resume_.cancel();
+}
+
+asio::awaitable<void> Conn::ReadLoop() {
+  auto self = shared_from_this();
+  std::vector<char> buf(64 * 1024);
+  boost::system::error_code ec;
+  while (!read_done_) {
+    while (OverLimit() && !read_done_) {
+      // Over our own limit: our responses wake us. Over the global limit only: poll.
+      const bool own = inflight_ > static_cast<int64_t>(
+                                       server_.options().max_inflight_bytes_per_connection);
+      resume_.expires_after(own ? std::chrono::hours(1) : std::chrono::milliseconds(2));
+      waiting_ = true;
+      co_await resume_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      waiting_ = false;
+    }
+    if (read_done_) break;
+    const size_t n =
+        co_await socket_.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || n == 0) break;
+    decoder_.Append(std::string_view(buf.data(), n));
+    for (;;) {
+      auto next = decoder_.Next();
+      if (!next.ok()) {
+        // The stream is unusable: answer once, then close after the write.
+        server_.metrics().protocol_errors.fetch_add(1);
+        const wire::ErrorCode code = next.status().code() == StatusCode::kTooLarge
+                                         ? wire::ErrorCode::kTooLarge
+                                         : wire::ErrorCode::kMalformedRequest;
+        auto frame = ErrorFrame(wire::FrameHeader{}, code, next.status().message());
+        int64_t bytes = 0;
+        for (const auto& p : frame) bytes += static_cast<int64_t>(p.size());
+        AddInflight(bytes);
+        out_.push_back(std::move(frame));
+        read_done_ = true;
+        StartWrite();
+        break;
+      }
+      if (!next->has_value()) break;
+      wire::Frame f = std::move(**next);
+      const size_t bytes = wire::kFrameHeaderBytes + f.body.size();
+      AddInflight(static_cast<int64_t>(bytes));
+      ++pending_requests_;
+      auto executor = socket_.get_executor();
+      server_.broker().Handle(
+          session_, std::move(f), [self, bytes, executor](std::vector<std::string> frame) {
+            asio::post(executor, [self, bytes, frame = std::move(frame)]() mutable {
+              self->OnResponse(bytes, std::move(frame));
+            });
+          });
+    }
+  }
+  read_done_ = true;
+  MaybeFinish();
+}
+
+void Conn::OnResponse(size_t request_bytes, std::vector<std::string> frame) {
+  --pending_requests_;
+  AddInflight(-static_cast<int64_t>(request_bytes));
+  if (closed_) return;
+  int64_t bytes = 0;
+  for (const auto& p : frame) bytes += static_cast<int64_t>(p.size());
+  AddInflight(bytes);
+  out_.push_back(std::move(frame));
+  StartWrite();
+  MaybeResume();
+}
+
+void Conn::StartWrite() {
+  if (write_busy_ || out_.empty() || closed_) return;
+  write_busy_ = true;
+  writing_.clear();
+  // Gather several queued responses into one write.
+  size_t gathered = 0;
+  while (!out_.empty() && writing_.size() < 64 && gathered < (4u << 20)) {
+    for (auto& p : out_.front()) {
+      gathered += p.size();
+      writing_.push_back(std::move(p));
+    }
+    out_.pop_front();
+  }
+  std::vector<asio::const_buffer> bufs;
+  bufs.reserve(writing_.size());
+  for (const auto& p : writing_) bufs.emplace_back(p.data(), p.size());
+  asio::async_write(socket_, bufs,
+                    [self = shared_from_this(), gathered](boost::system::error_code ec, size_t) {
+                      self->write_busy_ = false;
+                      self->writing_.clear();
+                      self->AddInflight(-static_cast<int64_t>(gathered));
+                      if (ec) {
+                        self->Close();
+                        return;
+                      }
+                      self->StartWrite();
+                      self->MaybeResume();
+                      self->MaybeFinish();
+                    });
+}
+
+void Conn::MaybeFinish() {
+  if (read_done_ && pending_requests_ == 0 && out_.empty() && !write_busy_) Close();
+}
+
+void Conn::StopReading() {
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    if (self->closed_) return;
+    self->read_done_ = true;
+    boost::system::error_code ec;
+    self->socket_.shutdown(tcp::socket::shutdown_receive, ec);
+    self->resume_.cancel();
+    self->MaybeFinish();
+  });
+}
+
+void Conn::Close() {
+  if (closed_) return;
+  closed_ = true;
+  read_done_ = true;
+  boost::system::error_code ec;
+  socket_.shutdown(tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+  resume_.cancel();
+  // Unsent responses are dropped: give their bytes back.
+  int64_t unsent = 0;
+  for (const auto& f : out_)
+    for (const auto& p : f) unsent += static_cast<int64_t>(p.size());
+  out_.clear();
+  AddInflight(-unsent);
+  server_.Forget(this);
+}
+
+Status ServerImpl::Listen() {
+  boost::system::error_code ec;
+  const auto addr = asio::ip::make_address(options_.bind, ec);
+  if (ec) return Status::InvalidArgument("bad bind address '" + options_.bind + "': " + ec.message());
+  const tcp::endpoint ep(addr, options_.port);
+  const std::string where = options_.bind + ":" + std::to_string(options_.port);
+  acceptor_.open(ep.protocol(), ec);
+  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(ep, ec);
+  if (ec) {
+    return Status::IOError("cannot listen on " + where + ": " + ec.message() +
+                           (ec == asio::error::address_in_use
+                                ? " (is another runneld or another program using the port?)"
+                                : ""));
+  }
+  acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status::IOError("cannot listen on " + where + ": " + ec.message());
+  port_ = acceptor_.local_endpoint().port();
+  asio::co_spawn(*ios_[0], AcceptLoop(), asio::detached);
+  for (auto& io : ios_) {
+    guards_.push_back(asio::make_work_guard(*io));
+    threads_.emplace_back([ctx = io.get()] {
+      pthread_setname_np(pthread_self(), "runnel-io");
+      ctx->run();
+    });
+  }
+  return Status::OK();
+}
+
+asio::awaitable<void> ServerImpl::AcceptLoop() {
+  for (;;) {
+    asio::io_context& target = *ios_[next_io_++ % ios_.size()];
+    boost::system::error_code ec;
+    tcp::socket socket =
+        co_await acceptor_.async_accept(target, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (stopped_.load() || ec == asio::error::operation_aborted) co_return;
+      // Out of descriptors and similar: back off briefly instead of spinning.
+      asio::steady_timer t(acceptor_.get_executor(), std::chrono::milliseconds(50));
+      co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    if (static_cast<size_t>(metrics().connections.load()) >= options_.max_connections) {
+      metrics().connections_rejected.fetch_add(1);
+      socket.close(ec);
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    metrics().connections.fetch_add(1);
+    metrics().connections_accepted.fetch_add(1);
+    auto conn = std::make_shared<Conn>(*this, std::move(socket));
+    {
+      std::lock_guard lk(mu_);
+      conns_.push_back(conn);
+    }
+    conn->Start();
+  }
+}
+
+void ServerImpl::Stop() {
+  if (stopped_.exchange(true)) return;
+  asio::post(*ios_[0], [this] {
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+  });
+  std::vector<std::shared_ptr<Conn>> live;
+  {
+    std::lock_guard lk(mu_);
+    for (auto& w : conns_)
+      if (auto c = w.lock()) live.push_back(c);
+  }
+  for (auto& c : live) c->StopReading();
+  broker_.BeginShutdown();  // long-polls answer now; late requests get `shutdown`
+  broker_.WaitIdle();
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.shutdown_grace_ms);
+  while (metrics().connections.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // Force-close stragglers (peers that never read their responses).
+  for (auto& c : live) c->CloseAsync();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  guards_.clear();
+  for (auto& io : ios_) io->stop();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Server>> Server::Start(Broker& broker, const ServerOptions& options) {
+  auto s = std::make_unique<ServerImpl>(broker, options);
+  RUNNEL_RETURN_IF_ERROR(s->Listen());
+  return std::unique_ptr<Server>(std::move(s));
+}
+
+}  // namespace runnel::broker
