@@ -1,0 +1,59 @@
+#include "runnel/broker/embedded.h"
+
+#include <atomic>
+
+namespace runnel::broker {
+namespace {
+
+class EmbeddedConnection final : public client::Connection {
+ public:
+  explicit EmbeddedConnection(Broker& b) : broker_(b), session_(b.NewSession()) {}
+
+  void Send(wire::Api api, std::vector<std::string> body, int64_t /*timeout_ms*/,
+            Callback done) override {
+    wire::Frame f;
+    f.header.api = static_cast<uint16_t>(api);
+    f.header.correlation_id = next_corr_.fetch_add(1);
+    size_t n = 0;
+    for (const auto& p : body) n += p.size();
+    f.header.length = static_cast<uint32_t>(wire::kHeaderAfterLength + n);
+    if (body.size() == 1) {
+      f.body = std::move(body[0]);
+    } else {
+      f.body.reserve(n);
+      for (const auto& p : body) f.body.append(p);
+    }
+    broker_.Handle(session_, std::move(f), [done = std::move(done)](std::vector<std::string> frame) {
+      // frame[0] is the 12-byte header; the rest is the body.
+      std::string out;
+      if (frame.size() == 2) {
+        out = std::move(frame[1]);
+      } else {
+        for (size_t i = 1; i < frame.size(); ++i) out.append(frame[i]);
+      }
+      done(std::move(out));
+    });
+  }
+
+  std::string Describe() const override { return "embedded"; }
+
+ private:
+  Broker& broker_;
+  std::shared_ptr<Session> session_;
+  std::atomic<uint32_t> next_corr_{1};
+};
+
+}  // namespace
+
+Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::Open(const BrokerOptions& options) {
+  RUNNEL_ASSIGN_OR_RETURN(auto b, Broker::Open(options));
+  return std::unique_ptr<EmbeddedBroker>(new EmbeddedBroker(std::move(b)));
+}
+
+EmbeddedBroker::~EmbeddedBroker() = default;
+
+std::shared_ptr<client::Connection> EmbeddedBroker::Connect() {
+  return std::make_shared<EmbeddedConnection>(*broker_);
+}
+
+}  // namespace runnel::broker

@@ -1,0 +1,62 @@
+// Admin: topics, offsets, groups, dead letters, record status and broker stats, as plain calls.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runnel/client/connection.h"
+#include "runnel/common/protocol.h"
+
+namespace runnel::client {
+
+// Thread-safe (each call is one request on the shared connection). Every call returns the
+// broker's error as a Status (NotFound for an unknown topic or group, and so on).
+class Admin {
+ public:
+  explicit Admin(std::shared_ptr<Connection> connection, int64_t timeout_ms = 30'000)
+      : conn_(std::move(connection)), timeout_ms_(timeout_ms) {}
+
+  Status CreateTopic(const std::string& name, int32_t partitions,
+                     const proto::ConfigEntries& config = {});
+  Status DeleteTopic(const std::string& name);
+  Status AlterTopic(const std::string& name, int32_t new_partitions,
+                    const proto::ConfigEntries& config = {});
+  // Every topic when `topics` is empty; per-topic errors are inside the result.
+  Result<std::vector<proto::TopicMetadata>> DescribeTopics(const std::vector<std::string>& topics = {});
+  Result<int64_t> ListOffset(const std::string& topic, int32_t partition, proto::OffsetSpec spec,
+                             int64_t timestamp_ms = 0);
+
+  Status CreateQueueGroup(const std::string& group, const std::string& topic,
+                          const proto::ConfigEntries& config = {},
+                          proto::StartKind start = proto::StartKind::kEarliest,
+                          int64_t start_value = 0);
+  Result<std::vector<std::string>> ListGroups();
+  Result<proto::DescribeGroupResponse> DescribeGroup(const std::string& group);
+  Status DeleteGroup(const std::string& group);
+  Result<std::vector<proto::CommittedOffsetWire>> FetchOffsets(
+      const std::string& group, const std::vector<proto::TopicPartitionRef>& partitions);
+  // Sets committed offsets of a stream group with no live members.
+  Status ResetOffsets(const std::string& group, const std::vector<proto::OffsetCommitWire>& offsets);
+
+  Result<std::vector<proto::DeadLetterWire>> ListDeadLetters(const std::string& group,
+                                                             int32_t max = 100);
+  Result<int64_t> Redrive(const std::string& group, const proto::RedriveRequest& spec);
+  Status PurgeDeadLetters(const std::string& group);
+
+  Result<std::vector<proto::RecordStatusWire>> StatusOf(const std::string& topic,
+                                                        int32_t partition, int64_t offset);
+  Result<std::vector<proto::RecordStatusWire>> StatusByDedupKey(const std::string& topic,
+                                                                const std::string& key);
+  // The broker's JSON stats document (the same as HTTP /api/v1/stats).
+  Result<std::string> Stats();
+  Result<proto::ApiVersionsResponse> ApiVersions();
+
+ private:
+  std::shared_ptr<Connection> conn_;
+  int64_t timeout_ms_;
+};
+
+}  // namespace runnel::client
