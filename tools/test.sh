@@ -6,21 +6,8 @@
 #   CTEST_ARGS=...         extra ctest arguments, e.g. -L unit
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-packages=(cmake g++ ninja-build ccache pkg-config librocksdb-dev liblz4-dev libboost-dev
-          libcli11-dev libspdlog-dev doctest-dev)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "installing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get install -y --no-install-recommends "${missing[@]}" ||
-    { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends "${missing[@]}"; }
-fi
+source tools/deps.sh
+runnel_install_deps
 
 build="${BUILD_DIR:-build}"
 # shellcheck disable=SC2086

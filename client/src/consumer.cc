@@ -242,6 +242,7 @@ class ConsumerImpl final : public Consumer {
   // Replaces the assignment: keeps positions of partitions we still own, looks up committed
   // offsets (or the reset position) for new ones.
   Status Assign(const std::vector<TP>& assignment) {
+    prefetch_.reset();  // issued for the old assignment
     std::set<TP> next(assignment.begin(), assignment.end());
     std::vector<TP> added;
     {
@@ -391,32 +392,60 @@ class ConsumerImpl final : public Consumer {
     return TakeBuffered();
   }
 
-  Status FetchOnce(SteadyClock::time_point deadline) {
-    proto::FetchRequest req;
+  struct Prefetch {
+    proto::FetchRequest request;
+    std::future<Result<proto::FetchResponse>> response;
+  };
+
+  // Sends a Fetch for the current positions without waiting for it.
+  std::unique_ptr<Prefetch> IssueFetch(int32_t max_wait_ms) {
+    auto pf = std::make_unique<Prefetch>();
     {
       std::lock_guard lk(mu_);
       for (const auto& [tp, pos] : positions_)
-        req.partitions.push_back({tp.topic, tp.partition, pos, options_.partition_fetch_max_bytes});
+        pf->request.partitions.push_back({tp.topic, tp.partition, pos, options_.partition_fetch_max_bytes});
     }
+    if (pf->request.partitions.empty()) return nullptr;
+    pf->request.max_wait_ms = max_wait_ms;
+    pf->request.max_bytes = options_.fetch_max_bytes;
+    auto promise = std::make_shared<std::promise<Result<proto::FetchResponse>>>();
+    pf->response = promise->get_future();
+    CallAsync<proto::FetchResponse>(*conn_, pf->request, options_.request_timeout_ms + max_wait_ms,
+                                    [promise](Result<proto::FetchResponse> r) {
+                                      promise->set_value(std::move(r));
+                                    });
+    return pf;
+  }
+
+  // One fetch round trip. While the application works on what this returns, the next fetch is
+  // already on its way (a prefetch), so broker reads and client decoding overlap.
+  Status FetchOnce(SteadyClock::time_point deadline) {
     const int64_t remaining =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now()).count();
-    if (req.partitions.empty()) {
+    // Bounded so a rebalance noticed by the heartbeat thread is applied promptly.
+    const int32_t wait = static_cast<int32_t>(std::clamp<int64_t>(remaining, 0, 500));
+    std::unique_ptr<Prefetch> pf = std::move(prefetch_);
+    if (!pf) pf = IssueFetch(wait);
+    if (!pf) {
       // Nothing assigned (more members than partitions): wait for a rebalance.
       Backoff(deadline);
       return Status::OK();
     }
-    // Bounded so a rebalance noticed by the heartbeat thread is applied promptly.
-    req.max_wait_ms = static_cast<int32_t>(std::clamp<int64_t>(remaining, 0, 500));
-    req.max_bytes = options_.fetch_max_bytes;
-    auto r = Call<proto::FetchResponse>(*conn_, req, options_.request_timeout_ms + req.max_wait_ms);
+    auto r = pf->response.get();
     if (!r.ok()) return r.status();
     std::vector<TP> reset;
+    bool got = false;
     {
       std::lock_guard lk(mu_);
-      for (auto& p : r->partitions) {
+      for (size_t i = 0; i < r->partitions.size(); ++i) {
+        auto& p = r->partitions[i];
         const TP tp{p.topic, p.partition};
         auto pos = positions_.find(tp);
-        if (pos == positions_.end()) continue;  // revoked meanwhile
+        // Revoked, or moved (Seek, reset) since the request was sent: the data is stale.
+        if (pos == positions_.end() || i >= pf->request.partitions.size() ||
+            pf->request.partitions[i].offset != pos->second) {
+          continue;
+        }
         if (!p.error.ok()) {
           if (p.error.error == wire::ErrorCode::kOutOfRange) reset.push_back(tp);
           continue;
@@ -434,19 +463,21 @@ class ConsumerImpl final : public Consumer {
                                                      batch.status().message());
           for (const Record& rec : batch->records()) {
             if (rec.offset < pos->second) continue;
-            ConsumerRecord cr;
+            ConsumerRecord& cr = buffer_.emplace_back();
             cr.topic = p.topic;
             cr.partition = p.partition;
             cr.offset = rec.offset;
             cr.timestamp_ms = rec.timestamp;
             if (rec.key) cr.key.emplace(*rec.key);
             if (rec.value) cr.value.emplace(*rec.value);
-            for (const RecordHeader& hd : rec.Headers()) {
-              cr.headers.emplace_back(std::string(hd.key),
-                                      hd.value ? std::optional<std::string>(std::string(*hd.value))
-                                               : std::nullopt);
+            if (rec.header_count > 0) {
+              for (const RecordHeader& hd : rec.Headers()) {
+                cr.headers.emplace_back(std::string(hd.key),
+                                        hd.value ? std::optional<std::string>(std::string(*hd.value))
+                                                 : std::nullopt);
+              }
             }
-            buffer_.push_back(std::move(cr));
+            got = true;
           }
           pos->second = h.next_offset();
         }
@@ -461,6 +492,7 @@ class ConsumerImpl final : public Consumer {
         consumed_[tp] = *off;
       }
     }
+    if (got && reset.empty()) prefetch_ = IssueFetch(500);
     return Status::OK();
   }
 
@@ -504,6 +536,7 @@ class ConsumerImpl final : public Consumer {
   std::map<TP, int64_t> positions_;  // next offset to fetch
   std::map<TP, int64_t> consumed_;   // next offset after the records handed out
   std::deque<ConsumerRecord> buffer_;
+  std::unique_ptr<Prefetch> prefetch_;  // poll thread only
   std::atomic<bool> rejoin_{false};
   bool joined_ = false;  // poll thread only
   SteadyClock::time_point last_commit_ = SteadyClock::now();

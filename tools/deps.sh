@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Runnel builds with, when missing. Sourced by tools/test.sh and
+# tools/run.sh; runs apt-get as root (or through sudo).
+runnel_install_deps() {
+  local packages=(cmake g++ ninja-build ccache pkg-config librocksdb-dev liblz4-dev libboost-dev
+                  libcli11-dev libspdlog-dev doctest-dev)
+  local missing=() p sudo=""
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y --no-install-recommends "${missing[@]}" ||
+    { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends "${missing[@]}"; }
+}
