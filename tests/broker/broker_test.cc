@@ -578,3 +578,147 @@ TEST_CASE("runneld SIGKILLed mid-stream: every acknowledged record present exact
 
 }  // namespace
 }  // namespace runnel
+
+namespace runnel {
+namespace {
+
+TEST_CASE("producer buffer memory: fail fast when configured, block otherwise") {
+  TestBroker b;
+  client::ProducerOptions po;
+  po.buffer_memory = 4096;
+  po.block_on_buffer_full = false;
+  po.linger_ms = 5'000;  // nothing leaves the buffer on its own
+  auto p = MakeProducer(b, po);
+  std::vector<std::future<Result<client::RecordMetadata>>> sent;
+  for (int i = 0; i < 40; ++i)
+    sent.push_back(p->Send(ProducerRecord{"buf", std::nullopt, std::string(200, 'x'), {}, {}, 0}));
+  int busy = 0;
+  for (auto& f : sent) {
+    if (f.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+      auto r = f.get();
+      if (r.status().code() == StatusCode::kBusy) ++busy;
+    }
+  }
+  CHECK(busy > 0);  // refused at once instead of growing past 4 KiB
+  REQUIRE(p->Flush(10'000).ok());
+
+  po.block_on_buffer_full = true;
+  po.linger_ms = 1;
+  auto blocking = MakeProducer(b, po);
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 200; ++i) {
+    blocking->Send(ProducerRecord{"buf", std::nullopt, std::string(200, 'y'), {}, {}, 0},
+                   [&](Result<client::RecordMetadata> r) { ok += r.ok(); });
+  }
+  REQUIRE(blocking->Flush(10'000).ok());
+  CHECK(ok.load() == 200);  // every send waited for room and went through
+}
+
+TEST_CASE("consumers reconnect after a broker restart and carry on") {
+  if (testing::EmbeddedMode()) return;
+  TestBroker b;
+  Admin admin(b.Connect());
+  REQUIRE(admin.CreateTopic("resilient", 2).ok());
+  auto producer = MakeProducer(b);
+  for (int i = 0; i < 100; ++i)
+    producer->Send(ProducerRecord{"resilient", std::to_string(i), std::to_string(i), {}, {}, 0});
+  REQUIRE(producer->Flush(10'000).ok());
+
+  ConsumerOptions so;
+  so.group = "s";
+  so.topics = {"resilient"};
+  auto stream = MakeConsumer(b.Connect(), so);
+  ConsumerOptions qo;
+  qo.mode = ConsumerMode::kQueue;
+  qo.group = "q";
+  qo.topics = {"resilient"};
+  auto queue = MakeConsumer(b.Connect(), qo);
+  REQUIRE(PollN(*stream, 100).size() == 100);
+  auto first = PollN(*queue, 100);
+  REQUIRE(first.size() == 100);
+  REQUIRE(queue->Ack(first).ok());
+  REQUIRE(stream->Commit().ok());
+
+  b.Restart();  // same port; every client connection breaks
+  for (int i = 100; i < 150; ++i)
+    producer->Send(ProducerRecord{"resilient", std::to_string(i), std::to_string(i), {}, {}, 0});
+  REQUIRE(producer->Flush(20'000).ok());
+  auto more = PollN(*stream, 50, 20'000);
+  CHECK(more.size() == 50);
+  for (const auto& r : more) CHECK(std::stoi(*r.value) >= 100);  // resumed, nothing re-read
+  auto qmore = PollN(*queue, 50, 20'000);
+  CHECK(qmore.size() == 50);
+  CHECK(queue->Ack(qmore).ok());
+}
+
+TEST_CASE("runneld reads a TOML config file; flags and file agree on names") {
+  if (testing::EmbeddedMode()) return;
+  testing::TempDir dir;
+  {
+    std::ofstream cfg(dir.Sub("runneld.toml"));
+    cfg << "auto-create-topics = false\ndefault-partitions = 3\nretention = \"2h\"\n";
+  }
+  TestBroker b({"--config", dir.Sub("runneld.toml")});
+  Admin admin(b.Connect());
+  auto p = Producer::Create(b.Connect());
+  REQUIRE(p.ok());
+  // auto-create is off: an unknown topic is an error, not a new topic.
+  CHECK((*p)->Send(ProducerRecord{"ghost", std::nullopt, "x", {}, {}, 0}).get().status().IsNotFound());
+  REQUIRE(admin.CreateTopic("configured", 1).ok());
+  auto md = admin.DescribeTopics({"configured"});
+  REQUIRE(md.ok());
+  bool found = false;
+  for (const auto& [k, v] : (*md)[0].config) {
+    if (k == "retention.ms") {
+      CHECK(v == "7200000");  // the file's default topic retention
+      found = true;
+    }
+  }
+  CHECK(found);
+
+  auto [code, out] = TestBroker::RunToExit({"--port", "not-a-number"}, dir.Sub("bad.log"));
+  CHECK(code != 0);
+  auto [code2, out2] = TestBroker::RunToExit(
+      {"--data-dir", dir.Sub("d2"), "--retention", "7 fortnights", "--no-http", "--port", "0"},
+      dir.Sub("bad2.log"));
+  CHECK(code2 == 1);
+  CHECK(out2.find("--retention: invalid duration unit") != std::string::npos);
+}
+
+TEST_CASE("a client that never reads its responses is cut off at its own budget") {
+  if (testing::EmbeddedMode()) return;
+  TestBroker b({"--max-inflight-bytes-per-connection", "1MiB"});
+  auto producer = MakeProducer(b);
+  REQUIRE(producer->Send(ProducerRecord{"big", std::nullopt, std::string(100'000, 'z'), {}, 0, 0}).get().ok());
+  // Ask for the same 100 KB again and again without ever reading the answers.
+  const int fd = RawConnect(b.port());
+  proto::FetchRequest req;
+  req.partitions.push_back({"big", 0, 0, 1 << 20});
+  const std::string frame = wire::EncodeFrame(static_cast<uint16_t>(wire::Api::kFetch), 0, 1,
+                                              proto::EncodeBody(req));
+  timeval tv{0, 200'000};
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  size_t sent = 0;
+  constexpr int kRequests = 400'000;  // ~20 MB of requests, ~40 GB of answers if all were read
+  for (int i = 0; i < kRequests; ++i) {
+    const ssize_t n = ::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL);
+    if (n <= 0) break;  // the broker stopped reading us: the kernel buffers filled up
+    sent += static_cast<size_t>(n);
+  }
+  CHECK(sent < kRequests * frame.size());  // we were throttled
+  // Meanwhile everyone else is served normally.
+  for (int i = 0; i < 20; ++i) {
+    auto r = producer->Send(ProducerRecord{"other", std::nullopt, "ok", {}, {}, 0}).get();
+    REQUIRE(r.ok());
+  }
+  // The broker's memory for this connection stayed bounded (responses are ~100 KB each).
+  const std::string metrics = HttpGet(b.http_port(), "/metrics");
+  const size_t at = metrics.find("\nrunnel_inflight_bytes ");
+  REQUIRE(at != std::string::npos);
+  const double inflight = std::stod(metrics.substr(at + 23));
+  CHECK(inflight < 8.0 * 1024 * 1024);
+  ::close(fd);
+}
+
+}  // namespace
+}  // namespace runnel
