@@ -11,6 +11,7 @@
 
 #include "executors.h"
 #include "runnel/broker/metrics.h"
+#include "runnel/common/coding.h"
 #include "runnel/common/protocol.h"
 #include "runnel/storage/groups.h"
 
@@ -734,6 +735,13 @@ std::shared_ptr<Session> Broker::NewSession() {
 void Broker::Handle(const std::shared_ptr<Session>& session, wire::Frame request,
                     ResponseFn respond) {
   impl_->Handle(session, std::move(request), std::move(respond));
+}
+
+size_t Broker::ResponseReservation(const wire::Frame& request) {
+  // FetchRequest starts max_wait_ms:i32 min_bytes:i32 max_bytes:i32 (see protocol.h).
+  if (request.header.api != static_cast<uint16_t>(Api::kFetch) || request.body.size() < 12) return 0;
+  const auto max_bytes = static_cast<int32_t>(DecodeFixed32BE(request.body.data() + 8));
+  return max_bytes > 0 ? static_cast<size_t>(max_bytes) : 0;
 }
 
 void Broker::BeginShutdown() { impl_->BeginShutdown(); }

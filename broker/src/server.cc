@@ -130,21 +130,9 @@ asio::awaitable<void> Conn::ReadLoop() {
   std::vector<char> buf(64 * 1024);
   boost::system::error_code ec;
   while (!read_done_) {
-    while (OverLimit() && !read_done_) {
-      // Over our own limit: our responses wake us. Over the global limit only: poll.
-      const bool own = inflight_ > static_cast<int64_t>(
-                                       server_.options().max_inflight_bytes_per_connection);
-      resume_.expires_after(own ? std::chrono::hours(1) : std::chrono::milliseconds(2));
-      waiting_ = true;
-      co_await resume_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      waiting_ = false;
-    }
-    if (read_done_) break;
-    const size_t n =
-        co_await socket_.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
-    if (ec || n == 0) break;
-    decoder_.Append(std::string_view(buf.data(), n));
-    for (;;) {
+    // Admit complete frames already received, one at a time, while under the limits; a burst of
+    // pipelined requests in one read is admitted only as far as the budget allows.
+    while (!read_done_ && !OverLimit()) {
       auto next = decoder_.Next();
       if (!next.ok()) {
         // The stream is unusable: answer once, then close after the write.
@@ -163,7 +151,10 @@ asio::awaitable<void> Conn::ReadLoop() {
       }
       if (!next->has_value()) break;
       wire::Frame f = std::move(**next);
-      const size_t bytes = wire::kFrameHeaderBytes + f.body.size();
+      // Requests hold their own bytes plus what their answer may take, until it is written.
+      const size_t bytes = wire::kFrameHeaderBytes + f.body.size() +
+                           std::min<size_t>(Broker::ResponseReservation(f),
+                                            server_.options().max_inflight_bytes_per_connection);
       AddInflight(static_cast<int64_t>(bytes));
       ++pending_requests_;
       auto executor = socket_.get_executor();
@@ -174,6 +165,21 @@ asio::awaitable<void> Conn::ReadLoop() {
             });
           });
     }
+    if (read_done_) break;
+    if (OverLimit()) {
+      // Over our own limit: our responses wake us. Over the global limit only: poll.
+      const bool own = inflight_ > static_cast<int64_t>(
+                                       server_.options().max_inflight_bytes_per_connection);
+      resume_.expires_after(own ? std::chrono::hours(1) : std::chrono::milliseconds(2));
+      waiting_ = true;
+      co_await resume_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      waiting_ = false;
+      continue;
+    }
+    const size_t n = co_await socket_.async_read_some(
+        asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || n == 0) break;
+    decoder_.Append(std::string_view(buf.data(), n));
   }
   read_done_ = true;
   MaybeFinish();

@@ -135,8 +135,17 @@ class ProducerImpl final : public Producer {
   void Settle(Part& p, std::vector<Completion>* done);
   void Complete(std::unique_ptr<Batch> b, const Status& s, const proto::ProducePartitionResult* r,
                 std::vector<Completion>* done);
-  static void Run(std::vector<Completion>& done) {
+  // Runs callbacks outside the lock; a record counts as complete (for Flush and Close) only once
+  // its callback returned.
+  void Run(std::vector<Completion>& done) {
+    if (done.empty()) return;
     for (auto& [cb, r] : done) cb(std::move(r));
+    {
+      std::lock_guard lk(mu_);
+      incomplete_ -= std::min<uint64_t>(incomplete_, done.size());
+    }
+    idle_.notify_all();
+    wake_.notify_all();
     done.clear();
   }
 
@@ -377,9 +386,7 @@ void ProducerImpl::Complete(std::unique_ptr<Batch> b, const Status& s,
     for (auto& cb : b->callbacks) done->emplace_back(std::move(cb), s);
   }
   used_ -= std::min(used_, b->memory);
-  incomplete_ -= std::min<uint64_t>(incomplete_, b->callbacks.size());
   space_.notify_all();
-  idle_.notify_all();
 }
 
 void ProducerImpl::OnResponse(std::vector<Batch*> batches, Result<proto::ProduceResponse> r) {

@@ -606,11 +606,18 @@ TEST_CASE("producer buffer memory: fail fast when configured, block otherwise") 
   po.linger_ms = 1;
   auto blocking = MakeProducer(b, po);
   std::atomic<int> ok{0};
+  std::mutex err_mu;
+  std::string first_error;
   for (int i = 0; i < 200; ++i) {
     blocking->Send(ProducerRecord{"buf", std::nullopt, std::string(200, 'y'), {}, {}, 0},
-                   [&](Result<client::RecordMetadata> r) { ok += r.ok(); });
+                   [&](Result<client::RecordMetadata> r) {
+                     ok += r.ok();
+                     std::lock_guard lk(err_mu);
+                     if (!r.ok() && first_error.empty()) first_error = r.status().ToString();
+                   });
   }
   REQUIRE(blocking->Flush(10'000).ok());
+  INFO(first_error);
   CHECK(ok.load() == 200);  // every send waited for room and went through
 }
 

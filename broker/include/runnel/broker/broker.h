@@ -52,6 +52,11 @@ class Broker {
   // Handles one request frame; `respond` runs exactly once with the response frame.
   void Handle(const std::shared_ptr<Session>& session, wire::Frame request, ResponseFn respond);
 
+  // The most response bytes `request` can produce beyond its own size, for admission control: a
+  // Fetch reserves its max_bytes, so a connection pipelining fetches is bounded by the answers,
+  // not by its tiny requests. 0 for requests with small answers.
+  static size_t ResponseReservation(const wire::Frame& request);
+
   // New requests are answered `shutdown`; parked long-polls are answered now.
   void BeginShutdown();
   // Blocks until every request handed to Handle has been answered.
