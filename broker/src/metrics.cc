@@ -365,6 +365,10 @@ std::string RenderStatsJson(const Metrics& m, storage::LogStore& store) {
   w.Field("avg_fsync_ms", st.fsyncs ? static_cast<double>(st.fsync_micros_total) /
                                           static_cast<double>(st.fsyncs) / 1000.0
                                     : 0.0);
+  const auto fsync = m.FsyncMs();
+  w.Field("fsync_p50_ms", fsync.Quantile(0.5));
+  w.Field("fsync_p99_ms", fsync.Quantile(0.99));
+  w.Field("fsync_p999_ms", fsync.Quantile(0.999));
   w.EndObject();
 
   w.Key("requests").BeginArray();
