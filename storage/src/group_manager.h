@@ -248,6 +248,10 @@ class GroupManager final : public Groups {
   void EraseDue(GroupState& g, int32_t p, int64_t offset, const PelEntry& e);
   // Removes a finished entry (acked or dead-lettered) and promotes its key's next parked entry.
   void Finish(GroupState& g, int32_t p, int64_t offset, int64_t now);
+  // The record of a pending entry; std::nullopt (and the entry finished) when retention already
+  // removed it. Other read errors are returned.
+  Result<std::optional<LoadedRecord>> LoadPending(GroupState& g, int32_t p, int64_t offset,
+                                                  int64_t now);
   void PutEntry(GroupState& g, int32_t p, int64_t offset, const PelEntry& e, bool fresh = false);
   // Queues a pending entry's record for the DLQ (dropping the entry if the record is gone) and
   // finishes the entry in memory.

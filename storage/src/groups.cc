@@ -374,6 +374,17 @@ void GroupManager::RetireToDeadLetters(GroupState& g, int32_t p, int64_t offset,
   Finish(g, p, offset, now);
 }
 
+Result<std::optional<LoadedRecord>> GroupManager::LoadPending(GroupState& g, int32_t p,
+                                                              int64_t offset, int64_t now) {
+  auto rec = ReaderFor(g).Get(p, offset);
+  if (rec.ok()) return std::optional<LoadedRecord>(std::move(rec).value());
+  if (!rec.status().IsOutOfRange()) return rec.status();
+  // Retention removed the record: nothing left to deliver, the entry is done.
+  Finish(g, p, offset, now);
+  g.overlay.Delete(fmt::PendingKey(g.id, p, offset));
+  return std::optional<LoadedRecord>();
+}
+
 void GroupManager::PutEntry(GroupState& g, int32_t p, int64_t offset, const PelEntry& e,
                             bool fresh) {
   fmt::PendingValue v{
@@ -575,14 +586,8 @@ Result<std::vector<DeliveredRecord>> GroupManager::Deliver(std::string_view grou
          it != g->due.end() && it->due_ms <= now && !full() && ++examined <= max_examined;) {
       const DueKey dk = *it++;
       PelEntry& e = g->parts[static_cast<size_t>(dk.partition)].pel[dk.offset];
-      auto rec = reader.Get(dk.partition, dk.offset);
-      if (!rec.ok()) {
-        if (!rec.status().IsOutOfRange()) return rec.status();
-        // Retention removed the record: nothing left to deliver.
-        Finish(*g, dk.partition, dk.offset, now);
-        g->overlay.Delete(fmt::PendingKey(g->id, dk.partition, dk.offset));
-        continue;
-      }
+      RUNNEL_ASSIGN_OR_RETURN(auto rec, LoadPending(*g, dk.partition, dk.offset, now));
+      if (!rec) continue;
       if (e.state == fmt::PendingState::kLocked) {  // the lock expired: a failed attempt
         if (e.first_failure_ms == 0) e.first_failure_ms = now;
         e.last_failure_ms = now;
@@ -776,7 +781,6 @@ Result<std::vector<DeliveredRecord>> GroupManager::Claim(std::string_view group,
     RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
     const int64_t now = store_.clock_->NowMs();
     const uint32_t c = ConsumerId(*g, consumer, now);
-    GroupRecordReader& reader = ReaderFor(*g);
     std::vector<DeadLetterMove> dead;
     // A locked entry is idle for now - last_active, and due at last_active + lock timeout, so
     // "idle >= min_idle" is "due <= now - min_idle + lock timeout": a range scan of the due index.
@@ -794,13 +798,8 @@ Result<std::vector<DeliveredRecord>> GroupManager::Claim(std::string_view group,
     }
     for (const DueKey& dk : candidates) {
       PelEntry& e = g->parts[static_cast<size_t>(dk.partition)].pel[dk.offset];
-      auto rec = reader.Get(dk.partition, dk.offset);
-      if (!rec.ok()) {
-        if (!rec.status().IsOutOfRange()) return rec.status();
-        Finish(*g, dk.partition, dk.offset, now);
-        g->overlay.Delete(fmt::PendingKey(g->id, dk.partition, dk.offset));
-        continue;
-      }
+      RUNNEL_ASSIGN_OR_RETURN(auto rec, LoadPending(*g, dk.partition, dk.offset, now));
+      if (!rec) continue;
       if (e.deliveries >= g->config.max_deliveries) {
         if (e.first_failure_ms == 0) e.first_failure_ms = now;
         dead.push_back({dk.partition, dk.offset, std::move(rec).value(), e.deliveries,
