@@ -47,16 +47,6 @@ std::vector<std::string> FrameAround(const wire::FrameHeader& h, std::vector<std
   return body;
 }
 
-template <class Msg>
-std::vector<std::string> EncodeBody(ErrorCode code, std::string_view message, Msg* msg) {
-  proto::Writer w;
-  w.Put(code);
-  std::string m(message);
-  w.Put(m);
-  if (code == ErrorCode::kNone && msg) w.Put(*msg);
-  return w.TakeParts();
-}
-
 std::string Key(std::string_view topic, int32_t partition) {
   std::string k(topic);
   k.push_back('\0');
@@ -148,7 +138,7 @@ class Broker::Impl {
     const double ms =
         std::chrono::duration<double, std::milli>(SteadyClock::now() - c->start).count();
     metrics().OnRequest(c->header.api, ms, code != ErrorCode::kNone);
-    c->respond(FrameAround(c->header, EncodeBody(code, message, msg)));
+    c->respond(FrameAround(c->header, proto::EncodeResponse(code, message, msg)));
     Done();
   }
   void Done() {
@@ -750,9 +740,8 @@ void Broker::WaitIdle() { impl_->WaitIdle(); }
 std::string Broker::PrometheusText() { return RenderPrometheus(*metrics_, *store_); }
 std::string Broker::StatsJson() { return RenderStatsJson(*metrics_, *store_); }
 
-std::vector<std::string> ErrorFrame(const wire::FrameHeader& request, ErrorCode code,
-                                    std::string_view message) {
-  return FrameAround(request, EncodeBody<proto::EmptyResponse>(code, message, nullptr));
+std::vector<std::string> ErrorFrame(const wire::FrameHeader& request, const Status& error) {
+  return FrameAround(request, proto::EncodeResponse<proto::EmptyResponse>(error, nullptr));
 }
 
 }  // namespace runnel::broker

@@ -137,10 +137,7 @@ asio::awaitable<void> Conn::ReadLoop() {
       if (!next.ok()) {
         // The stream is unusable: answer once, then close after the write.
         server_.metrics().protocol_errors.fetch_add(1);
-        const wire::ErrorCode code = next.status().code() == StatusCode::kTooLarge
-                                         ? wire::ErrorCode::kTooLarge
-                                         : wire::ErrorCode::kMalformedRequest;
-        auto frame = ErrorFrame(wire::FrameHeader{}, code, next.status().message());
+        auto frame = ErrorFrame(wire::FrameHeader{}, next.status());
         int64_t bytes = 0;
         for (const auto& p : frame) bytes += static_cast<int64_t>(p.size());
         AddInflight(bytes);

@@ -80,8 +80,7 @@ class Broker {
   std::unique_ptr<Impl> impl_;
 };
 
-// A response frame carrying only an error (frame-level failures: too large, unknown api).
-std::vector<std::string> ErrorFrame(const wire::FrameHeader& request, wire::ErrorCode code,
-                                    std::string_view message);
+// A response frame carrying only `error` (frame-level failures: a frame too large or malformed).
+std::vector<std::string> ErrorFrame(const wire::FrameHeader& request, const Status& error);
 
 }  // namespace runnel::broker

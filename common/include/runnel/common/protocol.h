@@ -710,14 +710,18 @@ template <class Msg> Result<Msg> DecodeBody(std::string_view body) {
   return msg;
 }
 
-// A response body as buffers: error, message, then (on success) the fields.
-template <class Msg> std::vector<std::string> EncodeResponse(const Status& status, Msg* msg) {
+// A response body as buffers: error, message, then (only when the error is kNone) the fields.
+template <class Msg>
+std::vector<std::string> EncodeResponse(wire::ErrorCode code, std::string_view message, Msg* msg) {
   Writer w;
-  w.Put(ToErrorCode(status.code()));
-  std::string message = status.message();
-  w.Put(message);
-  if (status.ok() && msg) w.Put(*msg);
+  w.Put(code);
+  std::string m(message);
+  w.Put(m);
+  if (code == wire::ErrorCode::kNone && msg) w.Put(*msg);
   return w.TakeParts();
+}
+template <class Msg> std::vector<std::string> EncodeResponse(const Status& status, Msg* msg) {
+  return EncodeResponse(ToErrorCode(status.code()), status.message(), msg);
 }
 
 // Splits a response body: the error (as a Status) and, on success, the decoded fields.
