@@ -17,10 +17,9 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
+#include "runnel/broker/launch.h"
 #include "runnel/client/admin.h"
 #include "runnel/client/consumer.h"
 #include "runnel/client/producer.h"
@@ -41,48 +40,20 @@ struct Runneld {
   void Start(const std::string& binary, const std::string& dir) {
     const std::string ready = dir + "/ready.json";
     const auto t0 = Clock::now();
-    pid = ::fork();
-    if (pid == 0) {
-      FILE* f = std::fopen((dir + "/runneld.log").c_str(), "a");
-      if (f) ::dup2(fileno(f), 2);
-      std::vector<std::string> args = {binary, "--data-dir", dir + "/data", "--port", "0",
-                                       "--http-port", "0", "--ready-file", ready,
-                                       "--log-level", "warn"};
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      std::_Exit(127);
+    pid = broker::SpawnProcess({binary, "--data-dir", dir + "/data", "--port", "0", "--http-port",
+                                "0", "--ready-file", ready, "--log-level", "warn"},
+                               dir + "/runneld.log");
+    auto r = broker::WaitForReady(pid, ready, 20'000);
+    if (!r.ok()) {
+      std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
+      std::exit(1);
     }
-    for (;;) {
-      std::ifstream in(ready);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      const std::string s = ss.str();
-      if (s.find('}') != std::string::npos) {
-        startup_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-        port = static_cast<uint16_t>(std::stoi(s.substr(s.find("\"port\":") + 7)));
-        return;
-      }
-      if (Clock::now() - t0 > std::chrono::seconds(20)) {
-        std::fprintf(stderr, "runneld did not start\n");
-        std::exit(1);
-      }
-      std::this_thread::sleep_for(std::chrono::microseconds(500));
-    }
+    startup_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    port = r->port;
   }
-  int64_t RssKiB() const {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(in, line))
-      if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
-    return -1;
-  }
+  int64_t RssKiB() const { return broker::ProcessRssKiB(pid); }
   void Stop() {
-    if (pid <= 0) return;
-    ::kill(pid, SIGTERM);
-    int st = 0;
-    ::waitpid(pid, &st, 0);
+    broker::StopProcess(pid, SIGTERM);
     pid = -1;
   }
 };

@@ -7,10 +7,12 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "runnel/client/admin.h"
 #include "runnel/client/consumer.h"

@@ -7,17 +7,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdlib>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "runnel/broker/embedded.h"
+#include "runnel/broker/launch.h"
 #include "runnel/client/connection.h"
 #include "runnel/testing/temp_dir.h"
 
@@ -66,26 +63,15 @@ class TestBroker {
                                      std::to_string(port_), "--http-port", "0", "--ready-file",
                                      ready, "--log-level", "warn"};
     args.insert(args.end(), extra_args_.begin(), extra_args_.end());
-    pid_ = Spawn(args, dir_.Sub("runneld.log"));
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < deadline) {
-      std::ifstream in(ready);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      const std::string s = ss.str();
-      if (s.find('}') != std::string::npos) {
-        port_ = static_cast<uint16_t>(Field(s, "\"port\":"));
-        http_port_ = static_cast<uint16_t>(Field(s, "\"http_port\":"));
-        return;
-      }
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        throw std::runtime_error("runneld exited at start: " + Log());
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    pid_ = broker::SpawnProcess(args, dir_.Sub("runneld.log"));
+    auto ready_ports = broker::WaitForReady(pid_, ready, 20'000);
+    if (!ready_ports.ok()) {
+      broker::StopProcess(pid_, SIGKILL);
+      pid_ = -1;
+      throw std::runtime_error(ready_ports.status().ToString() + ": " + Log());
     }
-    throw std::runtime_error("runneld did not become ready: " + Log());
+    port_ = ready_ports->port;
+    http_port_ = ready_ports->http_port;
   }
 
   // Graceful stop (SIGTERM) and wait; returns the exit status.
@@ -94,19 +80,13 @@ class TestBroker {
       embedded_.reset();
       return 0;
     }
-    if (pid_ <= 0) return 0;
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
+    const int status = broker::StopProcess(pid_, SIGTERM);
     pid_ = -1;
     return status;
   }
 
   void Kill() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
+    broker::StopProcess(pid_, SIGKILL);
     pid_ = -1;
   }
 
@@ -115,50 +95,20 @@ class TestBroker {
     Start();
   }
 
-  std::string Log() const {
-    std::ifstream in(dir_.Sub("runneld.log"));
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
+  std::string Log() const { return broker::ReadTextFile(dir_.Sub("runneld.log")); }
 
   // Runs runneld with `args` to completion; returns (exit code, stderr).
   static std::pair<int, std::string> RunToExit(const std::vector<std::string>& args,
                                                const std::string& log) {
     std::vector<std::string> full = {RUNNEL_RUNNELD};
     full.insert(full.end(), args.begin(), args.end());
-    const pid_t pid = Spawn(full, log);
+    const pid_t pid = broker::SpawnProcess(full, log);
     int status = 0;
     ::waitpid(pid, &status, 0);
-    std::ifstream in(log);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, ss.str()};
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, broker::ReadTextFile(log)};
   }
 
  private:
-  static pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      FILE* f = std::fopen(log.c_str(), "a");
-      if (f) {
-        ::dup2(fileno(f), 1);
-        ::dup2(fileno(f), 2);
-      }
-      std::vector<char*> argv;
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      std::_Exit(127);
-    }
-    return pid;
-  }
-
-  static long Field(const std::string& json, const std::string& key) {
-    const size_t at = json.find(key);
-    return at == std::string::npos ? 0 : std::strtol(json.c_str() + at + key.size(), nullptr, 10);
-  }
-
   std::vector<std::string> extra_args_;
   TempDir dir_;
   std::string data_dir_ = dir_.Sub("data");
