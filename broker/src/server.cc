@@ -335,9 +335,12 @@ void ServerImpl::Stop() {
       std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.shutdown_grace_ms);
   while (metrics().connections.load() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  // Force-close stragglers (peers that never read their responses).
+  // Force-close stragglers (peers that never read their responses), and give the closes a moment
+  // to run before the io threads stop.
   for (auto& c : live) c->CloseAsync();
-  std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const auto closed_by = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+  while (metrics().connections.load() > 0 && std::chrono::steady_clock::now() < closed_by)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   guards_.clear();
   for (auto& io : ios_) io->stop();
   for (auto& t : threads_) t.join();

@@ -129,10 +129,10 @@ class ProducerImpl final : public Producer {
 
  private:
   Result<int32_t> PartitionCount(const std::string& topic);
-  void Seal(Part& p, std::vector<Completion>* done);
+  void Seal(Part& p);
   void SenderLoop();
   void OnResponse(std::vector<Batch*> batches, Result<proto::ProduceResponse> r);
-  void Settle(Part& p, std::vector<Completion>* done);
+  void Settle(Part& p);
   void Complete(std::unique_ptr<Batch> b, const Status& s, const proto::ProducePartitionResult* r,
                 std::vector<Completion>* done);
   // Runs callbacks outside the lock; a record counts as complete (for Flush and Close) only once
@@ -218,65 +218,61 @@ void ProducerImpl::Send(ProducerRecord rec, SendCallback done) {
   size_t size = 64 + (rec.key ? rec.key->size() : 0) + (rec.value ? rec.value->size() : 0);
   for (const auto& [k, v] : rec.headers) size += k.size() + (v ? v->size() : 0) + 8;
 
-  std::vector<Completion> completions;
-  {
-    std::unique_lock lk(mu_);
+  std::unique_lock lk(mu_);
+  if (closing_) {
+    lk.unlock();
+    return done(Status::Shutdown("producer is closed"));
+  }
+  if (used_ + size > options_.buffer_memory && used_ > 0) {
+    if (!options_.block_on_buffer_full) {
+      lk.unlock();
+      return done(Status::Busy("producer buffer memory is full"));
+    }
+    if (!space_.wait_for(lk, std::chrono::milliseconds(options_.max_block_ms), [&] {
+          return used_ + size <= options_.buffer_memory || used_ == 0 || closing_;
+        })) {
+      lk.unlock();
+      return done(Status::Timeout("producer buffer memory stayed full for " +
+                                  std::to_string(options_.max_block_ms) + " ms"));
+    }
     if (closing_) {
       lk.unlock();
       return done(Status::Shutdown("producer is closed"));
     }
-    if (used_ + size > options_.buffer_memory && used_ > 0) {
-      if (!options_.block_on_buffer_full) {
-        lk.unlock();
-        return done(Status::Busy("producer buffer memory is full"));
-      }
-      if (!space_.wait_for(lk, std::chrono::milliseconds(options_.max_block_ms), [&] {
-            return used_ + size <= options_.buffer_memory || used_ == 0 || closing_;
-          })) {
-        lk.unlock();
-        return done(Status::Timeout("producer buffer memory stayed full for " +
-                                    std::to_string(options_.max_block_ms) + " ms"));
-      }
-      if (closing_) {
-        lk.unlock();
-        return done(Status::Shutdown("producer is closed"));
-      }
-    }
-    Part& p = parts_[{rec.topic, partition}];
-    if (!p.open) {
-      p.open = std::make_unique<Batch>();
-      p.open->topic = rec.topic;
-      p.open->partition = partition;
-      p.open->builder.options().compression = options_.compression;
-      p.open->created = SteadyClock::now();
-      p.open->deadline = p.open->created + std::chrono::milliseconds(options_.delivery_timeout_ms);
-    }
-    std::vector<RecordHeader> headers;
-    headers.reserve(rec.headers.size());
-    for (const auto& [k, v] : rec.headers) {
-      headers.push_back({k, v ? std::optional<std::string_view>(*v) : std::nullopt});
-    }
-    auto view = [](const std::optional<std::string>& s) {
-      return s ? std::optional<std::string_view>(*s) : std::nullopt;
-    };
-    p.open->builder.Add(rec.timestamp_ms ? rec.timestamp_ms : WallMs(), view(rec.key),
-                        view(rec.value), headers);
-    p.open->callbacks.push_back(std::move(done));
-    p.open->memory += size;
-    used_ += size;
-    ++incomplete_;
-    if (p.open->builder.uncompressed_bytes() >= options_.batch_bytes) {
-      Seal(p, &completions);
-      if (!rec.partition && !rec.key) ++sticky_[rec.topic];  // sticky: move on with a new batch
-      wake_.notify_one();
-    } else if (p.open->callbacks.size() == 1) {
-      wake_.notify_one();  // a new linger timer
-    }
   }
-  Run(completions);
+  Part& p = parts_[{rec.topic, partition}];
+  if (!p.open) {
+    p.open = std::make_unique<Batch>();
+    p.open->topic = rec.topic;
+    p.open->partition = partition;
+    p.open->builder.options().compression = options_.compression;
+    p.open->created = SteadyClock::now();
+    p.open->deadline = p.open->created + std::chrono::milliseconds(options_.delivery_timeout_ms);
+  }
+  std::vector<RecordHeader> headers;
+  headers.reserve(rec.headers.size());
+  for (const auto& [k, v] : rec.headers) {
+    headers.push_back({k, v ? std::optional<std::string_view>(*v) : std::nullopt});
+  }
+  auto view = [](const std::optional<std::string>& s) {
+    return s ? std::optional<std::string_view>(*s) : std::nullopt;
+  };
+  p.open->builder.Add(rec.timestamp_ms ? rec.timestamp_ms : WallMs(), view(rec.key),
+                      view(rec.value), headers);
+  p.open->callbacks.push_back(std::move(done));
+  p.open->memory += size;
+  used_ += size;
+  ++incomplete_;
+  if (p.open->builder.uncompressed_bytes() >= options_.batch_bytes) {
+    Seal(p);
+    if (!rec.partition && !rec.key) ++sticky_[rec.topic];  // sticky: move on with a new batch
+    wake_.notify_one();
+  } else if (p.open->callbacks.size() == 1) {
+    wake_.notify_one();  // a new linger timer
+  }
 }
 
-void ProducerImpl::Seal(Part& p, std::vector<Completion>* /*done*/) {
+void ProducerImpl::Seal(Part& p) {
   std::unique_ptr<Batch> b = std::move(p.open);
   b->count = b->builder.record_count();
   if (producer_id_ >= 0) {
@@ -303,7 +299,7 @@ void ProducerImpl::SenderLoop() {
       if (!p.open) continue;
       const auto due = p.open->created + std::chrono::milliseconds(options_.linger_ms);
       if (due <= now || flushers_ > 0 || closing_) {
-        Seal(p, &completions);
+        Seal(p);
       } else {
         next_wake = std::min(next_wake, due);
       }
@@ -361,8 +357,7 @@ void ProducerImpl::SenderLoop() {
 }
 
 void ProducerImpl::Complete(std::unique_ptr<Batch> b, const Status& s,
-                            const proto::ProducePartitionResult* r,
-                            std::vector<Completion>* done) {
+                            const proto::ProducePartitionResult* r, std::vector<Completion>* done) {
   if (s.ok()) {
     stats_.records_sent += static_cast<uint64_t>(b->count);
     // Record i's offset: its original's when the dedup window dropped it, else the next offset
@@ -433,7 +428,7 @@ void ProducerImpl::OnResponse(std::vector<Batch*> batches, Result<proto::Produce
         if (producer_id_ >= 0) p.resend = true;  // successors will see a gap: settle, then bump
       }
     }
-    for (Part* p : touched) Settle(*p, &completions);
+    for (Part* p : touched) Settle(*p);
     wake_.notify_one();
   }
   Run(completions);
@@ -441,7 +436,7 @@ void ProducerImpl::OnResponse(std::vector<Batch*> batches, Result<proto::Produce
 
 // Once every response of a partition is in, put failed batches back in front of the queue, in
 // order; a sequence gap at the head starts a new epoch and renumbers what is left.
-void ProducerImpl::Settle(Part& p, std::vector<Completion>* done) {
+void ProducerImpl::Settle(Part& p) {
   if (p.awaiting > 0 || !p.resend) return;
   const auto retry_at = SteadyClock::now() + std::chrono::milliseconds(options_.retry_backoff_ms);
   while (!p.in_flight.empty()) {
@@ -464,7 +459,6 @@ void ProducerImpl::Settle(Part& p, std::vector<Completion>* done) {
   }
   p.resend = false;
   p.bump = false;
-  (void)done;
 }
 
 Status ProducerImpl::Flush(int64_t timeout_ms) {
