@@ -141,8 +141,26 @@ std::string Num(double v) {
   return buf;
 }
 
+struct Family {
+  const char* name;
+  const char* type;
+  const char* help;
+};
+// One labelled object (a partition, a group) with one value per family.
+struct Row {
+  std::string labels;
+  std::vector<double> values;
+};
+
 class Prom {
  public:
+  // Emits each family in turn, with one sample per row: family k takes rows[i].values[k].
+  template <size_t N> void Families(const Family (&families)[N], const std::vector<Row>& rows) {
+    for (size_t k = 0; k < N; ++k) {
+      Type(families[k].name, families[k].type, families[k].help);
+      for (const Row& r : rows) Sample(families[k].name, r.labels, r.values[k]);
+    }
+  }
   void Type(std::string_view name, std::string_view type, std::string_view help) {
     out_ += "# HELP ";
     out_ += name;
@@ -275,14 +293,8 @@ std::string RenderPrometheus(const Metrics& m, storage::LogStore& store) {
   p.Type("runnel_store_queued_bytes", "gauge", "Bytes waiting for the committer.");
   p.Sample("runnel_store_queued_bytes", "", static_cast<double>(st.queued_bytes));
 
-  const auto topics = CollectTopics(store);
-  const auto traffic = m.Traffic();
-  struct PartMetric {
-    const char* name;
-    const char* type;
-    const char* help;
-  };
-  const PartMetric part_metrics[] = {
+  // Per-partition families, one row per partition (built once, emitted family by family).
+  static constexpr Family kPartitionFamilies[] = {
       {"runnel_partition_log_end_offset", "gauge", "Durable high watermark."},
       {"runnel_partition_log_start_offset", "gauge", "First offset still stored."},
       {"runnel_partition_size_bytes", "gauge", "Stored bytes."},
@@ -291,34 +303,24 @@ std::string RenderPrometheus(const Metrics& m, storage::LogStore& store) {
       {"runnel_partition_records_out_total", "counter", "Records fetched since start."},
       {"runnel_partition_bytes_out_total", "counter", "Bytes fetched since start."},
   };
-  for (size_t k = 0; k < std::size(part_metrics); ++k) {
-    p.Type(part_metrics[k].name, part_metrics[k].type, part_metrics[k].help);
-    for (const auto& t : topics) {
-      for (const auto& part : t.partitions) {
-        const int32_t pn = part.partition.value();
-        PartitionTraffic tr;
-        if (auto it = traffic.find({t.name, pn}); it != traffic.end()) tr = it->second;
-        const double values[] = {static_cast<double>(part.high_watermark.value()),
-                                 static_cast<double>(part.log_start.value()),
-                                 static_cast<double>(part.size_bytes),
-                                 static_cast<double>(tr.records_in),
-                                 static_cast<double>(tr.bytes_in),
-                                 static_cast<double>(tr.records_out),
-                                 static_cast<double>(tr.bytes_out)};
-        p.Sample(part_metrics[k].name,
-                 "topic=\"" + Label(t.name) + "\",partition=\"" + std::to_string(pn) + "\"",
-                 values[k]);
-      }
+  const auto traffic = m.Traffic();
+  std::vector<Row> partition_rows;
+  for (const auto& t : CollectTopics(store)) {
+    for (const auto& part : t.partitions) {
+      const int32_t pn = part.partition.value();
+      PartitionTraffic tr;
+      if (auto it = traffic.find({t.name, pn}); it != traffic.end()) tr = it->second;
+      partition_rows.push_back(
+          {"topic=\"" + Label(t.name) + "\",partition=\"" + std::to_string(pn) + "\"",
+           {static_cast<double>(part.high_watermark.value()),
+            static_cast<double>(part.log_start.value()), static_cast<double>(part.size_bytes),
+            static_cast<double>(tr.records_in), static_cast<double>(tr.bytes_in),
+            static_cast<double>(tr.records_out), static_cast<double>(tr.bytes_out)}});
     }
   }
+  p.Families(kPartitionFamilies, partition_rows);
 
-  const auto groups = CollectGroups(store);
-  struct GroupMetric {
-    const char* name;
-    const char* type;
-    const char* help;
-  };
-  const GroupMetric group_metrics[] = {
+  static constexpr Family kGroupFamilies[] = {
       {"runnel_group_lag", "gauge", "Records not yet consumed (queue: not yet delivered)."},
       {"runnel_group_pending", "gauge", "Pending entries (delivered or waiting for a retry)."},
       {"runnel_group_in_flight", "gauge", "Entries locked by a consumer now."},
@@ -330,23 +332,18 @@ std::string RenderPrometheus(const Metrics& m, storage::LogStore& store) {
       {"runnel_group_rejects_total", "counter", "Records rejected."},
       {"runnel_group_dead_lettered_total", "counter", "Records moved to the dead-letter topic."},
   };
-  for (size_t k = 0; k < std::size(group_metrics); ++k) {
-    p.Type(group_metrics[k].name, group_metrics[k].type, group_metrics[k].help);
-    for (const auto& g : groups) {
-      const auto& c = g.d.counters;
-      const double values[] = {static_cast<double>(g.lag),
-                               static_cast<double>(g.pending),
-                               static_cast<double>(g.in_flight),
-                               static_cast<double>(g.oldest_ms) / 1000.0,
-                               static_cast<double>(c.deliveries),
-                               static_cast<double>(c.redeliveries),
-                               static_cast<double>(c.acks),
-                               static_cast<double>(c.nacks),
-                               static_cast<double>(c.rejects),
-                               static_cast<double>(c.dead_lettered)};
-      p.Sample(group_metrics[k].name, "group=\"" + Label(g.d.name) + "\"", values[k]);
-    }
+  std::vector<Row> group_rows;
+  for (const auto& g : CollectGroups(store)) {
+    const auto& c = g.d.counters;
+    group_rows.push_back(
+        {"group=\"" + Label(g.d.name) + "\"",
+         {static_cast<double>(g.lag), static_cast<double>(g.pending),
+          static_cast<double>(g.in_flight), static_cast<double>(g.oldest_ms) / 1000.0,
+          static_cast<double>(c.deliveries), static_cast<double>(c.redeliveries),
+          static_cast<double>(c.acks), static_cast<double>(c.nacks), static_cast<double>(c.rejects),
+          static_cast<double>(c.dead_lettered)}});
   }
+  p.Families(kGroupFamilies, group_rows);
   return p.Take();
 }
 
