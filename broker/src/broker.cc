@@ -192,8 +192,7 @@ void Broker::Impl::Handle(const std::shared_ptr<Session>& session, wire::Frame f
   }
   const uint16_t api = c->header.api;
   if (shutting_down_.load()) {
-    return ReplyCode<proto::EmptyResponse>(c, ErrorCode::kShutdown, "the broker is shutting down",
-                                           nullptr);
+    return ReplyStatus(c, Status::Shutdown("the broker is shutting down"));
   }
   const int served = proto::ServedVersion(api);
   if (served < 0) {
