@@ -370,7 +370,8 @@ void Broker::Impl::Fetch(const CallPtr& c, std::shared_ptr<proto::FetchRequest> 
   };
   waiters_.Wait(
       std::move(keys), deadline,
-      [this, c, req, deadline](bool timed_out) { Fetch(c, req, deadline, timed_out); }, ready);
+      [this, c, req, deadline](bool timed_out) { Fetch(c, req, deadline, timed_out); }, ready,
+      /*run_inline=*/true);  // a woken fetch reads the tail from memory: answer it right away
 }
 
 void Broker::Impl::Deliver(const CallPtr& c, std::shared_ptr<proto::DeliverRequest> req,

@@ -92,11 +92,12 @@ WaitRegistry::~WaitRegistry() {
 }
 
 void WaitRegistry::Wait(std::vector<std::string> keys, Clock::time_point deadline, Callback fn,
-                        const std::function<bool()>& ready) {
+                        const std::function<bool()>& ready, bool run_inline) {
   auto w = std::make_shared<Waiter>();
   w->keys = std::move(keys);
   w->deadline = deadline;
   w->fn = std::move(fn);
+  w->run_inline = run_inline;
   bool notify_timer = false;
   {
     std::lock_guard lk(mu_);
@@ -137,8 +138,16 @@ void WaitRegistry::Notify(const std::string& key) {
     if (it == by_key_.end()) return;
     woken = it->second;
   }
+  int inline_left = kMaxInline;
   for (const auto& w : woken) {
-    if (Callback f = Take(w)) pool_.Post([f = std::move(f)] { f(false); });
+    Callback f = Take(w);
+    if (!f) continue;
+    if (w->run_inline && inline_left > 0) {
+      --inline_left;
+      f(false);
+    } else {
+      pool_.Post([f = std::move(f)] { f(false); });
+    }
   }
 }
 

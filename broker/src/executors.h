@@ -53,8 +53,10 @@ class SerialQueue : public std::enable_shared_from_this<SerialQueue> {
   bool running_ = false;
 };
 
-// Parked long-polls. Each waiter runs its callback exactly once, on the pool: when one of its
-// keys is notified (timed_out = false), when its deadline passes or at ReleaseAll (true).
+// Parked long-polls. Each waiter runs its callback exactly once: when one of its keys is
+// notified (timed_out = false), when its deadline passes or at ReleaseAll (true). Callbacks run
+// on the pool, except that Notify runs up to kMaxInline waiters parked with `run_inline` on the
+// notifying thread itself, saving a thread hop on the path from commit to consumer.
 class WaitRegistry {
  public:
   using Clock = std::chrono::steady_clock;
@@ -63,10 +65,13 @@ class WaitRegistry {
   explicit WaitRegistry(ThreadPool& pool);
   ~WaitRegistry();
 
+  static constexpr int kMaxInline = 2;
+
   // Parks `fn`. `ready` is checked after parking, closing the race with a notification that
   // came between the caller's last look and the park: when it returns true the waiter fires now.
+  // `run_inline` lets Notify run `fn` on the notifying thread; only for quick, non-blocking work.
   void Wait(std::vector<std::string> keys, Clock::time_point deadline, Callback fn,
-            const std::function<bool()>& ready);
+            const std::function<bool()>& ready, bool run_inline = false);
   void Notify(const std::string& key);
   // Fires every waiter (timed_out = true); later Waits fire at once.
   void ReleaseAll();
@@ -76,6 +81,7 @@ class WaitRegistry {
     std::vector<std::string> keys;
     Clock::time_point deadline;
     Callback fn;
+    bool run_inline = false;
     bool fired = false;
     std::multimap<Clock::time_point, std::shared_ptr<Waiter>>::iterator by_deadline;
   };

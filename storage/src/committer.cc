@@ -490,6 +490,7 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
                                               kMetaSyncInterval;
   Status sync_status;
   int64_t fsync_micros = -1;
+  std::vector<std::pair<std::shared_ptr<PartitionState>, int64_t>> advanced;
   if (!unsynced_.empty() || durable_waiters || meta_due) {
     const auto t0 = std::chrono::steady_clock::now();
     sync_status = FromRocks(db_->SyncWAL(), "syncing the WAL");
@@ -510,8 +511,7 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
       for (auto& part : unsynced_) {
         const int64_t hwm = part->next_offset;  // committer-owned; we are the committer
         part->high_watermark.store(hwm, std::memory_order_release);
-        if (options_.on_high_watermark)
-          options_.on_high_watermark(part->topic_name, part->partition, Offset(hwm));
+        advanced.emplace_back(part, hwm);
       }
       unsynced_.clear();
     }
@@ -525,6 +525,11 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
     } else {
       req->done(std::move(req->result));
     }
+  }
+  // Listeners last: the acks above are not delayed by whatever wakes up on new data.
+  if (options_.on_high_watermark) {
+    for (const auto& [part, hwm] : advanced)
+      options_.on_high_watermark(part->topic_name, part->partition, Offset(hwm));
   }
 }
 

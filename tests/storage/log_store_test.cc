@@ -432,9 +432,15 @@ TEST_CASE("LogStore: acks written and none become readable; the watermark listen
   CHECK(n->base_offset == kNoOffset);
   REQUIRE(store->Append(Req("t", 1, MakeBatch(1, "d"))).ok());  // durable, after the none
   CHECK(ReadAll(*store, "t", 1).size() == 4);
-  std::lock_guard lk(mu);
-  CHECK(seen[1] == 4);
-  CHECK(seen[0] == 2);
+  // The listener runs right after the round's acks, on the committer thread.
+  auto seen_both = [&] {
+    std::lock_guard lk(mu);
+    return seen[1] == 4 && seen[0] == 2;
+  };
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!seen_both() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(seen_both());
 }
 
 TEST_CASE("LogStore: a second open of the same data directory fails clearly") {

@@ -123,8 +123,9 @@ struct LogStoreOptions {
   size_t total_write_buffer_bytes = 1u << 30;       // all memtables together
   size_t block_cache_bytes = 256u << 20;
   Clock* clock = nullptr;  // borrowed, must outlive the store; nullptr = system clock
-  // Called on the committer thread after a partition's durable high watermark advanced. Must be
-  // quick and must not call back into the store's write paths.
+  // Called on the committer thread after a partition's durable high watermark advanced, once the
+  // round's append callbacks have run. May read from the store (the broker answers parked
+  // fetches here) but must not call its write paths, which wait for this thread.
   std::function<void(std::string_view topic, Partition partition, Offset high_watermark)>
       on_high_watermark;
   // Called on the committer thread after each round that wrote or synced; same rules.
