@@ -514,6 +514,23 @@ void Broker::Impl::Dispatch(const CallPtr& c) {
           offsets.push_back(
               {{o.topic, Partition(o.partition)}, Offset(o.offset), std::move(o.metadata)});
         }
+        // An admin reset (no member, generation -1) of a queue group moves its delivery
+        // cursors (XGROUP SETID).
+        if (req.member_id.empty() && req.generation == -1) {
+          if (auto d = groups().DescribeGroup(req.group);
+              d.ok() && d->mode == storage::GroupMode::kQueue) {
+            std::vector<std::pair<Partition, Offset>> positions;
+            for (const auto& o : offsets) {
+              if (o.tp.topic != d->config.topic) {
+                return ReplyStatus(c, Status::InvalidArgument(
+                                          "queue group '" + req.group + "' reads topic '" +
+                                          d->config.topic + "', not '" + o.tp.topic + "'"));
+              }
+              positions.emplace_back(o.tp.partition, o.offset);
+            }
+            return ReplyStatus(c, groups().SetQueuePositions(req.group, positions));
+          }
+        }
         // The callback runs on the committer thread: encoding and handing the bytes to the
         // connection is quick and never calls back into the store.
         groups().CommitOffsetsAsync(req.group, req.member_id, req.generation, offsets,
@@ -597,9 +614,31 @@ void Broker::Impl::Dispatch(const CallPtr& c) {
         for (auto& rec : *r) resp.records.push_back(ToWire(std::move(rec)));
         Reply(c, Status::OK(), &resp);
       });
+    case Api::kListPending:
+      static_assert(static_cast<int>(storage::PendingKind::kParked) ==
+                    static_cast<int>(proto::PendingKindWire::kParked));
+      return WithRequest<proto::ListPendingRequest>(c, [&](proto::ListPendingRequest& req) {
+        storage::PendingQuery q;
+        q.consumer = req.consumer;
+        q.min_idle_ms = req.min_idle_ms;
+        if (req.partition >= 0) q.partition = req.partition;
+        q.max = static_cast<size_t>(std::max(0, req.max));
+        auto r = groups().ListPending(req.group, q);
+        if (!r.ok()) return Reply<proto::ListPendingResponse>(c, r.status(), nullptr);
+        proto::ListPendingResponse resp;
+        if (auto t = GroupTopic(req.group); t.ok()) resp.topic = *t;
+        for (auto& e : *r) {
+          resp.entries.push_back({e.partition.value(), e.offset.value(),
+                                  static_cast<proto::PendingKindWire>(e.kind),
+                                  std::move(e.consumer), e.deliveries, e.idle_ms, e.due_ms,
+                                  e.first_delivery_ms});
+        }
+        Reply(c, Status::OK(), &resp);
+      });
     case Api::kListDeadLetters:
       return WithRequest<proto::ListDeadLettersRequest>(c, [&](proto::ListDeadLettersRequest& req) {
-        auto r = groups().ListDeadLetters(req.group, static_cast<size_t>(std::max(0, req.max)));
+        auto r = groups().ListDeadLetters(req.group, static_cast<size_t>(std::max(0, req.max)),
+                                          Offset(std::max<int64_t>(0, req.from_offset)));
         if (!r.ok()) return Reply<proto::ListDeadLettersResponse>(c, r.status(), nullptr);
         proto::ListDeadLettersResponse resp;
         for (auto& d : *r) {

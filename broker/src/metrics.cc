@@ -292,6 +292,10 @@ std::string RenderPrometheus(const Metrics& m, storage::LogStore& store) {
   p.Sample("runnel_store_commits_total", "", static_cast<double>(st.commits));
   p.Type("runnel_store_queued_bytes", "gauge", "Bytes waiting for the committer.");
   p.Sample("runnel_store_queued_bytes", "", static_cast<double>(st.queued_bytes));
+  p.Type("runnel_store_disk_bytes", "gauge", "Bytes of the store's files on disk.");
+  p.Sample("runnel_store_disk_bytes", "", static_cast<double>(st.disk_bytes));
+  p.Type("runnel_store_disk_free_bytes", "gauge", "Free bytes on the store's filesystem.");
+  p.Sample("runnel_store_disk_free_bytes", "", static_cast<double>(st.disk_free_bytes));
 
   // Per-partition families, one row per partition (built once, emitted family by family).
   static constexpr Family kPartitionFamilies[] = {
@@ -357,6 +361,8 @@ std::string RenderStatsJson(const Metrics& m, storage::LogStore& store) {
   w.Field("connections_accepted", m.connections_accepted.load());
   w.Field("records_appended", st.records_appended);
   w.Field("bytes_appended", st.bytes_appended);
+  w.Field("disk_bytes", st.disk_bytes);
+  w.Field("disk_free_bytes", st.disk_free_bytes);
   w.Field("commits", st.commits);
   w.Field("fsyncs", st.fsyncs);
   w.Field("avg_fsync_ms", st.fsyncs ? static_cast<double>(st.fsync_micros_total) /

@@ -69,10 +69,21 @@ Status Admin::ResetOffsets(const std::string& group,
   return CallStatus(*conn_, proto::CommitOffsetsRequest{group, "", -1, offsets}, timeout_ms_);
 }
 
+Result<proto::ListPendingResponse> Admin::ListPending(const proto::ListPendingRequest& query) {
+  return Call<proto::ListPendingResponse>(*conn_, query, timeout_ms_);
+}
+
+Result<proto::DeliverResponse> Admin::Claim(const std::string& group, const std::string& consumer,
+                                            int64_t min_idle_ms, int32_t max_records) {
+  return Call<proto::DeliverResponse>(
+      *conn_, proto::ClaimRequest{group, consumer, min_idle_ms, max_records}, timeout_ms_);
+}
+
 Result<std::vector<proto::DeadLetterWire>> Admin::ListDeadLetters(const std::string& group,
-                                                                  int32_t max) {
+                                                                  int32_t max,
+                                                                  int64_t from_offset) {
   auto r = Call<proto::ListDeadLettersResponse>(
-      *conn_, proto::ListDeadLettersRequest{group, max}, timeout_ms_);
+      *conn_, proto::ListDeadLettersRequest{group, max, from_offset}, timeout_ms_);
   if (!r.ok()) return r.status();
   return std::move(r->dead_letters);
 }

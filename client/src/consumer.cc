@@ -225,18 +225,36 @@ class ConsumerImpl final : public Consumer {
     buffer_.swap(keep);
   }
 
-  Result<int64_t> ResetOffset(const TP& tp) {
+  Result<int64_t> ListOffset(const TP& tp, proto::OffsetSpec spec, int64_t timestamp_ms = 0) {
     proto::ListOffsetsRequest req;
-    req.partitions.push_back({tp.topic, tp.partition,
-                              options_.auto_offset_reset == OffsetReset::kEarliest
-                                  ? proto::OffsetSpec::kEarliest
-                                  : proto::OffsetSpec::kLatest,
-                              0});
+    req.partitions.push_back({tp.topic, tp.partition, spec, timestamp_ms});
     auto r = Call<proto::ListOffsetsResponse>(*conn_, std::move(req), options_.request_timeout_ms);
     if (!r.ok()) return r.status();
     if (r->partitions.size() != 1) return Status::Corruption("bad list offsets answer");
     if (!r->partitions[0].error.ok()) return r->partitions[0].error.ToStatus();
     return r->partitions[0].offset;
+  }
+
+  Result<int64_t> ResetOffset(const TP& tp) {
+    return ListOffset(tp, options_.auto_offset_reset == OffsetReset::kEarliest
+                              ? proto::OffsetSpec::kEarliest
+                              : proto::OffsetSpec::kLatest);
+  }
+
+  // Where a partition without a committed offset starts.
+  Result<int64_t> StartOffset(const TP& tp) {
+    if (options_.start_timestamp_ms) {
+      RUNNEL_ASSIGN_OR_RETURN(int64_t off, ListOffset(tp, proto::OffsetSpec::kTimestamp,
+                                                      *options_.start_timestamp_ms));
+      if (off >= 0) return off;
+      return ListOffset(tp, proto::OffsetSpec::kLatest);  // nothing that late yet
+    }
+    if (options_.start_offset) {
+      RUNNEL_ASSIGN_OR_RETURN(int64_t lo, ListOffset(tp, proto::OffsetSpec::kEarliest));
+      RUNNEL_ASSIGN_OR_RETURN(int64_t hi, ListOffset(tp, proto::OffsetSpec::kLatest));
+      return std::clamp(*options_.start_offset, lo, hi);
+    }
+    return ResetOffset(tp);
   }
 
   // Replaces the assignment: keeps positions of partitions we still own, looks up committed
@@ -270,7 +288,7 @@ class ConsumerImpl final : public Consumer {
     }
     for (const TP& tp : added) {
       if (!start.count(tp)) {
-        RUNNEL_ASSIGN_OR_RETURN(int64_t off, ResetOffset(tp));
+        RUNNEL_ASSIGN_OR_RETURN(int64_t off, StartOffset(tp));
         start[tp] = off;
       }
     }
@@ -321,7 +339,17 @@ class ConsumerImpl final : public Consumer {
     std::vector<TP> all;
     for (const auto& t : r->topics) {
       if (!t.error.ok()) return t.error.ToStatus();
-      for (const auto& p : t.partitions) all.push_back({t.name, p.partition});
+      for (const auto& p : t.partitions) {
+        if (options_.partitions.empty() ||
+            std::find(options_.partitions.begin(), options_.partitions.end(), p.partition) !=
+                options_.partitions.end()) {
+          all.push_back({t.name, p.partition});
+        }
+      }
+    }
+    for (int32_t p : options_.partitions) {
+      const bool found = std::any_of(all.begin(), all.end(), [&](const TP& tp) { return tp.partition == p; });
+      if (!found) return Status::InvalidArgument("partition " + std::to_string(p) + " does not exist");
     }
     RUNNEL_RETURN_IF_ERROR(Assign(all));
     joined_ = true;

@@ -126,6 +126,7 @@ std::string_view ApiName(uint16_t api) {
     case Api::kReject: return "Reject";
     case Api::kExtend: return "Extend";
     case Api::kClaim: return "Claim";
+    case Api::kListPending: return "ListPending";
     case Api::kListDeadLetters: return "ListDeadLetters";
     case Api::kRedrive: return "Redrive";
     case Api::kPurgeDeadLetters: return "PurgeDeadLetters";

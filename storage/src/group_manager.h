@@ -208,8 +208,12 @@ class GroupManager final : public Groups {
   Result<std::vector<RecordStatus>> StatusByDedupKey(std::string_view topic,
                                                      std::string_view dedup_key) const override;
 
-  Result<std::vector<DeadLetter>> ListDeadLetters(std::string_view group,
-                                                  size_t max) const override;
+  Result<std::vector<PendingEntry>> ListPending(std::string_view group,
+                                                const PendingQuery& query) const override;
+  Status SetQueuePositions(std::string_view group,
+                           const std::vector<std::pair<Partition, Offset>>& positions) override;
+  Result<std::vector<DeadLetter>> ListDeadLetters(std::string_view group, size_t max,
+                                                  Offset from) const override;
   Result<int64_t> Redrive(std::string_view group, const RedriveSpec& spec) override;
   Status PurgeDeadLetters(std::string_view group) override;
 

@@ -1396,8 +1396,97 @@ Result<std::vector<RecordStatus>> GroupManager::StatusByDedupKey(std::string_vie
 
 // ---- dead letters -----------------------------------------------------------------------------
 
-Result<std::vector<DeadLetter>> GroupManager::ListDeadLetters(std::string_view group,
-                                                              size_t max) const {
+std::string_view PendingKindName(PendingKind k) {
+  switch (k) {
+    case PendingKind::kLocked: return "locked";
+    case PendingKind::kRetry: return "retry";
+    case PendingKind::kParked: return "parked";
+  }
+  return "unknown";
+}
+
+Result<std::vector<PendingEntry>> GroupManager::ListPending(std::string_view group,
+                                                            const PendingQuery& q) const {
+  if (q.min_idle_ms < 0) return Status::InvalidArgument("min_idle must not be negative");
+  RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
+  std::lock_guard lk(g->mu);
+  RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
+  if (q.partition && (*q.partition < 0 || static_cast<size_t>(*q.partition) >= g->parts.size())) {
+    return Status::InvalidArgument("partition " + std::to_string(*q.partition) + " of group '" +
+                                   g->name + "' does not exist");
+  }
+  const int64_t now = store_.clock_->NowMs();
+  std::vector<PendingEntry> out;
+  for (size_t p = 0; p < g->parts.size() && out.size() < q.max; ++p) {
+    if (q.partition && static_cast<size_t>(*q.partition) != p) continue;
+    for (const auto& [offset, e] : g->parts[p].pel) {
+      if (out.size() >= q.max) break;
+      PendingEntry pe;
+      pe.partition = Partition(static_cast<int32_t>(p));
+      pe.offset = Offset(offset);
+      pe.deliveries = e.deliveries;
+      pe.first_delivery_ms = e.first_delivery_ms;
+      switch (e.state) {
+        case fmt::PendingState::kLocked:
+          pe.kind = PendingKind::kLocked;
+          pe.consumer = g->consumers[e.consumer].name;
+          pe.due_ms = e.due_ms;
+          break;
+        case fmt::PendingState::kRetry:
+          pe.kind = PendingKind::kRetry;
+          pe.due_ms = e.due_ms;
+          break;
+        case fmt::PendingState::kParked:
+          pe.kind = PendingKind::kParked;
+          break;
+      }
+      if (pe.kind != PendingKind::kParked) pe.idle_ms = std::max<int64_t>(0, now - e.last_active_ms);
+      if (!q.consumer.empty() && pe.consumer != q.consumer) continue;
+      if (pe.idle_ms < q.min_idle_ms) continue;
+      out.push_back(std::move(pe));
+    }
+  }
+  return out;
+}
+
+Status GroupManager::SetQueuePositions(
+    std::string_view group, const std::vector<std::pair<Partition, Offset>>& positions) {
+  if (positions.empty()) return Status::InvalidArgument("no positions given");
+  RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
+  std::future<Status> written;
+  {
+    std::lock_guard lk(g->mu);
+    RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
+    GrowPartitions(*g);
+    // Check every position before changing any.
+    for (const auto& [p, o] : positions) {
+      if (p.value() < 0 || static_cast<size_t>(p.value()) >= g->parts.size()) {
+        return Status::InvalidArgument("partition " + std::to_string(p.value()) + " of topic '" +
+                                       g->config.topic + "' does not exist");
+      }
+      RUNNEL_ASSIGN_OR_RETURN(Offset start,
+                              store_.ListOffset(g->config.topic, p, OffsetQuery::Earliest()));
+      RUNNEL_ASSIGN_OR_RETURN(Offset end,
+                              store_.ListOffset(g->config.topic, p, OffsetQuery::Latest()));
+      if (o < start || o > end) {
+        return Status::OutOfRange("offset " + std::to_string(o.value()) + " is outside " +
+                                  g->config.topic + "/" + std::to_string(p.value()) + " [" +
+                                  std::to_string(start.value()) + ", " +
+                                  std::to_string(end.value()) + "]");
+      }
+    }
+    for (const auto& [p, o] : positions) {
+      g->parts[static_cast<size_t>(p.value())].cursor = o.value();
+      PutCursor(*g, p.value());
+    }
+    // The whole overlay goes with it, durable like a commit.
+    written = Submit(g->overlay.Take(), /*durable=*/true);
+  }
+  return written.get();
+}
+
+Result<std::vector<DeadLetter>> GroupManager::ListDeadLetters(std::string_view group, size_t max,
+                                                              Offset from_offset) const {
   RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
   std::string dlq_topic;
   {
@@ -1424,9 +1513,10 @@ Result<std::vector<DeadLetter>> GroupManager::ListDeadLetters(std::string_view g
   };
   for (size_t p = 0; p < partitions && out.size() < max; ++p) {
     RUNNEL_ASSIGN_OR_RETURN(
-        Offset from,
+        Offset start,
         store_.ListOffset(dlq_topic, Partition(static_cast<int32_t>(p)), OffsetQuery::Earliest()));
-    RUNNEL_RETURN_IF_ERROR(reader.Scan(static_cast<int32_t>(p), from.value(), [&](const Record& r) {
+    const int64_t from = std::max(start.value(), from_offset.value());
+    RUNNEL_RETURN_IF_ERROR(reader.Scan(static_cast<int32_t>(p), from, [&](const Record& r) {
       if (header(r, "runnel.dlq.group") != g->name) return true;
       DeadLetter d;
       d.dlq_partition = Partition(static_cast<int32_t>(p));
@@ -1463,7 +1553,7 @@ Result<int64_t> GroupManager::Redrive(std::string_view group, const RedriveSpec&
     std::shared_lock lk(store_.topics_mu_);
     target_partitions = t->partitions.size();
   }
-  RUNNEL_ASSIGN_OR_RETURN(auto letters, ListDeadLetters(group, std::numeric_limits<size_t>::max()));
+  RUNNEL_ASSIGN_OR_RETURN(auto letters, ListDeadLetters(group, std::numeric_limits<size_t>::max(), Offset(0)));
   std::map<int32_t, int64_t> listed_end;  // per DLQ partition: one past the last listed offset
   for (const DeadLetter& d : letters) {
     auto& e = listed_end[d.dlq_partition.value()];

@@ -678,6 +678,13 @@ StoreStats LogStoreImpl::GetStats() const {
     std::lock_guard lk(queue_mu_);
     s.queued_bytes = queued_bytes_;
   }
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(db_path_, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    std::error_code fec;
+    if (it->is_regular_file(fec)) s.disk_bytes += it->file_size(fec);
+  }
+  if (auto space = std::filesystem::space(db_path_, ec); !ec) s.disk_free_bytes = space.available;
   return s;
 }
 

@@ -48,5 +48,47 @@ TEST_CASE("the JSON writer produces valid, escaped JSON") {
   CHECK(w.str() == "{\"a\":1,\"b\":[\"x\\\"\\n\\u0001\\u00ff\",null],\"c\":true,\"d\":0.5}");
 }
 
+TEST_CASE("the JSON writer passes valid UTF-8 through and escapes invalid bytes") {
+  std::string out;
+  AppendJsonString(&out, "caf\xc3\xa9 \xe2\x82\xac \xc3 \xed\xa0\x80");
+  CHECK(out == "\"caf\xc3\xa9 \xe2\x82\xac \\u00c3 \\u00ed\\u00a0\\u0080\"");
+}
+
+TEST_CASE("the JSON parser reads what the writer writes") {
+  JsonWriter w;
+  w.BeginObject()
+      .Field("n", int64_t{9'007'199'254'740'993})
+      .Field("neg", int64_t{-5})
+      .Field("d", 2.5)
+      .Field("s", "tab\t quote\" caf\xc3\xa9")
+      .Key("a").BeginArray().Bool(true).Bool(false).Null().BeginObject().EndObject().EndArray()
+      .EndObject();
+  auto v = ParseJson(w.str());
+  REQUIRE(v.ok());
+  CHECK(v->Int("n") == 9'007'199'254'740'993);  // exact, beyond a double's 53 bits
+  CHECK(v->Int("neg") == -5);
+  CHECK(v->Double("d") == 2.5);
+  CHECK(v->Str("s") == "tab\t quote\" caf\xc3\xa9");
+  const JsonValue* a = v->Find("a");
+  REQUIRE(a != nullptr);
+  REQUIRE(a->array.size() == 4);
+  CHECK(a->array[0].boolean);
+  CHECK(a->array[2].is_null());
+  CHECK(a->array[3].is_object());
+  CHECK(v->Int("missing", 7) == 7);
+  CHECK(ParseJson("\"\\u00e9\\ud83d\\ude00\"")->string == "\xc3\xa9\xf0\x9f\x98\x80");
+  CHECK(ParseJson("1e400")->integer == INT64_MAX);  // saturates, no undefined cast
+}
+
+TEST_CASE("the JSON parser rejects malformed documents with a position") {
+  for (const char* bad : {"", "{", "[1,]", "{\"a\" 1}", "\"\\x\"", "tru", "01x", "[1] 2",
+                          "\"unterminated", "{\"a\":}", "-", "1.", "\"\x01\""}) {
+    auto v = ParseJson(bad);
+    CHECK_FALSE(v.ok());
+    if (!v.ok()) CHECK(v.status().message().find("invalid JSON at byte") != std::string::npos);
+  }
+  CHECK_FALSE(ParseJson(std::string(200, '[') + std::string(200, ']')).ok());  // too deep
+}
+
 }  // namespace
 }  // namespace runnel

@@ -38,11 +38,21 @@ class Admin {
   Status DeleteGroup(const std::string& group);
   Result<std::vector<proto::CommittedOffsetWire>> FetchOffsets(
       const std::string& group, const std::vector<proto::TopicPartitionRef>& partitions);
-  // Sets committed offsets of a stream group with no live members.
+  // Stream group with no live members: sets its committed offsets. Queue group: moves its
+  // delivery cursors (like XGROUP SETID); pending entries stay pending.
   Status ResetOffsets(const std::string& group, const std::vector<proto::OffsetCommitWire>& offsets);
 
+  // A queue group's pending entries (like XPENDING), by (partition, offset).
+  Result<proto::ListPendingResponse> ListPending(const proto::ListPendingRequest& query);
+  // Takes over locked entries idle for at least min_idle_ms for `consumer` (like XCLAIM); the
+  // records come back locked to it.
+  Result<proto::DeliverResponse> Claim(const std::string& group, const std::string& consumer,
+                                       int64_t min_idle_ms, int32_t max_records = 100);
+
+  // Dead letters from DLQ offset `from_offset` on (in every DLQ partition), at most `max`.
   Result<std::vector<proto::DeadLetterWire>> ListDeadLetters(const std::string& group,
-                                                             int32_t max = 100);
+                                                             int32_t max = 100,
+                                                             int64_t from_offset = 0);
   Result<int64_t> Redrive(const std::string& group, const proto::RedriveRequest& spec);
   Status PurgeDeadLetters(const std::string& group);
 

@@ -26,6 +26,13 @@ struct ConsumerOptions {
   // Stream: the subscription. Queue: the group's topic (one), used when the group is created.
   std::vector<std::string> topics;
   OffsetReset auto_offset_reset = OffsetReset::kEarliest;  // where to start without a commit
+  // Stream: start partitions without a committed offset here instead (clamped into the log), or
+  // at the first record with a timestamp >= start_timestamp_ms. auto_offset_reset still applies
+  // when retention later passes the position.
+  std::optional<int64_t> start_offset;
+  std::optional<int64_t> start_timestamp_ms;
+  // Stream without a group: read only these partitions of `topics` (empty: all).
+  std::vector<int32_t> partitions;
   int32_t max_poll_records = 500;
   int32_t fetch_max_bytes = 16 << 20;
   int32_t partition_fetch_max_bytes = 4 << 20;

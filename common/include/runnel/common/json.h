@@ -1,11 +1,15 @@
 // A minimal streaming JSON writer (objects, arrays, strings, numbers, bools) for stats documents
-// and --json output. Not a parser. Not thread-safe.
+// and --json output, and a small DOM parser for reading such documents back (runnelctl stats,
+// tests). Not thread-safe.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
+
+#include "runnel/common/result.h"
 
 namespace runnel {
 
@@ -44,8 +48,34 @@ class JsonWriter {
   bool after_key_ = false;
 };
 
-// Appends `s` as a quoted JSON string (UTF-8 passed through; control bytes and invalid bytes
-// escaped so the output is always valid JSON).
+// Appends `s` as a quoted JSON string (valid UTF-8 passed through; control bytes and bytes that
+// are not valid UTF-8 escaped as \u00XX so the output is always valid JSON).
 void AppendJsonString(std::string* out, std::string_view s);
+
+// A parsed JSON value. Objects keep their members in document order.
+struct JsonValue {
+  enum class Type { kNull, kBool, kNumber, kString, kArray, kObject };
+  Type type = Type::kNull;
+  bool boolean = false;
+  double number = 0;
+  int64_t integer = 0;  // exact when the number was written as an integer that fits
+  std::string string;
+  std::vector<JsonValue> array;
+  std::vector<std::pair<std::string, JsonValue>> object;
+
+  bool is_null() const { return type == Type::kNull; }
+  bool is_object() const { return type == Type::kObject; }
+  bool is_array() const { return type == Type::kArray; }
+  // The member named `key` of an object; nullptr when absent or not an object.
+  const JsonValue* Find(std::string_view key) const;
+  // Shorthands that tolerate a missing member: the fallback when absent or of another type.
+  int64_t Int(std::string_view key, int64_t fallback = 0) const;
+  double Double(std::string_view key, double fallback = 0) const;
+  std::string Str(std::string_view key, std::string fallback = {}) const;
+};
+
+// Parses one JSON document (RFC 8259; nesting limited to 128 levels). InvalidArgument with the
+// byte position on malformed input or trailing garbage.
+Result<JsonValue> ParseJson(std::string_view text);
 
 }  // namespace runnel

@@ -391,12 +391,43 @@ struct ClaimRequest {
   template <class V> void Visit(V& v) { v(group, consumer, min_idle_ms, max_records); }
 };
 
+// ---- 27 ListPending (XPENDING) ----------------------------------------------------------------
+struct ListPendingRequest {
+  static constexpr wire::Api kApi = wire::Api::kListPending;
+  std::string group;
+  std::string consumer;     // empty: every consumer
+  int64_t min_idle_ms = 0;  // only entries idle at least this long
+  int32_t partition = -1;   // -1: every partition
+  int32_t max = 100;
+  template <class V> void Visit(V& v) { v(group, consumer, min_idle_ms, partition, max); }
+};
+enum class PendingKindWire : uint8_t { kLocked = 0, kRetry = 1, kParked = 2 };
+struct PendingEntryWire {
+  int32_t partition = 0;
+  int64_t offset = 0;
+  PendingKindWire kind = PendingKindWire::kLocked;
+  std::string consumer;  // locked: the owner
+  int32_t deliveries = 0;
+  int64_t idle_ms = 0;   // since the last delivery, claim or extend
+  int64_t due_ms = 0;    // locked: lock expiry; retry: redelivery time (epoch ms)
+  int64_t first_delivery_ms = 0;
+  template <class V> void Visit(V& v) {
+    v(partition, offset, kind, consumer, deliveries, idle_ms, due_ms, first_delivery_ms);
+  }
+};
+struct ListPendingResponse {
+  std::string topic;
+  std::vector<PendingEntryWire> entries;  // by (partition, offset)
+  template <class V> void Visit(V& v) { v(topic, entries); }
+};
+
 // ---- 30 ListDeadLetters / 31 Redrive / 32 PurgeDeadLetters ------------------------------------
 struct ListDeadLettersRequest {
   static constexpr wire::Api kApi = wire::Api::kListDeadLetters;
   std::string group;
   int32_t max = 100;
-  template <class V> void Visit(V& v) { v(group, max); }
+  int64_t from_offset = 0;  // first DLQ offset to list, in every DLQ partition
+  template <class V> void Visit(V& v) { v(group, max, from_offset); }
 };
 struct DeadLetterWire {
   int32_t dlq_partition = 0;

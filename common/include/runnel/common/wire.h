@@ -41,6 +41,7 @@ enum class Api : uint16_t {
   kReject = 24,
   kExtend = 25,
   kClaim = 26,
+  kListPending = 27,
   kListDeadLetters = 30,
   kRedrive = 31,
   kPurgeDeadLetters = 32,

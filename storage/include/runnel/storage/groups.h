@@ -145,6 +145,28 @@ struct RecordStatus {
   std::string reason;  // dead-lettered
 };
 
+// One pending entry of a queue group, as XPENDING shows it.
+enum class PendingKind { kLocked, kRetry, kParked };
+std::string_view PendingKindName(PendingKind k);
+
+struct PendingEntry {
+  Partition partition{0};
+  Offset offset{0};
+  PendingKind kind = PendingKind::kLocked;
+  std::string consumer;         // locked: the owner
+  int32_t deliveries = 0;
+  int64_t idle_ms = 0;          // since its last delivery, claim or extend (0 when parked)
+  int64_t due_ms = 0;           // locked: lock expiry; retry: redelivery time
+  int64_t first_delivery_ms = 0;
+};
+
+struct PendingQuery {
+  std::string consumer;             // empty: every consumer
+  int64_t min_idle_ms = 0;          // only entries idle at least this long
+  std::optional<int32_t> partition;  // only this partition
+  size_t max = 100;
+};
+
 // ---- dead letters -----------------------------------------------------------------------------
 
 struct DeadLetter {
@@ -236,9 +258,20 @@ class Groups {
   virtual Result<std::vector<RecordStatus>> StatusByDedupKey(std::string_view topic,
                                                              std::string_view dedup_key) const = 0;
 
-  // Dead letters of a queue group, oldest first, at most `max`.
-  virtual Result<std::vector<DeadLetter>> ListDeadLetters(std::string_view group,
-                                                          size_t max) const = 0;
+  // Pending entries of a queue group in (partition, offset) order, filtered by `query`.
+  virtual Result<std::vector<PendingEntry>> ListPending(std::string_view group,
+                                                        const PendingQuery& query) const = 0;
+  // Moves a queue group's delivery cursors (the next never-delivered offset) of the given
+  // partitions, like Redis' XGROUP SETID; durable. Moving back redelivers acknowledged records;
+  // moving forward skips records never delivered. Pending entries stay pending either way.
+  // InvalidArgument for a bad partition; OutOfRange for an offset outside the log.
+  virtual Status SetQueuePositions(std::string_view group,
+                                   const std::vector<std::pair<Partition, Offset>>& positions) = 0;
+
+  // Dead letters of a queue group, oldest first per DLQ partition, at most `max`, starting at
+  // DLQ offset `from` in every DLQ partition.
+  virtual Result<std::vector<DeadLetter>> ListDeadLetters(std::string_view group, size_t max,
+                                                          Offset from = Offset(0)) const = 0;
   // Re-appends matching dead letters (without their runnel.dlq.* headers) to their source
   // partition of spec.to_topic and returns how many. An unfiltered redrive (every reason, every
   // offset) then purges the DLQ, so nothing is redriven twice; a filtered one leaves the dead

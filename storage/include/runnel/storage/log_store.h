@@ -98,6 +98,8 @@ struct StoreStats {
   uint64_t bytes_appended = 0;
   uint64_t fsync_micros_total = 0;
   uint64_t queued_bytes = 0;  // current, not cumulative
+  uint64_t disk_bytes = 0;    // files in the data directory's store (SSTs, WAL, manifest)
+  uint64_t disk_free_bytes = 0;  // free space on its filesystem (for unprivileged users)
 };
 
 // One committer round, for metrics.
