@@ -100,6 +100,12 @@ class ConsumerImpl final : public Consumer {
     for (const auto& [tp, pos] : positions_) out.push_back(tp);
     return out;
   }
+  std::optional<int64_t> Position(const TP& tp) const override {
+    std::lock_guard lk(mu_);
+    auto it = consumed_.find(tp);
+    if (it == consumed_.end()) return std::nullopt;
+    return it->second;
+  }
   int32_t Generation() const override {
     std::lock_guard lk(mu_);
     return generation_;

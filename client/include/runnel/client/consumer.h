@@ -84,6 +84,8 @@ class Consumer {
   // Moves the position of an assigned partition (the next Poll reads from `offset`).
   virtual Status Seek(const proto::TopicPartitionRef& tp, int64_t offset) = 0;
   virtual std::vector<proto::TopicPartitionRef> Assignment() const = 0;
+  // The next offset Poll returns for an assigned partition; std::nullopt when not assigned.
+  virtual std::optional<int64_t> Position(const proto::TopicPartitionRef& tp) const = 0;
   virtual int32_t Generation() const = 0;
   virtual std::string MemberId() const = 0;
 
