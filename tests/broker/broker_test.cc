@@ -513,12 +513,11 @@ TEST_CASE("runneld: clean restart keeps data; port taken and locked data dir fai
 
   testing::TempDir other;
   auto [code, out] = TestBroker::RunToExit(
-      {"--data-dir", other.Sub("d"), "--port", std::to_string(b.port()), "--no-http"},
-      other.Sub("log1"));
+      {"--data-dir", other.Sub("d"), "--port", std::to_string(b.port()), "--no-http"});
   CHECK(code == 1);
   CHECK(out.find("cannot listen on 127.0.0.1:" + std::to_string(b.port())) != std::string::npos);
   auto [code2, out2] = TestBroker::RunToExit(
-      {"--data-dir", b.data_dir(), "--port", "0", "--no-http"}, other.Sub("log2"));
+      {"--data-dir", b.data_dir(), "--port", "0", "--no-http"});
   CHECK(code2 == 1);
   CHECK(out2.find("is locked by another runneld (pid " + std::to_string(b.pid()) + ")") !=
         std::string::npos);
@@ -685,11 +684,10 @@ TEST_CASE("runneld reads a TOML config file; flags and file agree on names") {
   }
   CHECK(found);
 
-  auto [code, out] = TestBroker::RunToExit({"--port", "not-a-number"}, dir.Sub("bad.log"));
+  auto [code, out] = TestBroker::RunToExit({"--port", "not-a-number"});
   CHECK(code != 0);
   auto [code2, out2] = TestBroker::RunToExit(
-      {"--data-dir", dir.Sub("d2"), "--retention", "7 fortnights", "--no-http", "--port", "0"},
-      dir.Sub("bad2.log"));
+      {"--data-dir", dir.Sub("d2"), "--retention", "7 fortnights", "--no-http", "--port", "0"});
   CHECK(code2 == 1);
   CHECK(out2.find("--retention: invalid duration unit") != std::string::npos);
 }

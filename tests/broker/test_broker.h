@@ -97,15 +97,12 @@ class TestBroker {
 
   std::string Log() const { return broker::ReadTextFile(dir_.Sub("runneld.log")); }
 
-  // Runs runneld with `args` to completion; returns (exit code, stderr).
-  static std::pair<int, std::string> RunToExit(const std::vector<std::string>& args,
-                                               const std::string& log) {
+  // Runs runneld with `args` to completion; returns (exit code, its output).
+  static std::pair<int, std::string> RunToExit(const std::vector<std::string>& args) {
     std::vector<std::string> full = {RUNNEL_RUNNELD};
     full.insert(full.end(), args.begin(), args.end());
-    const pid_t pid = broker::SpawnProcess(full, log);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, broker::ReadTextFile(log)};
+    const broker::ProcessOutput r = broker::RunProcess(full);
+    return {r.exit_code, r.out + r.err};
   }
 
  private:

@@ -667,3 +667,117 @@ TEST_CASE("Stream group: uneven subscriptions still split partitions evenly") {
 
 }  // namespace
 }  // namespace runnel::storage
+
+namespace runnel::storage {
+namespace {
+
+TEST_CASE("Queue group: ListPending filters by consumer, idle time and partition") {
+  GroupFixture f;
+  f.Topic("t", 2);
+  f.Produce("t", 0, 3, "a");
+  f.Produce("t", 1, 2, "b");
+  f.Queue("g", "t");
+  auto c1 = f.Deliver("g", "c1", 2);
+  f.clock.Advance(10'000);
+  auto c2 = f.Deliver("g", "c2", 2);
+  REQUIRE(f.g().Nack("g", "c2", std::vector<RecordRef>{Refs(c2)[0]}, 60'000).ok());
+
+  auto all = f.g().ListPending("g", {});
+  REQUIRE(all.ok());
+  REQUIRE(all->size() == 4);
+  for (size_t i = 1; i < all->size(); ++i) {  // (partition, offset) order
+    const auto& a = (*all)[i - 1];
+    const auto& b = (*all)[i];
+    CHECK(std::make_pair(a.partition.value(), a.offset.value()) <
+          std::make_pair(b.partition.value(), b.offset.value()));
+  }
+  PendingQuery by_c1;
+  by_c1.consumer = "c1";
+  auto mine = f.g().ListPending("g", by_c1);
+  REQUIRE(mine->size() == 2);
+  for (const auto& e : *mine) {
+    CHECK(e.kind == PendingKind::kLocked);
+    CHECK(e.idle_ms == 10'000);
+    CHECK(e.due_ms > kT0);
+  }
+  PendingQuery idle;
+  idle.min_idle_ms = 5'000;
+  CHECK(f.g().ListPending("g", idle)->size() == 2);  // c2's entries are fresh
+  PendingQuery retry;
+  retry.consumer = "";
+  auto entries = *f.g().ListPending("g", retry);
+  const auto it = std::find_if(entries.begin(), entries.end(),
+                               [](const PendingEntry& e) { return e.kind == PendingKind::kRetry; });
+  REQUIRE(it != entries.end());
+  CHECK(it->consumer.empty());
+  CHECK(it->deliveries == 1);
+  PendingQuery p1;
+  p1.partition = 1;
+  const auto only_p1 = f.g().ListPending("g", p1);
+  REQUIRE(only_p1.ok());
+  CHECK(only_p1->size() == 2);
+  for (const auto& e : *only_p1) CHECK(e.partition == Partition(1));
+  PendingQuery one;
+  one.max = 1;
+  CHECK(f.g().ListPending("g", one)->size() == 1);
+  PendingQuery bad;
+  bad.partition = 7;
+  CHECK(f.g().ListPending("g", bad).status().IsInvalidArgument());
+  bad = {};
+  bad.min_idle_ms = -1;
+  CHECK(f.g().ListPending("g", bad).status().IsInvalidArgument());
+  CHECK(f.g().ListPending("nope", {}).status().IsNotFound());
+}
+
+TEST_CASE("Queue group: SetQueuePositions rewinds and skips, durably, and checks its input") {
+  GroupFixture f;
+  f.Topic("t");
+  f.Produce("t", 0, 5, "x");
+  f.Queue("g", "t");
+  auto d = f.Deliver("g", "c", 3);
+  REQUIRE(f.g().Ack("g", "c", Refs(d)).ok());
+  // Rewind to 1: 1 and 2 are delivered again; the cursor survives a reopen.
+  REQUIRE(f.g().SetQueuePositions("g", {{Partition(0), Offset(1)}}).ok());
+  CHECK(f.StateOf("t", 0, 1, "g") == RecordState::kUndelivered);
+  f.Reopen();
+  auto again = f.Deliver("g", "c", 2);
+  REQUIRE(again.size() == 2);
+  CHECK(again[0].offset == Offset(1));
+  CHECK(again[1].offset == Offset(2));
+  // Rewinding over pending entries does not deliver them twice.
+  REQUIRE(f.g().SetQueuePositions("g", {{Partition(0), Offset(0)}}).ok());
+  auto next = f.Deliver("g", "c2");
+  std::set<int64_t> offsets;
+  for (const auto& r : next) offsets.insert(r.offset.value());
+  CHECK(offsets == std::set<int64_t>{0, 3, 4});
+  // Skip to the end.
+  REQUIRE(f.g().SetQueuePositions("g", {{Partition(0), Offset(5)}}).ok());
+  CHECK(f.g().DescribeGroup("g")->partitions[0].lag == 0);
+  // Errors change nothing.
+  CHECK(f.g().SetQueuePositions("g", {{Partition(0), Offset(6)}}).IsOutOfRange());
+  CHECK(f.g().SetQueuePositions("g", {{Partition(0), Offset(1)}, {Partition(3), Offset(0)}})
+            .IsInvalidArgument());
+  CHECK(f.g().DescribeGroup("g")->partitions[0].position == Offset(5));
+  CHECK(f.g().SetQueuePositions("g", {}).IsInvalidArgument());
+  CHECK(f.g().SetQueuePositions("nope", {{Partition(0), Offset(0)}}).IsNotFound());
+}
+
+TEST_CASE("Queue group: dead letters are listed from a DLQ offset") {
+  GroupFixture f;
+  f.Topic("t");
+  f.Produce("t", 0, 4, "x");
+  f.Queue("g", "t");
+  auto d = f.Deliver("g", "c", 4);
+  REQUIRE(f.g().Reject("g", "c", Refs(d), "bad").ok());
+  auto all = f.g().ListDeadLetters("g", 10);
+  REQUIRE(all->size() == 4);
+  const int64_t second = (*all)[1].dlq_offset.value();
+  auto tail = f.g().ListDeadLetters("g", 10, Offset(second));
+  REQUIRE(tail->size() == 3);
+  CHECK((*tail)[0].dlq_offset == Offset(second));
+  CHECK((*tail)[0].source_offset == Offset(1));
+  CHECK(f.g().ListDeadLetters("g", 10, Offset(1'000))->empty());
+}
+
+}  // namespace
+}  // namespace runnel::storage

@@ -15,6 +15,15 @@ namespace runnel::broker {
 // Forks and execs args[0] with `args`, stdout and stderr appended to `log_path`. Returns the pid.
 pid_t SpawnProcess(const std::vector<std::string>& args, const std::string& log_path);
 
+struct ProcessOutput {
+  int exit_code = -1;  // -1 when killed by a signal
+  std::string out;
+  std::string err;
+};
+// Runs args[0] with `args` to completion, feeding `input` on stdin; captures stdout and stderr.
+ProcessOutput RunProcess(const std::vector<std::string>& args, const std::string& input = {},
+                         const std::vector<std::string>& env = {});
+
 struct RunneldReady {
   uint16_t port = 0;
   uint16_t http_port = 0;

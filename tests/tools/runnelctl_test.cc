@@ -1,0 +1,343 @@
+// runnelctl against a real runneld: every command's human output (key columns) and its --json
+// document, and the error paths with their exit codes.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "../broker/test_broker.h"
+#include "runnel/client/admin.h"
+#include "runnel/client/consumer.h"
+#include "runnel/common/json.h"
+
+namespace runnel {
+namespace {
+
+using testing::TestBroker;
+
+struct Ctl {
+  explicit Ctl(const TestBroker& b) : broker("127.0.0.1:" + std::to_string(b.port())) {}
+  broker::ProcessOutput operator()(std::vector<std::string> args, const std::string& input = {}) const {
+    std::vector<std::string> full = {RUNNEL_RUNNELCTL, "--broker", broker, "--timeout", "10s"};
+    full.insert(full.end(), args.begin(), args.end());
+    return broker::RunProcess(full, input);
+  }
+  // Runs with --json, requires success and returns the parsed document.
+  JsonValue Json(std::vector<std::string> args, const std::string& input = {}) const {
+    args.push_back("--json");
+    auto r = (*this)(args, input);
+    INFO("stderr: " << r.err << " stdout: " << r.out);
+    REQUIRE(r.exit_code == 0);
+    auto doc = ParseJson(r.out);
+    REQUIRE(doc.ok());
+    return std::move(doc).value();
+  }
+  std::string broker;
+};
+
+bool Contains(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
+
+// The line of a table whose first cell is `first`, split on whitespace.
+std::vector<std::string> Row(const std::string& table, const std::string& first) {
+  std::istringstream lines(table);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream cells(line);
+    std::vector<std::string> out;
+    std::string c;
+    while (cells >> c) out.push_back(c);
+    if (!out.empty() && out[0] == first) return out;
+  }
+  return {};
+}
+
+TEST_CASE("runnelctl: topics, produce and consume") {
+  if (testing::EmbeddedMode()) return;
+  TestBroker b({"--auto-create-topics=false"});
+  Ctl ctl(b);
+
+  auto r = ctl({"topic", "create", "orders", "--partitions", "3", "--retention", "7d",
+                "--retention-bytes", "1GiB"});
+  REQUIRE(r.exit_code == 0);
+  CHECK(Contains(r.out, "created topic orders"));
+  r = ctl({"topic", "create", "orders", "-p", "3"});
+  CHECK(r.exit_code == 1);
+  CHECK(Contains(r.err, "already exists"));
+
+  // Keyed lines from stdin; the JSON document gives each record's offset.
+  auto produced = ctl.Json({"produce", "orders", "--key-sep", ":"}, "k1:a\nk2:b\nk1:c\nk3:d\n");
+  CHECK(produced.Int("produced") == 4);
+  const JsonValue* recs = produced.Find("records");
+  REQUIRE(recs != nullptr);
+  REQUIRE(recs->array.size() == 4);
+  CHECK(recs->array[0].Int("partition") == recs->array[2].Int("partition"));  // same key
+  CHECK(recs->array[2].Int("offset") == recs->array[0].Int("offset") + 1);
+  r = ctl({"produce", "orders", "single", "--partition", "0", "--header", "h=v"});
+  REQUIRE(r.exit_code == 0);
+  CHECK(Contains(r.out, "orders/0@"));
+
+  r = ctl({"topic", "list"});
+  REQUIRE(r.exit_code == 0);
+  auto row = Row(r.out, "orders");
+  REQUIRE(row.size() >= 5);
+  CHECK(row[1] == "3");
+  CHECK(row[2] == "5");
+  CHECK(Contains(r.out, "7d"));
+  auto listed = ctl.Json({"topic", "list"});
+  REQUIRE(listed.Find("topics")->array.size() == 1);
+  CHECK(listed.Find("topics")->array[0].Int("records") == 5);
+
+  auto desc = ctl.Json({"topic", "describe", "orders"});
+  CHECK(desc.Int("partition_count") == 3);
+  CHECK(desc.Find("config")->Str("retention.ms") == "604800000");
+  CHECK(desc.Find("config")->Str("retention.bytes") == "1073741824");
+  int64_t total = 0;
+  for (const auto& p : desc.Find("partitions")->array) total += p.Int("log_end") - p.Int("log_start");
+  CHECK(total == 5);
+  r = ctl({"topic", "describe", "orders"});
+  CHECK(Contains(r.out, "retention.bytes:"));
+  CHECK(Contains(r.out, "1.0 GiB"));
+  row = Row(r.out, "0");  // PARTITION LOG-START LOG-END RECORDS SIZE ("94 B": two cells)
+  REQUIRE(row.size() == 6);
+  CHECK(std::stoll(row[2]) - std::stoll(row[1]) == std::stoll(row[3]));
+
+  // Without a group: reads to the end and stops, commits nothing.
+  r = ctl({"consume", "orders", "--format", "{partition}:{offset} {key}={value}"});
+  REQUIRE(r.exit_code == 0);
+  CHECK(Contains(r.out, " k1=a\n"));
+  CHECK(Contains(r.out, " k1=c\n"));
+  CHECK(Contains(r.out, " null=single\n"));
+  auto consumed = ctl.Json({"consume", "orders", "-n", "2"});
+  CHECK(consumed.Int("count") == 2);
+  auto p0 = ctl.Json({"consume", "orders", "--partition", "0", "--from", "0"});
+  CHECK(p0.Find("records")->array.back().Str("value") == "single");
+  CHECK(p0.Find("records")->array.back().Find("headers")->Str("h") == "v");
+  auto latest = ctl.Json({"consume", "orders", "--from", "latest"});
+  CHECK(latest.Int("count") == 0);
+
+  // With a group: commits, so the group has no lag afterwards and a second read is empty.
+  auto first = ctl.Json({"consume", "orders", "--group", "g1"});
+  CHECK(first.Int("count") == 5);
+  auto again = ctl.Json({"consume", "orders", "--group", "g1"});
+  CHECK(again.Int("count") == 0);
+  auto g = ctl.Json({"group", "describe", "g1"});
+  CHECK(g.Str("mode") == "stream");
+  CHECK(g.Int("lag") == 0);
+  r = ctl({"group", "list"});
+  row = Row(r.out, "g1");
+  REQUIRE(row.size() >= 4);
+  CHECK(row[1] == "stream");
+  CHECK(row[3] == "0");
+
+  // Reset: a dry run changes nothing; the real one rewinds so the records are read again.
+  auto dry = ctl.Json({"group", "reset-offsets", "g1", "--topic", "orders", "--to", "earliest", "--dry-run"});
+  CHECK_FALSE(dry.Find("applied")->boolean);
+  CHECK(ctl.Json({"group", "describe", "g1"}).Int("lag") == 0);
+  r = ctl({"group", "reset-offsets", "g1", "--topic", "orders", "--to", "offset", "1"});
+  REQUIRE(r.exit_code == 0);
+  CHECK(Contains(r.out, "offsets reset"));
+  CHECK(ctl.Json({"group", "describe", "g1"}).Int("lag") == 2);  // partitions with >= 2 records
+  CHECK(ctl.Json({"consume", "orders", "--group", "g1"}).Int("count") == 2);
+
+  CHECK(ctl({"group", "delete", "g1"}).exit_code == 0);
+  CHECK(ctl({"group", "describe", "g1"}).exit_code == 1);
+  r = ctl({"topic", "alter", "orders", "--partitions", "4", "--retention", "1d"});
+  REQUIRE(r.exit_code == 0);
+  desc = ctl.Json({"topic", "describe", "orders"});
+  CHECK(desc.Int("partition_count") == 4);
+  CHECK(desc.Find("config")->Str("retention.ms") == "86400000");
+  CHECK(ctl({"topic", "delete", "orders"}).exit_code == 0);
+  CHECK(ctl.Json({"topic", "list"}).Find("topics")->array.empty());
+}
+
+TEST_CASE("runnelctl: pending, claim, status and dead letters of a queue group") {
+  if (testing::EmbeddedMode()) return;
+  TestBroker b({"--auto-create-topics=false"});
+  Ctl ctl(b);
+  REQUIRE(ctl({"topic", "create", "jobs", "-p", "1"}).exit_code == 0);
+  REQUIRE(ctl({"produce", "jobs", "--dedup-key", "job-0", "j0"}).exit_code == 0);
+  REQUIRE(ctl({"produce", "jobs"}, "j1\nj2\nj3\n").exit_code == 0);
+  client::Admin admin(b.Connect());
+  REQUIRE(admin.CreateQueueGroup("workers", "jobs").ok());
+  client::ConsumerOptions co;
+  co.mode = client::ConsumerMode::kQueue;
+  co.group = "workers";
+  co.topics = {"jobs"};
+  co.consumer_name = "w1";
+  co.max_poll_records = 10;
+  auto consumer = std::move(client::Consumer::Create(b.Connect(), co)).value();
+  std::vector<client::ConsumerRecord> got;
+  for (int i = 0; i < 50 && got.size() < 4; ++i) {
+    auto r = consumer->Poll(200);
+    REQUIRE(r.ok());
+    got.insert(got.end(), r->begin(), r->end());
+  }
+  REQUIRE(got.size() == 4);
+  REQUIRE(consumer->Reject(got[1], "malformed").ok());  // offset 1 to the DLQ
+  REQUIRE(consumer->Ack(got[2]).ok());
+
+  auto pending = ctl.Json({"pending", "workers", "jobs"});
+  REQUIRE(pending.Int("count") == 2);
+  CHECK(pending.Find("entries")->array[0].Int("offset") == 0);
+  CHECK(pending.Find("entries")->array[0].Str("consumer") == "w1");
+  CHECK(pending.Find("entries")->array[0].Str("state") == "locked");
+  auto r = ctl({"pending", "workers", "jobs"});
+  auto row = Row(r.out, "0");
+  REQUIRE(row.size() >= 5);
+  CHECK(row[2] == "locked");
+  CHECK(row[3] == "w1");
+  CHECK(ctl.Json({"pending", "workers", "jobs", "--consumer", "w2"}).Int("count") == 0);
+  CHECK(ctl.Json({"pending", "workers", "jobs", "--min-idle", "1h"}).Int("count") == 0);
+
+  // status: by offset and by dedup key.
+  auto st = ctl.Json({"status", "jobs", "--partition", "0", "--offset", "1"});
+  REQUIRE(st.Find("groups")->array.size() == 1);
+  CHECK(st.Find("groups")->array[0].Str("state") == "dead_lettered");
+  CHECK(st.Find("groups")->array[0].Str("reason") == "malformed");
+  st = ctl.Json({"status", "jobs", "--dedup-key", "job-0"});
+  CHECK(st.Find("groups")->array[0].Str("state") == "pending");
+  r = ctl({"status", "jobs", "--partition", "0", "--offset", "2"});
+  CHECK(Row(r.out, "workers").at(1) == "acked");
+
+  // claim hands the idle entries to w2.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto claimed = ctl.Json({"claim", "workers", "jobs", "--consumer", "w2", "--min-idle", "10ms"});
+  CHECK(claimed.Int("count") == 2);
+  CHECK(ctl.Json({"pending", "workers", "jobs", "--consumer", "w2"}).Int("count") == 2);
+  CHECK_FALSE(consumer->Ack(got[0]).ok());  // w1 lost its lock
+
+  // Dead letters: list, show, redrive a range, purge.
+  auto dl = ctl.Json({"dlq", "list", "workers", "jobs"});
+  REQUIRE(dl.Int("count") == 1);
+  const JsonValue& d = dl.Find("dead_letters")->array[0];
+  CHECK(d.Str("reason") == "malformed");
+  CHECK(d.Int("source_offset") == 1);
+  const int64_t dlq_offset = d.Int("dlq_offset");
+  r = ctl({"dlq", "list", "workers", "jobs"});
+  CHECK(Contains(r.out, "jobs/0@1"));
+  auto shown = ctl.Json({"dlq", "show", "workers", "jobs", "--offset", std::to_string(dlq_offset)});
+  CHECK(shown.Str("value") == "j1");
+  CHECK(ctl({"dlq", "show", "workers", "jobs", "--offset", "999"}).exit_code == 1);
+  auto redriven = ctl.Json({"dlq", "redrive", "workers", "jobs", "--range",
+                            std::to_string(dlq_offset) + "-" + std::to_string(dlq_offset)});
+  CHECK(redriven.Int("redriven") == 1);
+  CHECK(ctl.Json({"topic", "describe", "jobs"}).Find("partitions")->array[0].Int("log_end") == 5);
+  CHECK(ctl({"dlq", "purge", "workers", "jobs"}).exit_code == 0);
+  CHECK(ctl.Json({"dlq", "list", "workers", "jobs"}).Int("count") == 0);
+
+  // A queue group's cursor moves like XGROUP SETID; the describe shows it.
+  auto reset = ctl.Json({"group", "reset-offsets", "workers", "--topic", "jobs", "--to", "latest"});
+  CHECK(reset.Find("partitions")->array[0].Int("new") == 5);
+  auto g = ctl.Json({"group", "describe", "workers"});
+  CHECK(g.Str("mode") == "queue");
+  CHECK(g.Find("partitions")->array[0].Int("delivered") == 5);
+  CHECK(g.Find("partitions")->array[0].Int("lag") == 0);
+  CHECK(g.Int("pending") == 2);
+  r = ctl({"group", "describe", "workers"});
+  CHECK(Contains(r.out, "OLDEST-PENDING"));
+  CHECK(Row(r.out, "w2").size() == 3);
+
+  // Wrong topic for the group, a stream command on a queue group.
+  r = ctl({"pending", "workers", "other"});
+  CHECK(r.exit_code == 1);
+  CHECK(Contains(r.err, "reads topic 'jobs'"));
+}
+
+TEST_CASE("runnelctl: stats, dump and completion") {
+  if (testing::EmbeddedMode()) return;
+  TestBroker b;
+  Ctl ctl(b);
+  REQUIRE(ctl({"topic", "create", "t", "-p", "2"}).exit_code == 0);
+  REQUIRE(ctl({"produce", "t"}, "a\nb\nc\n").exit_code == 0);
+  auto stats = ctl.Json({"stats", "--interval", "100ms"});
+  CHECK(stats.Int("topics") == 1);
+  CHECK(stats.Int("partitions") == 2);
+  CHECK(stats.Int("records") == 3);
+  CHECK(stats.Int("disk_bytes") > 0);
+  CHECK(stats.Int("connections") >= 1);
+  auto r = ctl({"stats", "--interval", "0s"});
+  CHECK(Contains(r.out, "Connections:"));
+  CHECK(Contains(r.out, "1 (2 partitions, 3 records)"));
+
+  // dump refuses a directory a live broker holds.
+  const std::vector<std::string> dump = {RUNNEL_RUNNELCTL, "dump", "--data-dir", b.data_dir()};
+  auto live = broker::RunProcess(dump);
+  CHECK(live.exit_code == 1);
+  CHECK(Contains(live.err, "live runneld"));
+  REQUIRE(b.Stop() == 0);
+  auto human = broker::RunProcess(dump);
+  INFO(human.err);
+  REQUIRE(human.exit_code == 0);
+  CHECK(Contains(human.out, "topic t (id"));
+  CHECK(Contains(human.out, " ok\n"));
+  std::vector<std::string> json_args = dump;
+  json_args.push_back("--json");
+  auto js = broker::RunProcess(json_args);
+  REQUIRE(js.exit_code == 0);
+  auto doc = ParseJson(js.out);
+  REQUIRE(doc.ok());
+  CHECK(doc->Int("bad_batches") == 0);
+  int64_t records = 0;
+  for (const auto& p : doc->Find("topics")->array[0].Find("partitions")->array) {
+    records += p.Int("record_count");
+    for (const auto& batch : p.Find("batches")->array) CHECK(batch.Find("crc_ok")->boolean);
+  }
+  CHECK(records == 3);
+  auto missing = broker::RunProcess({RUNNEL_RUNNELCTL, "dump", "--data-dir", b.data_dir() + "/nope"});
+  CHECK(missing.exit_code == 1);
+  CHECK(Contains(missing.err, "holds no Runnel store"));
+
+  auto completion = broker::RunProcess({RUNNEL_RUNNELCTL, "completion", "bash"});
+  REQUIRE(completion.exit_code == 0);
+  CHECK(Contains(completion.out, "complete -F _runnelctl runnelctl"));
+  CHECK(Contains(completion.out, "\"group\") echo \"list describe reset-offsets delete"));
+}
+
+TEST_CASE("runnelctl: errors give the documented exit code and one line on stderr") {
+  if (testing::EmbeddedMode()) return;
+  TestBroker b({"--auto-create-topics=false"});
+  Ctl ctl(b);
+  auto one_line = [](const broker::ProcessOutput& r) {
+    return !r.err.empty() && r.err.find('\n') == r.err.size() - 1 && r.err.starts_with("runnelctl: ");
+  };
+  auto r = ctl({"topic", "describe", "nope"});
+  CHECK(r.exit_code == 1);
+  CHECK(Contains(r.err, "unknown topic 'nope'"));
+  CHECK(one_line(r));
+  r = ctl({"consume", "nope"});
+  CHECK(r.exit_code == 1);
+  CHECK(Contains(r.err, "nope"));
+  r = ctl({"produce", "nope", "x"});
+  CHECK(r.exit_code == 1);
+  r = broker::RunProcess({RUNNEL_RUNNELCTL, "--broker", "127.0.0.1:1", "topic", "list"});
+  CHECK(r.exit_code == 3);
+  CHECK(Contains(r.err, "cannot reach the broker at 127.0.0.1:1"));
+  CHECK(one_line(r));
+  r = broker::RunProcess({RUNNEL_RUNNELCTL, "topic", "list"}, "", {"RUNNEL_BROKER=127.0.0.1:1"});
+  CHECK(r.exit_code == 3);  // the environment names the broker
+  r = ctl({"pending", "g", "t", "--min-idle", "3x"});
+  CHECK(r.exit_code == 2);
+  CHECK(Contains(r.err, "--min-idle"));
+  r = ctl({"--timeout", "soon", "topic", "list"});
+  CHECK(r.exit_code == 2);
+  r = ctl({"dlq", "redrive", "g", "t", "--range", "9-3"});
+  CHECK(r.exit_code == 2);
+  CHECK(Contains(r.err, "ends before it starts"));
+  r = ctl({"dlq", "redrive", "g", "t", "--range", "x"});
+  CHECK(r.exit_code == 2);
+  r = ctl({"topic", "create", "t"});  // --partitions is required
+  CHECK(r.exit_code == 2);
+  CHECK(one_line(r));
+  r = ctl({"topic", "list", "--bogus"});
+  CHECK(r.exit_code == 2);
+  r = ctl({"consume", "t", "--from", "yesterday"});
+  CHECK(r.exit_code == 2);
+  r = ctl({"group", "reset-offsets", "g", "--topic", "t", "--to", "sideways"});
+  CHECK(r.exit_code == 2);
+  r = ctl({"topic", "create", "../x", "-p", "1"});
+  CHECK(r.exit_code == 1);
+  CHECK(one_line(r));
+}
+
+}  // namespace
+}  // namespace runnel
