@@ -17,6 +17,7 @@ WIRE = {
     "ConfigEntries": "[string string]", "ItemError": "ItemError",
 }
 ENUMS = {"OffsetSpec": "u8", "StartKind": "u8", "GroupModeWire": "u8", "RecordStateWire": "u8",
+         "PendingKindWire": "u8",
          "wire::ErrorCode": "u16"}
 
 structs = {}
@@ -30,7 +31,7 @@ for m in re.finditer(r"struct (\w+) \{(.*?)\n\};", src, re.S):
         if typ.startswith("static") or typ.startswith("return"):
             continue
         fields[fname] = (typ, comment)
-    visit = re.search(r"void Visit\(V&(?: v)?\) \{(?: v\((.*?)\);)? \}", body, re.S)
+    visit = re.search(r"void Visit\(V&(?: v)?\) \{\s*(?:v\((.*?)\);)?\s*\}", body, re.S)
     names = [n.strip() for n in visit.group(1).split(",")] if visit and visit.group(1) else []
     structs[name] = (api.group(1) if api else None, [(n, *fields.get(n, ("?", ""))) for n in names])
     order.append(name)
