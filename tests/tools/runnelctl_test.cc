@@ -139,7 +139,12 @@ TEST_CASE("runnelctl: topics, produce and consume") {
   CHECK(ctl.Json({"group", "describe", "g1"}).Int("lag") == 2);  // partitions with >= 2 records
   CHECK(ctl.Json({"consume", "orders", "--group", "g1"}).Int("count") == 2);
 
-  CHECK(ctl({"group", "delete", "g1"}).exit_code == 0);
+  auto groups = ctl.Json({"group", "list"});
+  REQUIRE(groups.Find("groups")->array.size() == 1);
+  CHECK(groups.Find("groups")->array[0].Str("name") == "g1");
+  r = ctl({"group", "delete", "g1"});
+  CHECK(r.exit_code == 0);
+  CHECK(Contains(r.out, "deleted group g1"));
   CHECK(ctl({"group", "describe", "g1"}).exit_code == 1);
   r = ctl({"topic", "alter", "orders", "--partitions", "4", "--retention", "1d"});
   REQUIRE(r.exit_code == 0);
@@ -203,6 +208,9 @@ TEST_CASE("runnelctl: pending, claim, status and dead letters of a queue group")
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   auto claimed = ctl.Json({"claim", "workers", "jobs", "--consumer", "w2", "--min-idle", "10ms"});
   CHECK(claimed.Int("count") == 2);
+  r = ctl({"claim", "workers", "jobs", "--consumer", "w3", "--min-idle", "1h"});
+  REQUIRE(r.exit_code == 0);
+  CHECK(Contains(r.out, "nothing to claim"));
   CHECK(ctl.Json({"pending", "workers", "jobs", "--consumer", "w2"}).Int("count") == 2);
   CHECK_FALSE(consumer->Ack(got[0]).ok());  // w1 lost its lock
 
@@ -217,6 +225,10 @@ TEST_CASE("runnelctl: pending, claim, status and dead letters of a queue group")
   CHECK(Contains(r.out, "jobs/0@1"));
   auto shown = ctl.Json({"dlq", "show", "workers", "jobs", "--offset", std::to_string(dlq_offset)});
   CHECK(shown.Str("value") == "j1");
+  r = ctl({"dlq", "show", "workers", "jobs", "--offset", std::to_string(dlq_offset)});
+  CHECK(Contains(r.out, "Reason:"));
+  CHECK(Contains(r.out, "malformed"));
+  CHECK(Contains(r.out, "Value:"));
   CHECK(ctl({"dlq", "show", "workers", "jobs", "--offset", "999"}).exit_code == 1);
   auto redriven = ctl.Json({"dlq", "redrive", "workers", "jobs", "--range",
                             std::to_string(dlq_offset) + "-" + std::to_string(dlq_offset)});
