@@ -57,7 +57,8 @@ void AddCompletionCommand(CLI::App& app) {
   auto shell = std::make_shared<std::string>();
   CLI::App* completion = app.add_subcommand("completion", "Print a shell completion script");
   completion->add_option("shell", *shell, "Shell (bash)")->required()->check(CLI::IsMember({"bash"}));
-  completion->callback([&app] { std::fputs(CompletionScript(app).c_str(), stdout); });
+  // The callback owns `shell`: CLI11 writes the parsed value into it.
+  completion->callback([&app, shell] { std::fputs(CompletionScript(app).c_str(), stdout); });
 }
 
 int Main(int argc, char** argv) {
