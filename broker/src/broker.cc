@@ -514,23 +514,6 @@ void Broker::Impl::Dispatch(const CallPtr& c) {
           offsets.push_back(
               {{o.topic, Partition(o.partition)}, Offset(o.offset), std::move(o.metadata)});
         }
-        // An admin reset (no member, generation -1) of a queue group moves its delivery
-        // cursors (XGROUP SETID).
-        if (req.member_id.empty() && req.generation == -1) {
-          if (auto d = groups().DescribeGroup(req.group);
-              d.ok() && d->mode == storage::GroupMode::kQueue) {
-            std::vector<std::pair<Partition, Offset>> positions;
-            for (const auto& o : offsets) {
-              if (o.tp.topic != d->config.topic) {
-                return ReplyStatus(c, Status::InvalidArgument(
-                                          "queue group '" + req.group + "' reads topic '" +
-                                          d->config.topic + "', not '" + o.tp.topic + "'"));
-              }
-              positions.emplace_back(o.tp.partition, o.offset);
-            }
-            return ReplyStatus(c, groups().SetQueuePositions(req.group, positions));
-          }
-        }
         // The callback runs on the committer thread: encoding and handing the bytes to the
         // connection is quick and never calls back into the store.
         groups().CommitOffsetsAsync(req.group, req.member_id, req.generation, offsets,

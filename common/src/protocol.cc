@@ -100,6 +100,25 @@ void Reader::Get(std::optional<std::string>& s) {
   s.emplace(b);
 }
 
+std::string_view PendingKindName(PendingKindWire k) {
+  switch (k) {
+    case PendingKindWire::kLocked: return "locked";
+    case PendingKindWire::kRetry: return "retry";
+    case PendingKindWire::kParked: return "parked";
+  }
+  return "unknown";
+}
+
+std::string_view RecordStateName(RecordStateWire s) {
+  switch (s) {
+    case RecordStateWire::kUndelivered: return "undelivered";
+    case RecordStateWire::kPending: return "pending";
+    case RecordStateWire::kAcked: return "acked";
+    case RecordStateWire::kDeadLettered: return "dead_lettered";
+  }
+  return "unknown";
+}
+
 int ServedVersion(uint16_t api) { return ApiName(api).empty() ? -1 : 0; }
 
 std::string_view ApiName(uint16_t api) {

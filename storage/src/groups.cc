@@ -1169,6 +1169,27 @@ void GroupManager::CommitOffsetsAsync(std::string_view group, std::string_view m
     done(Status::InvalidArgument("no offsets to commit"));
     return;
   }
+  if (member_id.empty() && generation == -1) {
+    if (auto g = Find(group); g && g->mode == GroupMode::kQueue) {
+      // An admin reset of a queue group moves its delivery cursors (XGROUP SETID).
+      std::string topic;
+      {
+        std::lock_guard lk(g->mu);
+        topic = g->config.topic;
+      }
+      std::vector<std::pair<Partition, Offset>> positions;
+      for (const OffsetCommit& c : offsets) {
+        if (c.tp.topic != topic) {
+          done(Status::InvalidArgument("queue group '" + g->name + "' reads topic '" + topic +
+                                       "', not '" + c.tp.topic + "'"));
+          return;
+        }
+        positions.emplace_back(c.tp.partition, c.offset);
+      }
+      done(SetQueuePositions(group, positions));
+      return;
+    }
+  }
   Status s = StageCommit(group, member_id, generation, offsets, &done);
   if (done) done(std::move(s));  // not handed to the committer: validation failed
 }

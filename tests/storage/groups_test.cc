@@ -760,6 +760,11 @@ TEST_CASE("Queue group: SetQueuePositions rewinds and skips, durably, and checks
   CHECK(f.g().DescribeGroup("g")->partitions[0].position == Offset(5));
   CHECK(f.g().SetQueuePositions("g", {}).IsInvalidArgument());
   CHECK(f.g().SetQueuePositions("nope", {{Partition(0), Offset(0)}}).IsNotFound());
+  // An admin CommitOffsets (no member, generation -1) on a queue group is the same move.
+  REQUIRE(f.g().CommitOffsets("g", "", -1, {{{"t", Partition(0)}, Offset(2), ""}}).ok());
+  CHECK(f.g().DescribeGroup("g")->partitions[0].position == Offset(2));
+  CHECK(f.g().CommitOffsets("g", "", -1, {{{"other", Partition(0)}, Offset(0), ""}})
+            .IsInvalidArgument());
 }
 
 TEST_CASE("Queue group: dead letters are listed from a DLQ offset") {

@@ -321,6 +321,11 @@ TEST_CASE("runnelctl: errors give the documented exit code and one line on stder
   CHECK(Contains(r.err, "nope"));
   r = ctl({"produce", "nope", "x"});
   CHECK(r.exit_code == 1);
+  REQUIRE(ctl({"topic", "create", "kv", "-p", "1"}).exit_code == 0);
+  r = ctl({"produce", "kv", "--key-sep", "="}, "a=1\nno separator\nc=3\n");
+  CHECK(r.exit_code == 2);
+  CHECK(Contains(r.err, "line 2 has no '='; the 1 lines before it were produced"));
+  CHECK(ctl.Json({"consume", "kv"}).Int("count") == 1);
   r = broker::RunProcess({RUNNEL_RUNNELCTL, "--broker", "127.0.0.1:1", "topic", "list"});
   CHECK(r.exit_code == 3);
   CHECK(Contains(r.err, "cannot reach the broker at 127.0.0.1:1"));

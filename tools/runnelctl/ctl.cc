@@ -108,7 +108,26 @@ std::string FormatTimeMs(int64_t epoch_ms) {
   return buf;
 }
 
-int64_t Context::timeout_ms() const { return DurationFlag("--timeout", timeout); }
+void Context::ParseTimeout() { timeout_ms_ = DurationFlag("--timeout", timeout); }
+
+proto::TopicMetadata DescribeTopic(Context& ctx, const std::string& name) {
+  auto topics = Check(ctx.Admin().DescribeTopics({name}));
+  if (topics.size() != 1) {
+    Fail(Status::Corruption("the broker answered for " + std::to_string(topics.size()) +
+                            " topics"));
+  }
+  if (!topics[0].error.ok()) Fail(topics[0].error.ToStatus());
+  return std::move(topics[0]);
+}
+
+TopicTotals Totals(const proto::TopicMetadata& t) {
+  TopicTotals out;
+  for (const auto& p : t.partitions) {
+    out.records += p.high_watermark - p.log_start;
+    out.bytes += p.size_bytes;
+  }
+  return out;
+}
 
 bool Context::colors() const {
   if (json || color == ColorMode::kNever) return false;

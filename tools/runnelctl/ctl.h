@@ -64,12 +64,15 @@ struct Context {
   std::string timeout = "30s";
   ColorMode color = ColorMode::kAuto;
 
-  int64_t timeout_ms() const;
+  // --timeout in ms; parsed once (a usage error) before any command runs.
+  int64_t timeout_ms() const { return timeout_ms_; }
+  void ParseTimeout();
   bool colors() const;  // on a terminal (or forced), and NO_COLOR unset
   std::shared_ptr<client::Connection> Connection();
   client::Admin& Admin();
 
  private:
+  int64_t timeout_ms_ = 30'000;
   std::shared_ptr<client::Connection> conn_;
   std::unique_ptr<client::Admin> admin_;
 };
@@ -105,6 +108,15 @@ void PrintFields(const std::vector<std::pair<std::string, std::string>>& fields)
 void PrintJson(const JsonWriter& w);
 // A value that may be binary, for a table cell or --format: printable text as is, else escaped.
 std::string Printable(const std::optional<std::string>& v, size_t max = 0);
+
+// One topic's metadata; Fail (NotFound...) when the broker reports it missing.
+proto::TopicMetadata DescribeTopic(Context& ctx, const std::string& name);
+// Records (log end - log start) and stored bytes over a topic's partitions.
+struct TopicTotals {
+  int64_t records = 0;
+  int64_t bytes = 0;
+};
+TopicTotals Totals(const proto::TopicMetadata& t);
 
 // Command groups, each adding its subcommands to the app.
 void AddTopicCommands(CLI::App& app, Context& ctx);

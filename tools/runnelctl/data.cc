@@ -67,8 +67,11 @@ void Produce(Context& ctx, const ProduceFlags& f) {
       if (!f.key_sep.empty()) {
         const size_t at = line.find(f.key_sep);
         if (at == std::string::npos) {
+          // The lines before it are already on their way: deliver them, then say so.
+          (void)producer->Flush(ctx.timeout_ms());
           UsageError("--key-sep: line " + std::to_string(sent.size() + 1) + " has no '" +
-                     f.key_sep + "'");
+                     f.key_sep + "'; the " + std::to_string(sent.size()) +
+                     " lines before it were produced");
         }
         send(line.substr(0, at), line.substr(at + f.key_sep.size()));
       } else {
@@ -194,11 +197,9 @@ void Consume(Context& ctx, const ConsumeFlags& f) {
     case Position::Kind::kTime: co.start_timestamp_ms = from.value; break;
   }
   // Fails on an unknown topic before anything else happens.
-  auto topics = Check(ctx.Admin().DescribeTopics({f.topic}));
-  if (topics.size() != 1 || !topics[0].error.ok())
-    Fail(topics.empty() ? Status::NotFound("unknown topic") : topics[0].error.ToStatus());
+  const proto::TopicMetadata topic = DescribeTopic(ctx, f.topic);
   std::map<int32_t, int64_t> end;  // where "caught up" is, without --follow
-  for (const auto& p : topics[0].partitions) end[p.partition] = p.high_watermark;
+  for (const auto& p : topic.partitions) end[p.partition] = p.high_watermark;
 
   auto consumer = Check(client::Consumer::Create(ctx.Connection(), co));
   std::signal(SIGINT, [](int) { g_stop = 1; });
@@ -224,8 +225,8 @@ void Consume(Context& ctx, const ConsumeFlags& f) {
         std::fwrite(s.data(), 1, s.size(), stdout);
         std::fputc('\n', stdout);
       }
-      if (!records.empty()) last_data = std::chrono::steady_clock::now();
     }
+    if (!records.empty()) last_data = std::chrono::steady_clock::now();
     if (f.follow) {
       std::fflush(stdout);
       continue;

@@ -18,33 +18,47 @@ std::string GroupTopicOf(const proto::DescribeGroupResponse& g) {
   return g.partitions.empty() ? "" : g.partitions.front().topic;
 }
 
-// The group, checked to be a queue group reading `topic` (when given).
+// A queue group must be named with its own topic.
+void CheckQueueTopic(const proto::DescribeGroupResponse& g, const std::string& topic) {
+  if (IsQueue(g) && GroupTopicOf(g) != topic) {
+    Fail(Status::InvalidArgument("queue group '" + g.name + "' reads topic '" + GroupTopicOf(g) +
+                                 "', not '" + topic + "'"));
+  }
+}
+
+// The group, checked to be a queue group reading `topic`.
 proto::DescribeGroupResponse QueueGroup(Context& ctx, const std::string& group,
                                         const std::string& topic) {
   auto g = Check(ctx.Admin().DescribeGroup(group));
   if (!IsQueue(g)) Fail(Status::InvalidArgument("'" + group + "' is a stream group, not a queue group"));
-  if (!topic.empty() && GroupTopicOf(g) != topic) {
-    Fail(Status::InvalidArgument("queue group '" + group + "' reads topic '" + GroupTopicOf(g) +
-                                 "', not '" + topic + "'"));
-  }
+  CheckQueueTopic(g, topic);
   return g;
+}
+
+struct GroupTotals {
+  int64_t lag = 0;
+  int64_t pending = 0;
+};
+GroupTotals Totals(const proto::DescribeGroupResponse& g) {
+  GroupTotals t;
+  for (const auto& p : g.partitions) {
+    t.lag += p.lag;
+    t.pending += p.pending;
+  }
+  return t;
 }
 
 std::string Age(int64_t ms) { return ms > 0 ? FormatDurationMs(ms) : "-"; }
 
 void GroupJson(JsonWriter& w, const proto::DescribeGroupResponse& g) {
-  int64_t lag = 0, pending = 0;
-  for (const auto& p : g.partitions) {
-    lag += p.lag;
-    pending += p.pending;
-  }
+  const GroupTotals totals = Totals(g);
   w.BeginObject()
       .Field("name", g.name)
       .Field("mode", IsQueue(g) ? "queue" : "stream")
       .Field("topic", GroupTopicOf(g))
       .Field("generation", g.generation)
-      .Field("lag", lag)
-      .Field("pending", pending);
+      .Field("lag", totals.lag)
+      .Field("pending", totals.pending);
   w.Key("config").BeginObject();
   for (const auto& [k, v] : g.config) w.Field(k, v);
   w.EndObject();
@@ -146,13 +160,9 @@ void AddGroup(CLI::App& app, Context& ctx, const std::shared_ptr<Flags>& f) {
     }
     Table t({"GROUP", "MODE", "TOPIC", "LAG", "PENDING", "MEMBERS"});
     for (const auto& g : groups) {
-      int64_t lag = 0, pending = 0;
-      for (const auto& p : g.partitions) {
-        lag += p.lag;
-        pending += p.pending;
-      }
-      t.Row({g.name, IsQueue(g) ? "queue" : "stream", GroupTopicOf(g), LagCell(lag),
-             IsQueue(g) ? Table::Cell(pending) : Table::Cell("-"),
+      const GroupTotals totals = Totals(g);
+      t.Row({g.name, IsQueue(g) ? "queue" : "stream", GroupTopicOf(g), LagCell(totals.lag),
+             IsQueue(g) ? Table::Cell(totals.pending) : Table::Cell("-"),
              static_cast<int64_t>(g.consumers.size())});
     }
     t.Print(ctx);
@@ -238,16 +248,11 @@ void AddGroup(CLI::App& app, Context& ctx, const std::shared_ptr<Flags>& f) {
       UsageError("--to: expected earliest, latest, offset N or time T, not '" + kind + "'");
     }
     const auto g = Check(ctx.Admin().DescribeGroup(f->group));
-    if (IsQueue(g) && GroupTopicOf(g) != f->topic) {
-      Fail(Status::InvalidArgument("queue group '" + f->group + "' reads topic '" +
-                                   GroupTopicOf(g) + "', not '" + f->topic + "'"));
-    }
-    auto topics = Check(ctx.Admin().DescribeTopics({f->topic}));
-    if (topics.size() != 1 || !topics[0].error.ok())
-      Fail(topics.empty() ? Status::NotFound("unknown topic") : topics[0].error.ToStatus());
+    CheckQueueTopic(g, f->topic);  // checked here too so a --dry-run reports it
+    const proto::TopicMetadata topic = DescribeTopic(ctx, f->topic);
     std::vector<proto::OffsetCommitWire> offsets;
     std::vector<int64_t> current;
-    for (const auto& p : topics[0].partitions) {
+    for (const auto& p : topic.partitions) {
       if (f->partition && *f->partition != p.partition) continue;
       int64_t to = 0;
       switch (target.kind) {
@@ -303,11 +308,6 @@ void AddGroup(CLI::App& app, Context& ctx, const std::shared_ptr<Flags>& f) {
 
 void PendingTable(Context& ctx, const std::string& topic,
                   const std::vector<proto::PendingEntryWire>& entries) {
-  static constexpr const char* kKinds[] = {"locked", "retry", "parked"};
-  auto kind = [](proto::PendingKindWire k) {
-    const auto i = static_cast<size_t>(k);
-    return i < 3 ? kKinds[i] : "unknown";
-  };
   if (ctx.json) {
     JsonWriter w;
     w.BeginObject().Field("topic", topic).Key("entries").BeginArray();
@@ -315,7 +315,7 @@ void PendingTable(Context& ctx, const std::string& topic,
       w.BeginObject()
           .Field("partition", e.partition)
           .Field("offset", e.offset)
-          .Field("state", kind(e.kind))
+          .Field("state", proto::PendingKindName(e.kind))
           .Field("consumer", e.consumer)
           .Field("deliveries", e.deliveries)
           .Field("idle_ms", e.idle_ms)
@@ -337,7 +337,7 @@ void PendingTable(Context& ctx, const std::string& topic,
                             : e.due_ms <= now ? "now"
                                               : FormatDurationMs(e.due_ms - now);
     t.Row({e.partition, e.offset,
-           Table::Cell(kind(e.kind), e.kind == proto::PendingKindWire::kRetry ? "33" : ""),
+           Table::Cell(std::string(proto::PendingKindName(e.kind)), e.kind == proto::PendingKindWire::kRetry ? "33" : ""),
            e.consumer.empty() ? "-" : e.consumer, e.deliveries,
            e.kind == proto::PendingKindWire::kParked ? "-" : FormatDurationMs(e.idle_ms), due});
   }
@@ -529,16 +529,11 @@ void AddStatus(CLI::App& app, Context& ctx, const std::shared_ptr<Flags>& f) {
     auto r = f->dedup_key.empty()
                  ? Check(ctx.Admin().StatusOf(f->topic, *f->partition, *f->offset), "status")
                  : Check(ctx.Admin().StatusByDedupKey(f->topic, f->dedup_key), "status");
-    static constexpr const char* kStates[] = {"undelivered", "pending", "acked", "dead_lettered"};
-    auto state = [](proto::RecordStateWire s) {
-      const auto i = static_cast<size_t>(s);
-      return i < 4 ? kStates[i] : "unknown";
-    };
     if (ctx.json) {
       JsonWriter w;
       w.BeginObject().Field("topic", f->topic).Key("groups").BeginArray();
       for (const auto& s : r) {
-        w.BeginObject().Field("group", s.group).Field("state", state(s.state)).Field("consumer", s.consumer)
+        w.BeginObject().Field("group", s.group).Field("state", proto::RecordStateName(s.state)).Field("consumer", s.consumer)
             .Field("deliveries", s.deliveries).Field("lock_until_ms", s.lock_until_ms);
         if (s.state == proto::RecordStateWire::kDeadLettered)
           w.Field("dlq_partition", s.dlq_partition).Field("dlq_offset", s.dlq_offset).Field("reason", s.reason);
@@ -554,7 +549,7 @@ void AddStatus(CLI::App& app, Context& ctx, const std::shared_ptr<Flags>& f) {
     Table t({"GROUP", "STATE", "CONSUMER", "DELIVERIES", "UNTIL", "DLQ", "REASON"});
     for (const auto& s : r) {
       const bool dead = s.state == proto::RecordStateWire::kDeadLettered;
-      t.Row({s.group, Table::Cell(state(s.state), dead ? "31" : s.state == proto::RecordStateWire::kAcked ? "32" : ""),
+      t.Row({s.group, Table::Cell(std::string(proto::RecordStateName(s.state)), dead ? "31" : s.state == proto::RecordStateWire::kAcked ? "32" : ""),
              s.consumer.empty() ? "-" : s.consumer, s.deliveries, FormatTimeMs(s.lock_until_ms),
              dead ? std::to_string(s.dlq_partition) + "@" + std::to_string(s.dlq_offset) : "-",
              s.reason.empty() ? "-" : s.reason});

@@ -78,7 +78,7 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.parse_complete_callback([&] {
     ctx.color = color == "always" ? ColorMode::kAlways : color == "never" ? ColorMode::kNever : ColorMode::kAuto;
-    (void)ctx.timeout_ms();  // a bad --timeout is a usage error before anything runs
+    ctx.ParseTimeout();  // a bad --timeout is a usage error before anything runs
   });
   AddTopicCommands(app, ctx);
   AddDataCommands(app, ctx);

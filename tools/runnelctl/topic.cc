@@ -63,14 +63,10 @@ std::string HumanConfig(const std::string& key, const std::string& value) {
 }
 
 void WriteTopicJson(JsonWriter& w, const proto::TopicMetadata& t) {
-  int64_t records = 0, bytes = 0;
-  for (const auto& p : t.partitions) {
-    records += p.high_watermark - p.log_start;
-    bytes += p.size_bytes;
-  }
+  const TopicTotals totals = Totals(t);
   w.BeginObject().Field("name", t.name).Field("id", static_cast<int64_t>(t.id));
   w.Field("partition_count", static_cast<int64_t>(t.partitions.size()));
-  w.Field("records", records).Field("size_bytes", bytes);
+  w.Field("records", totals.records).Field("size_bytes", totals.bytes);
   w.Key("config").BeginObject();
   for (const auto& [k, v] : t.config) w.Field(k, v);
   w.EndObject();
@@ -85,14 +81,6 @@ void WriteTopicJson(JsonWriter& w, const proto::TopicMetadata& t) {
         .EndObject();
   }
   w.EndArray().EndObject();
-}
-
-proto::TopicMetadata DescribeOne(Context& ctx, const std::string& name) {
-  auto topics = Check(ctx.Admin().DescribeTopics({name}));
-  if (topics.size() != 1) Fail(Status::Corruption("the broker answered for " +
-                                                  std::to_string(topics.size()) + " topics"));
-  if (!topics[0].error.ok()) Fail(topics[0].error.ToStatus());
-  return topics[0];
 }
 
 void Done(Context& ctx, const std::string& what, const std::string& name) {
@@ -155,16 +143,12 @@ void AddTopicCommands(CLI::App& app, Context& ctx) {
     }
     Table table({"TOPIC", "PARTITIONS", "RECORDS", "SIZE", "RETENTION"});
     for (const auto& t : topics) {
-      int64_t records = 0, bytes = 0;
-      for (const auto& p : t.partitions) {
-        records += p.high_watermark - p.log_start;
-        bytes += p.size_bytes;
-      }
+      const TopicTotals totals = Totals(t);
       std::string retention = "-";
       for (const auto& [k, v] : t.config)
         if (k == "retention.ms") retention = HumanConfig(k, v);
-      table.Row({t.name, static_cast<int64_t>(t.partitions.size()), records, FormatBytes(bytes),
-                 retention});
+      table.Row({t.name, static_cast<int64_t>(t.partitions.size()), totals.records,
+                 FormatBytes(totals.bytes), retention});
     }
     table.Print(ctx);
   });
@@ -172,7 +156,7 @@ void AddTopicCommands(CLI::App& app, Context& ctx) {
   CLI::App* describe = topic->add_subcommand("describe", "Partitions, offsets, sizes and config");
   describe->add_option("name", f->name, "Topic name")->required();
   describe->callback([&ctx, f] {
-    const proto::TopicMetadata t = DescribeOne(ctx, f->name);
+    const proto::TopicMetadata t = DescribeTopic(ctx, f->name);
     if (ctx.json) {
       JsonWriter w;
       WriteTopicJson(w, t);

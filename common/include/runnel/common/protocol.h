@@ -773,5 +773,8 @@ template <class Msg> Result<Msg> DecodeResponse(std::string_view body) {
 // The highest version the broker serves for `api` (all are 0 today), or -1 if unknown.
 int ServedVersion(uint16_t api);
 std::string_view ApiName(uint16_t api);
+// lower_snake names of wire enums, for tools and logs ("unknown" for values outside the enum).
+std::string_view PendingKindName(PendingKindWire k);
+std::string_view RecordStateName(RecordStateWire s);
 
 }  // namespace runnel::proto

@@ -214,8 +214,10 @@ class Groups {
                                   int64_t session_timeout_ms) = 0;
   virtual Result<Membership> Heartbeat(std::string_view group, std::string_view member_id) = 0;
   virtual Status Leave(std::string_view group, std::string_view member_id) = 0;
-  // Durable. generation -1 with an empty member id commits for a group without live members
-  // (admin reset). Fenced if the generation is stale or a partition is not assigned to the member;
+  // Durable. generation -1 with an empty member id is an admin reset: it commits for a stream
+  // group without live members, and moves a queue group's delivery cursors (SetQueuePositions,
+  // which waits for the fsync; `done` then runs on the calling thread). Fenced if the generation
+  // is stale or a partition is not assigned to the member;
   // OutOfRange for an offset outside the log; InvalidArgument for no offsets. The async form does
   // not wait for the fsync: `done` runs on the calling thread (validation errors) or on the
   // store's committer thread, so it must be quick and must not call back into Groups or wait on
