@@ -1417,15 +1417,6 @@ Result<std::vector<RecordStatus>> GroupManager::StatusByDedupKey(std::string_vie
 
 // ---- dead letters -----------------------------------------------------------------------------
 
-std::string_view PendingKindName(PendingKind k) {
-  switch (k) {
-    case PendingKind::kLocked: return "locked";
-    case PendingKind::kRetry: return "retry";
-    case PendingKind::kParked: return "parked";
-  }
-  return "unknown";
-}
-
 Result<std::vector<PendingEntry>> GroupManager::ListPending(std::string_view group,
                                                             const PendingQuery& q) const {
   if (q.min_idle_ms < 0) return Status::InvalidArgument("min_idle must not be negative");

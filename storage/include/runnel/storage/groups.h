@@ -147,7 +147,6 @@ struct RecordStatus {
 
 // One pending entry of a queue group, as XPENDING shows it.
 enum class PendingKind { kLocked, kRetry, kParked };
-std::string_view PendingKindName(PendingKind k);
 
 struct PendingEntry {
   Partition partition{0};
