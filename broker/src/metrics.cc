@@ -10,55 +10,6 @@
 
 namespace runnel::broker {
 
-Histogram::Histogram(std::vector<double> upper_bounds)
-    : bounds_(std::move(upper_bounds)),
-      counts_(new std::atomic<uint64_t>[bounds_.size() + 1]) {
-  for (size_t i = 0; i <= bounds_.size(); ++i) counts_[i].store(0);
-}
-
-void Histogram::Observe(double v) {
-  if (v < 0) v = 0;
-  const size_t i =
-      static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin());
-  counts_[i].fetch_add(1, std::memory_order_relaxed);
-  count_.fetch_add(1, std::memory_order_relaxed);
-  sum_micros_.fetch_add(static_cast<uint64_t>(v * 1e6), std::memory_order_relaxed);
-}
-
-Histogram::Snapshot Histogram::Snap() const {
-  Snapshot s;
-  s.bounds = bounds_;
-  s.counts.resize(bounds_.size() + 1);
-  for (size_t i = 0; i <= bounds_.size(); ++i) {
-    s.counts[i] = counts_[i].load(std::memory_order_relaxed);
-    s.count += s.counts[i];
-  }
-  s.sum = static_cast<double>(sum_micros_.load(std::memory_order_relaxed)) / 1e6;
-  return s;
-}
-
-double Histogram::Snapshot::Quantile(double q) const {
-  if (count == 0) return 0;
-  const double rank = q * static_cast<double>(count);
-  uint64_t seen = 0;
-  for (size_t i = 0; i < counts.size(); ++i) {
-    if (counts[i] == 0) continue;
-    if (static_cast<double>(seen + counts[i]) >= rank) {
-      const double lo = i == 0 ? 0 : bounds[i - 1];
-      if (i == bounds.size()) return lo;  // +Inf bucket: its lower bound
-      const double frac = (rank - static_cast<double>(seen)) / static_cast<double>(counts[i]);
-      return lo + (bounds[i] - lo) * std::clamp(frac, 0.0, 1.0);
-    }
-    seen += counts[i];
-  }
-  return bounds.empty() ? 0 : bounds.back();
-}
-
-std::vector<double> LatencyBucketsMs() {
-  return {0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
-          30000};
-}
-
 Metrics::Metrics()
     : commit_records_({1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000, 50000, 100000}),
       fsync_ms_({0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000}) {
@@ -120,88 +71,6 @@ int64_t NowMs() {
       .count();
 }
 
-std::string Label(std::string_view v) {
-  std::string out;
-  for (char c : v) {
-    if (c == '\\' || c == '"') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (c == '\n') {
-      out.append("\\n");
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
-}
-
-std::string Num(double v) {
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
-  return buf;
-}
-
-struct Family {
-  const char* name;
-  const char* type;
-  const char* help;
-};
-// One labelled object (a partition, a group) with one value per family.
-struct Row {
-  std::string labels;
-  std::vector<double> values;
-};
-
-class Prom {
- public:
-  // Emits each family in turn, with one sample per row: family k takes rows[i].values[k].
-  template <size_t N> void Families(const Family (&families)[N], const std::vector<Row>& rows) {
-    for (size_t k = 0; k < N; ++k) {
-      Type(families[k].name, families[k].type, families[k].help);
-      for (const Row& r : rows) Sample(families[k].name, r.labels, r.values[k]);
-    }
-  }
-  void Type(std::string_view name, std::string_view type, std::string_view help) {
-    out_ += "# HELP ";
-    out_ += name;
-    out_ += ' ';
-    out_ += help;
-    out_ += "\n# TYPE ";
-    out_ += name;
-    out_ += ' ';
-    out_ += type;
-    out_ += '\n';
-  }
-  void Sample(std::string_view name, std::string_view labels, double v) {
-    out_ += name;
-    if (!labels.empty()) {
-      out_ += '{';
-      out_ += labels;
-      out_ += '}';
-    }
-    out_ += ' ';
-    out_ += Num(v);
-    out_ += '\n';
-  }
-  // A histogram whose observations are in `unit_scale` units of the exported unit.
-  void Hist(std::string_view name, std::string_view labels, const Histogram::Snapshot& s,
-            double scale) {
-    uint64_t cum = 0;
-    const std::string sep = labels.empty() ? "" : std::string(labels) + ",";
-    for (size_t i = 0; i < s.counts.size(); ++i) {
-      cum += s.counts[i];
-      const std::string le = i < s.bounds.size() ? Num(s.bounds[i] * scale) : "+Inf";
-      Sample(std::string(name) + "_bucket", sep + "le=\"" + le + "\"", static_cast<double>(cum));
-    }
-    Sample(std::string(name) + "_sum", labels, s.sum * scale);
-    Sample(std::string(name) + "_count", labels, static_cast<double>(s.count));
-  }
-  std::string Take() { return std::move(out_); }
-
- private:
-  std::string out_;
-};
-
 struct GroupRow {
   storage::GroupDescription d;
   int64_t lag = 0, pending = 0, in_flight = 0, oldest_ms = 0;
@@ -245,7 +114,7 @@ double AverageLatencyMs(const storage::GroupCounters& c) {
 }  // namespace
 
 std::string RenderPrometheus(const Metrics& m, storage::LogStore& store) {
-  Prom p;
+  PrometheusWriter p;
   p.Type("runnel_up_seconds", "gauge", "Seconds since runneld started.");
   p.Sample("runnel_up_seconds", "", static_cast<double>(NowMs() - m.started_ms) / 1000.0);
   p.Type("runnel_connections", "gauge", "Open client connections.");
@@ -298,7 +167,7 @@ std::string RenderPrometheus(const Metrics& m, storage::LogStore& store) {
   p.Sample("runnel_store_disk_free_bytes", "", static_cast<double>(st.disk_free_bytes));
 
   // Per-partition families, one row per partition (built once, emitted family by family).
-  static constexpr Family kPartitionFamilies[] = {
+  static constexpr PromFamily kPartitionFamilies[] = {
       {"runnel_partition_log_end_offset", "gauge", "Durable high watermark."},
       {"runnel_partition_log_start_offset", "gauge", "First offset still stored."},
       {"runnel_partition_size_bytes", "gauge", "Stored bytes."},
@@ -308,14 +177,14 @@ std::string RenderPrometheus(const Metrics& m, storage::LogStore& store) {
       {"runnel_partition_bytes_out_total", "counter", "Bytes fetched since start."},
   };
   const auto traffic = m.Traffic();
-  std::vector<Row> partition_rows;
+  std::vector<PromRow> partition_rows;
   for (const auto& t : CollectTopics(store)) {
     for (const auto& part : t.partitions) {
       const int32_t pn = part.partition.value();
       PartitionTraffic tr;
       if (auto it = traffic.find({t.name, pn}); it != traffic.end()) tr = it->second;
       partition_rows.push_back(
-          {"topic=\"" + Label(t.name) + "\",partition=\"" + std::to_string(pn) + "\"",
+          {"topic=\"" + PromLabel(t.name) + "\",partition=\"" + std::to_string(pn) + "\"",
            {static_cast<double>(part.high_watermark.value()),
             static_cast<double>(part.log_start.value()), static_cast<double>(part.size_bytes),
             static_cast<double>(tr.records_in), static_cast<double>(tr.bytes_in),
@@ -324,7 +193,7 @@ std::string RenderPrometheus(const Metrics& m, storage::LogStore& store) {
   }
   p.Families(kPartitionFamilies, partition_rows);
 
-  static constexpr Family kGroupFamilies[] = {
+  static constexpr PromFamily kGroupFamilies[] = {
       {"runnel_group_lag", "gauge", "Records not yet consumed (queue: not yet delivered)."},
       {"runnel_group_pending", "gauge", "Pending entries (delivered or waiting for a retry)."},
       {"runnel_group_in_flight", "gauge", "Entries locked by a consumer now."},
@@ -336,11 +205,11 @@ std::string RenderPrometheus(const Metrics& m, storage::LogStore& store) {
       {"runnel_group_rejects_total", "counter", "Records rejected."},
       {"runnel_group_dead_lettered_total", "counter", "Records moved to the dead-letter topic."},
   };
-  std::vector<Row> group_rows;
+  std::vector<PromRow> group_rows;
   for (const auto& g : CollectGroups(store)) {
     const auto& c = g.d.counters;
     group_rows.push_back(
-        {"group=\"" + Label(g.d.name) + "\"",
+        {"group=\"" + PromLabel(g.d.name) + "\"",
          {static_cast<double>(g.lag), static_cast<double>(g.pending),
           static_cast<double>(g.in_flight), static_cast<double>(g.oldest_ms) / 1000.0,
           static_cast<double>(c.deliveries), static_cast<double>(c.redeliveries),

@@ -50,10 +50,12 @@ class ConsumerImpl final : public Consumer {
   }
   ~ConsumerImpl() override { Close(); }
 
-  Result<std::vector<ConsumerRecord>> Poll(int64_t timeout_ms) override {
+  Result<std::vector<ConsumerRecord>> Poll(int64_t timeout_ms, int32_t max_records) override {
     if (closed_) return Status::Shutdown("consumer is closed");
+    if (max_records <= 0) max_records = options_.max_poll_records;
     const auto deadline = SteadyClock::now() + std::chrono::milliseconds(std::max<int64_t>(0, timeout_ms));
-    return options_.mode == ConsumerMode::kQueue ? PollQueue(deadline) : PollStream(deadline);
+    return options_.mode == ConsumerMode::kQueue ? PollQueue(deadline, max_records)
+                                                 : PollStream(deadline, max_records);
   }
 
   Status Commit() override {
@@ -189,12 +191,13 @@ class ConsumerImpl final : public Consumer {
   }
 
   // ---- queue mode ----
-  Result<std::vector<ConsumerRecord>> PollQueue(SteadyClock::time_point deadline) {
+  Result<std::vector<ConsumerRecord>> PollQueue(SteadyClock::time_point deadline,
+                                                 int32_t max_records) {
     bool created = false;
     for (;;) {
       const auto now = SteadyClock::now();
       const int64_t wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count();
-      proto::DeliverRequest req{options_.group, name_, options_.max_poll_records,
+      proto::DeliverRequest req{options_.group, name_, max_records,
                                 options_.fetch_max_bytes, static_cast<int32_t>(std::max<int64_t>(0, wait))};
       auto r = Call<proto::DeliverResponse>(*conn_, std::move(req),
                                             options_.request_timeout_ms + std::max<int64_t>(0, wait));
@@ -371,10 +374,10 @@ class ConsumerImpl final : public Consumer {
     return Commit();
   }
 
-  Result<std::vector<ConsumerRecord>> TakeBuffered() {
+  Result<std::vector<ConsumerRecord>> TakeBuffered(int32_t max_records) {
     std::vector<ConsumerRecord> out;
     std::lock_guard lk(mu_);
-    while (!buffer_.empty() && out.size() < static_cast<size_t>(options_.max_poll_records)) {
+    while (!buffer_.empty() && out.size() < static_cast<size_t>(max_records)) {
       ConsumerRecord& r = buffer_.front();
       consumed_[{r.topic, r.partition}] = r.offset + 1;
       out.push_back(std::move(r));
@@ -383,7 +386,8 @@ class ConsumerImpl final : public Consumer {
     return out;
   }
 
-  Result<std::vector<ConsumerRecord>> PollStream(SteadyClock::time_point deadline) {
+  Result<std::vector<ConsumerRecord>> PollStream(SteadyClock::time_point deadline,
+                                                  int32_t max_records) {
     for (;;) {
       {
         std::lock_guard lk(mu_);
@@ -423,7 +427,7 @@ class ConsumerImpl final : public Consumer {
       if (SteadyClock::now() >= deadline) return std::vector<ConsumerRecord>{};
       if (!s.ok()) Backoff(deadline);
     }
-    return TakeBuffered();
+    return TakeBuffered(max_records);
   }
 
   struct Prefetch {

@@ -11,34 +11,11 @@
 #include <utility>
 #include <vector>
 
+#include "runnel/common/metrics.h"
 #include "runnel/storage/log_store.h"
 
 namespace runnel::broker {
 
-// Cumulative-bucket histogram with fixed upper bounds (Prometheus semantics).
-class Histogram {
- public:
-  explicit Histogram(std::vector<double> upper_bounds);
-  void Observe(double v);
-
-  struct Snapshot {
-    std::vector<double> bounds;
-    std::vector<uint64_t> counts;  // per bucket, not cumulative; one extra for +Inf
-    uint64_t count = 0;
-    double sum = 0;
-    double Quantile(double q) const;  // linear within the bucket; 0 when empty
-  };
-  Snapshot Snap() const;
-
- private:
-  std::vector<double> bounds_;
-  std::unique_ptr<std::atomic<uint64_t>[]> counts_;
-  std::atomic<uint64_t> count_{0};
-  std::atomic<uint64_t> sum_micros_{0};  // sum * 1e6 (values are >= 0)
-};
-
-// Default latency buckets in milliseconds.
-std::vector<double> LatencyBucketsMs();
 
 struct PartitionTraffic {
   uint64_t records_in = 0, bytes_in = 0, records_out = 0, bytes_out = 0;

@@ -76,7 +76,9 @@ class Consumer {
   // Waits up to timeout_ms for records. Stream mode joins the group on first use and after a
   // rebalance. Returns an empty vector when nothing arrived; an error only for problems retrying
   // cannot fix (unknown group or topic, invalid options).
-  virtual Result<std::vector<ConsumerRecord>> Poll(int64_t timeout_ms) = 0;
+  // At most `max_records` records (<= 0: max_poll_records).
+  virtual Result<std::vector<ConsumerRecord>> Poll(int64_t timeout_ms, int32_t max_records) = 0;
+  Result<std::vector<ConsumerRecord>> Poll(int64_t timeout_ms) { return Poll(timeout_ms, 0); }
 
   // Stream mode: commits the position after every record returned so far (or the given ones).
   virtual Status Commit() = 0;
@@ -89,7 +91,8 @@ class Consumer {
   virtual int32_t Generation() const = 0;
   virtual std::string MemberId() const = 0;
 
-  // Queue mode. Each takes records returned by Poll or Claim.
+  // Queue mode. Each takes records returned by Poll or Claim. Unlike the rest of the class these
+  // five may be called from any thread, concurrently with Poll: each is one request.
   virtual Status Ack(const std::vector<ConsumerRecord>& records) = 0;
   virtual Status Nack(const std::vector<ConsumerRecord>& records, int64_t delay_ms) = 0;
   virtual Status Reject(const std::vector<ConsumerRecord>& records, std::string_view reason) = 0;
