@@ -158,6 +158,8 @@ class WorkerImpl final : public Worker {
         return Status::InvalidArgument("a partition handler needs load_offset and process");
       co.mode = client::ConsumerMode::kStream;
       co.auto_commit = false;
+      co.session_timeout_ms = options_.session_timeout_ms;
+      co.heartbeat_interval_ms = std::max<int64_t>(100, options_.session_timeout_ms / 5);
     } else {
       co.mode = client::ConsumerMode::kQueue;
       co.queue_config = {{"lock.timeout.ms", std::to_string(options_.lock_timeout_ms)},
@@ -557,7 +559,7 @@ class WorkerImpl final : public Worker {
     for (;;) {
       {
         std::unique_lock lk(settle_mu_);
-        settle_cv_.wait_for(lk, std::chrono::milliseconds(tick), [&] { return extend_stop_; });
+        extend_cv_.wait_for(lk, std::chrono::milliseconds(tick), [&] { return extend_stop_; });
         if (extend_stop_) return;
       }
       const int64_t now = WallMs();
@@ -625,6 +627,7 @@ class WorkerImpl final : public Worker {
       extend_stop_ = true;
     }
     settle_cv_.notify_all();
+    extend_cv_.notify_all();
     if (settler_.joinable()) settler_.join();
     if (extender_.joinable()) extender_.join();
   }
@@ -751,7 +754,8 @@ class WorkerImpl final : public Worker {
   std::map<std::pair<int32_t, int64_t>, int64_t> locks_;  // running records -> lock expiry
 
   std::mutex settle_mu_;
-  std::condition_variable settle_cv_;
+  std::condition_variable settle_cv_;  // the settle thread waits here
+  std::condition_variable extend_cv_;  // the extend thread waits here
   std::vector<Settle> settle_queue_;
   bool settle_stop_ = false;
   bool extend_stop_ = false;

@@ -39,6 +39,7 @@ struct WorkerOptions {
   double rate_limit_per_s = 0;  // records handed to handlers a second; 0 = unlimited
   double rate_burst = 0;        // bucket size; 0 = one second's worth
   int64_t extend_before_ms = -1;  // renew a lock this long before it expires; -1 = a third of it
+  int64_t session_timeout_ms = 10'000;  // stream groups: a silent member loses its partitions
   int64_t poll_timeout_ms = 500;
   int64_t drain_timeout_ms = 30'000;  // Stop waits this long for running handlers
   int64_t request_timeout_ms = 10'000;
