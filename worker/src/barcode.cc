@@ -56,9 +56,10 @@ Result<Scan> ParseScan(const client::ConsumerRecord& r) {
 
 }  // namespace
 
-Result<std::shared_ptr<BarcodeSink>> BarcodeSink::Open(const std::string& db_path) {
-  std::shared_ptr<BarcodeSink> sink(new BarcodeSink(db_path));
-  auto db = SqliteDb::Open(db_path, kSchema);
+Result<std::shared_ptr<BarcodeSink>> BarcodeSink::Open(const std::string& db_path,
+                                                       int64_t busy_timeout_ms) {
+  std::shared_ptr<BarcodeSink> sink(new BarcodeSink(db_path, busy_timeout_ms));
+  auto db = SqliteDb::Open(db_path, kSchema, busy_timeout_ms);
   if (!db.ok()) return db.status();
   sink->Return(std::move(db).value());
   return sink;
@@ -73,7 +74,7 @@ Result<std::unique_ptr<SqliteDb>> BarcodeSink::Borrow() {
       return db;
     }
   }
-  return SqliteDb::Open(path_);
+  return SqliteDb::Open(path_, {}, busy_timeout_ms_);
 }
 
 void BarcodeSink::Return(std::unique_ptr<SqliteDb> db) {

@@ -99,7 +99,10 @@ namespace {
 class ServerImpl final : public HttpServer {
  public:
   ServerImpl(Handler handler, int threads)
-      : handler_(std::move(handler)), threads_(std::max(1, threads)), acceptor_(io_) {}
+      : handler_(std::move(handler)),
+        threads_(std::max(1, threads)),
+        io_(std::make_unique<asio::io_context>()),
+        acceptor_(std::make_unique<tcp::acceptor>(*io_)) {}
   ~ServerImpl() override { Stop(); }
 
   Status Listen(const std::string& bind, uint16_t port) {
@@ -107,20 +110,20 @@ class ServerImpl final : public HttpServer {
     const auto addr = asio::ip::make_address(bind, ec);
     if (ec) return Status::InvalidArgument("bad bind address '" + bind + "': " + ec.message());
     const tcp::endpoint ep(addr, port);
-    acceptor_.open(ep.protocol(), ec);
-    if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec) acceptor_.bind(ep, ec);
-    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    acceptor_->open(ep.protocol(), ec);
+    if (!ec) acceptor_->set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor_->bind(ep, ec);
+    if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
       return Status::IOError("cannot listen for HTTP on " + bind + ":" + std::to_string(port) +
                              ": " + ec.message());
     }
-    port_ = acceptor_.local_endpoint().port();
-    asio::co_spawn(io_, Accept(), asio::detached);
+    port_ = acceptor_->local_endpoint().port();
+    asio::co_spawn(*io_, Accept(), asio::detached);
     for (int i = 0; i < threads_; ++i) {
       pool_.emplace_back([this] {
         pthread_setname_np(pthread_self(), "runnel-http");
-        io_.run();
+        io_->run();
       });
     }
     return Status::OK();
@@ -128,20 +131,24 @@ class ServerImpl final : public HttpServer {
 
   uint16_t port() const override { return port_; }
 
+  // Closes the listener and every connection: destroying the io_context destroys the suspended
+  // sessions and their sockets.
   void Stop() override {
     if (stopped_.exchange(true)) return;
-    io_.stop();
+    io_->stop();
     for (auto& t : pool_)
       if (t.joinable()) t.join();
+    acceptor_.reset();
+    io_.reset();
   }
 
  private:
   asio::awaitable<void> Accept() {
     for (;;) {
       boost::system::error_code ec;
-      tcp::socket s = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+      tcp::socket s = co_await acceptor_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return;
-      asio::co_spawn(io_, Session(std::move(s)), asio::detached);
+      asio::co_spawn(*io_, Session(std::move(s)), asio::detached);
     }
   }
 
@@ -182,8 +189,8 @@ class ServerImpl final : public HttpServer {
 
   Handler handler_;
   const int threads_;
-  asio::io_context io_;
-  tcp::acceptor acceptor_;
+  std::unique_ptr<asio::io_context> io_;
+  std::unique_ptr<tcp::acceptor> acceptor_;  // destroyed before io_
   uint16_t port_ = 0;
   std::vector<std::thread> pool_;
   std::atomic<bool> stopped_{false};

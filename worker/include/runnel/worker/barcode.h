@@ -37,7 +37,9 @@ struct BarcodeDbStats {
 class BarcodeSink {
  public:
   // Opens (creating) the database and its schema. IOError when it cannot.
-  static Result<std::shared_ptr<BarcodeSink>> Open(const std::string& db_path);
+  // A handler waits up to busy_timeout_ms for a database another writer holds, then fails.
+  static Result<std::shared_ptr<BarcodeSink>> Open(const std::string& db_path,
+                                                   int64_t busy_timeout_ms = 5'000);
 
   // The batch handler: one transaction for the valid scans (INSERT OR IGNORE); malformed scans
   // are dead-lettered; a database error fails the valid ones with kind "db" (retried).
@@ -47,11 +49,13 @@ class BarcodeSink {
   const std::string& path() const { return path_; }
 
  private:
-  explicit BarcodeSink(std::string path) : path_(std::move(path)) {}
+  BarcodeSink(std::string path, int64_t busy_timeout_ms)
+      : path_(std::move(path)), busy_timeout_ms_(busy_timeout_ms) {}
   Result<std::unique_ptr<SqliteDb>> Borrow();
   void Return(std::unique_ptr<SqliteDb> db);
 
   const std::string path_;
+  const int64_t busy_timeout_ms_;
   std::mutex mu_;
   std::vector<std::unique_ptr<SqliteDb>> idle_;
 };
