@@ -228,7 +228,7 @@ TEST_CASE("CouponService: decides each request once and fences replays by the st
   testing::TempDir dir;
   auto svc = CouponService::Open(dir.Sub("coupons.db"), nullptr);
   REQUIRE(svc.ok());
-  REQUIRE((*svc)->SetStock("c0", 2).ok());
+  REQUIRE((*svc)->AddCoupon("c0", 2).ok());
   PartitionHandler h = (*svc)->Handler();
   const proto::TopicPartitionRef tp{"coupon.requests", 1};
   auto req = [&](int64_t offset, const std::string& id, const std::string& user,

@@ -114,12 +114,11 @@ void CouponService::Close() {
   }
 }
 
-Status CouponService::SetStock(const std::string& coupon_id, int64_t stock) {
+Status CouponService::AddCoupon(const std::string& coupon_id, int64_t stock) {
   if (coupon_id.empty() || stock < 0) return Status::InvalidArgument("a coupon needs an id and stock >= 0");
   std::lock_guard lk(db_mu_);
   auto q = db_->Prepare(
-      "INSERT INTO coupons VALUES (?1, ?2, ?2) ON CONFLICT(coupon_id) DO UPDATE SET "
-      "stock = excluded.stock, initial_stock = excluded.initial_stock");
+      "INSERT OR IGNORE INTO coupons VALUES (?1, ?2, ?2)");
   if (!q.ok()) return q.status();
   q->Bind(1, coupon_id).Bind(2, stock);
   return q->Run();

@@ -354,7 +354,7 @@ int Main(int argc, char** argv) {
   CLI::App* coupon = app.add_subcommand("coupon", "Issue first-come coupons from SQLite stock");
   AddCommon(coupon, coupon_c);
   coupon->add_option("--db", coupon_db, "SQLite database file")->capture_default_str();
-  coupon->add_option("--stock", stock_specs, "Set stock before starting: COUPON=N (repeatable)");
+  coupon->add_option("--stock", stock_specs, "Create a coupon unless it exists: COUPON=N (repeatable)");
   coupon->add_option("--session-timeout-ms", coupon_c.w.session_timeout_ms,
                      "Stream-group session timeout")
       ->capture_default_str();
@@ -372,7 +372,7 @@ int Main(int argc, char** argv) {
     for (const std::string& spec : stock_specs) {
       const size_t eq = spec.find('=');
       if (eq == std::string::npos) Die("--stock " + spec, Status::InvalidArgument("expected COUPON=N"));
-      Check(service->SetStock(spec.substr(0, eq), std::stoll(spec.substr(eq + 1))), "--stock");
+      Check(service->AddCoupon(spec.substr(0, eq), std::stoll(spec.substr(eq + 1))), "--stock");
     }
     auto worker = Check(Worker::Create(conn, coupon_c.w, service->Handler()), "worker");
     CouponService* sp = service.get();

@@ -61,8 +61,9 @@ class CouponService {
                                                      std::shared_ptr<client::Producer> producer);
   ~CouponService();
 
-  // Creates or resets a coupon's stock (only before requests for it were decided).
-  Status SetStock(const std::string& coupon_id, int64_t stock);
+  // Creates a coupon with `stock` unless it exists (then nothing changes, so every worker of a
+  // deployment may pass the same --stock flags, and a restart never refills the stock).
+  Status AddCoupon(const std::string& coupon_id, int64_t stock);
   // The handler for Worker::Create: offsets and effects in one transaction.
   PartitionHandler Handler();
   Result<std::optional<CouponOutcome>> Lookup(const std::string& request_id);
