@@ -10,5 +10,5 @@ runnel_install_deps
 build="${BUILD_DIR:-build-run}"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRUNNEL_BUILD_TESTS=OFF \
   -DRUNNEL_BUILD_BENCH=OFF >/dev/null
-cmake --build "$build" -j2 --target runneld runnelctl example-producer example-consumer
+cmake --build "$build" -j2 --target runneld runnelctl runnel-worker example-producer example-consumer
 exec "$build/broker/runneld" "$@"

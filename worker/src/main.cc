@@ -54,7 +54,7 @@ struct Common {
   std::string consumer;
   int32_t partitions = 3;
   std::string http_bind = "127.0.0.1";
-  int http_port = 7072;  // 0: any free port; -1: no HTTP endpoint
+  int http_port = 7072;  // 0: any free port; -1: no HTTP endpoint (defaults: 7072/7073/7074)
   std::string ready_file;
   WorkerOptions w;
   bool no_breaker = false;
@@ -299,6 +299,7 @@ int Main(int argc, char** argv) {
 
   // ---- barcode ----
   Common barcode_c;
+  barcode_c.http_port = 7073;
   barcode_c.w.concurrency = 2;
   barcode_c.w.batch_max_records = 500;
   barcode_c.w.batch_max_wait_ms = 200;
@@ -346,6 +347,7 @@ int Main(int argc, char** argv) {
 
   // ---- coupon ----
   Common coupon_c;
+  coupon_c.http_port = 7074;
   coupon_c.w.batch_max_records = 500;
   coupon_c.w.retry.initial_backoff_ms = 200;
   coupon_c.w.retry.max_backoff_ms = 5'000;
