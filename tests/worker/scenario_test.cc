@@ -105,13 +105,15 @@ TEST_CASE("notify: 10,000 notifications against a webhook failing 30% and hangin
   const int64_t initial_ms = 100, max_ms = 800;
   const double jitter = 0.2;
   std::vector<std::unique_ptr<WorkerProcess>> workers;
+  const std::string ready = dir.Sub("notify0.ready");
   for (int i = 0; i < 2; ++i) {
     workers.push_back(std::make_unique<WorkerProcess>(
         dir, "notify" + std::to_string(i),
         std::vector<std::string>{"notify", "-b", Broker(broker), "--webhook", url, "--timeout-ms", "300",
                                  "--concurrency", "48", "--retry-initial-ms", std::to_string(initial_ms),
                                  "--retry-max-ms", std::to_string(max_ms), "--retry-jitter", "0.2",
-                                 "--max-deliveries", "5", "--http-port", "-1"}));
+                                 "--max-deliveries", "5", "--http-port", i == 0 ? "0" : "-1",
+                                 "--ready-file", i == 0 ? ready : dir.Sub("unused.ready")}));
   }
 
   NotifyLoadShape shape;
@@ -127,6 +129,44 @@ TEST_CASE("notify: 10,000 notifications against a webhook failing 30% and hangin
   REQUIRE_MESSAGE(WaitUntil([&] { return Backlog(admin, kNotifyGroup) == std::make_pair<int64_t, int64_t>(0, 0); },
                             180'000),
                   workers[0]->Log());
+
+  // The first worker's endpoints: Prometheus text, its JSON stats, and seed 000's document.
+  auto ready_doc = ParseJson(broker::ReadTextFile(ready));
+  REQUIRE(ready_doc.ok());
+  HttpClient http;
+  const HttpUrl base{"127.0.0.1", static_cast<uint16_t>(ready_doc->Int("http_port")), "/"};
+  auto get = [&](const std::string& path) {
+    HttpUrl u = base;
+    u.target = path;
+    auto r = http.Send(u, "GET", "", {}, 5'000);
+    REQUIRE(r.ok());
+    CHECK(r->status == 200);
+    return r->body;
+  };
+  const std::string prom = get("/metrics");
+  CHECK(prom.find("runnel_worker_acked_total{group=\"notify\"}") != std::string::npos);
+  CHECK(prom.find("runnel_worker_failures_by_kind_total{group=\"notify\",kind=\"http_5xx\"}") !=
+        std::string::npos);
+  CHECK(prom.find("runnel_notify_sent_total") != std::string::npos);
+  auto stats = ParseJson(get("/api/v1/stats"));
+  REQUIRE(stats.ok());
+  const JsonValue* worker_stats = stats->Find("worker");
+  REQUIRE(worker_stats);
+  CHECK(worker_stats->Int("acked") > 0);
+  REQUIRE(stats->Find("notify"));
+  CHECK(stats->Find("notify")->Int("sent") == worker_stats->Int("acked"));
+  auto seed = ParseJson(get("/api/v1/notifications/metrics"));
+  REQUIRE(seed.ok());
+  const JsonValue* data = seed->Find("data");
+  REQUIRE(data);
+  CHECK(data->Int("pendingTasks", -1) == 0);
+  CHECK(data->Int("sendingTasks", -1) == 0);
+  CHECK(data->Int("failedTasks", -1) == 0);
+  CHECK(data->Int("requestQueuedLag", -1) == 0);
+  CHECK(data->Int("sentTasks") > 0);
+  CHECK(data->Double("successRate") > 90.0);
+  const int64_t dlq_tasks = data->Int("dlqTasks", -1);
+
   for (auto& w : workers) CHECK(w->Stop(SIGTERM) == 0);
 
   // Dead letters by notification id.
@@ -178,6 +218,7 @@ TEST_CASE("notify: 10,000 notifications against a webhook failing 30% and hangin
     }
   }
   CHECK(static_cast<int64_t>(dead.size()) == 20 + 40 + exhausted);
+  CHECK(dlq_tasks == static_cast<int64_t>(dead.size()));
   CHECK(sent + exhausted + 20 + 40 == 10'000);
 
   // Each retry came no sooner than its backoff (jitter only shortens, by at most 20%).
@@ -360,6 +401,41 @@ TEST_CASE("coupon: 2,000 users ramping in, 100 coupons, repeat requests, a worke
   }
   CHECK(agree == 2'200);
   for (int64_t i = 0; i < lo.count; i += 97) CHECK(outcome_of.count("q-" + std::to_string(i)) == 1);
+
+  // A request's outcome by its id, from the command line.
+  auto st = broker::RunProcess({RUNNEL_WORKER, "coupon-status", "--db", db_path, "q-0"});
+  CHECK(st.exit_code == 0);
+  auto doc = ParseJson(st.out);
+  REQUIRE(doc.ok());
+  CHECK(doc->Str("outcome") == outcome_of["q-0"]);
+  CHECK(doc->Str("requestId") == "q-0");
+  st = broker::RunProcess({RUNNEL_WORKER, "coupon-status", "--db", db_path, "no-such-request"});
+  CHECK(st.exit_code == 3);
+  CHECK(st.out.find("PENDING") != std::string::npos);
+}
+
+TEST_CASE("runnel-worker: bad flags and an unreachable broker fail with one clear line") {
+  testing::TempDir dir;
+  auto r = broker::RunProcess({RUNNEL_WORKER, "notify", "--webhook", "https://example.com/x", "-b",
+                               "127.0.0.1:1", "--http-port", "-1"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("only http:// URLs are supported") != std::string::npos);
+  r = broker::RunProcess({RUNNEL_WORKER, "coupon", "--db", dir.Sub("c.db"), "--stock", "c0", "-b",
+                          "127.0.0.1:1", "--http-port", "-1"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("expected COUPON=N") != std::string::npos);
+  // Valid flags, but nobody listens on the broker's port.
+  r = broker::RunProcess({RUNNEL_WORKER, "coupon", "--db", dir.Sub("c.db"), "--stock", "c0=5", "-b",
+                          "127.0.0.1:1", "--http-port", "-1"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("127.0.0.1:1") != std::string::npos);
+  r = broker::RunProcess({RUNNEL_WORKER, "barcode", "--db", "/nonexistent-dir/x.db", "-b", "127.0.0.1:1"});
+  CHECK(r.exit_code == 1);
+  CHECK(!r.err.empty());
+  r = broker::RunProcess({RUNNEL_WORKER, "barcode", "--concurrency", "many"});
+  CHECK(r.exit_code != 0);
+  r = broker::RunProcess({RUNNEL_WORKER, "db-stats", "ledger", "--db", dir.Sub("x.db")});
+  CHECK(r.exit_code != 0);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdio>
 #include <fstream>
 #include <thread>
@@ -258,10 +259,10 @@ int Main(int argc, char** argv) {
   notify->callback([&] {
     Finish(notify_c, kNotifyGroup);
     notify_c.w.topic = kNotifyTopic;
+    auto handler = Check(NotifyHandler::Create(notify_o), "--webhook");
     auto conn = Connect(notify_c.broker);
     client::Admin admin(conn);
     EnsureTopic(admin, kNotifyTopic, notify_c.partitions);
-    auto handler = Check(NotifyHandler::Create(notify_o), "--webhook");
     auto worker = Check(Worker::Create(conn, notify_c.w,
                                        RecordHandler([handler](const client::ConsumerRecord& r) {
                                          return handler->Handle(r);
@@ -313,10 +314,10 @@ int Main(int argc, char** argv) {
     Finish(barcode_c, kBarcodeGroup);
     barcode_c.w.topic = kBarcodeTopic;
     if (tx_per_row) barcode_c.w.batch_max_records = 1;
+    auto sink = Check(BarcodeSink::Open(barcode_db), "--db");
     auto conn = Connect(barcode_c.broker);
     client::Admin admin(conn);
     EnsureTopic(admin, kBarcodeTopic, barcode_c.partitions);
-    auto sink = Check(BarcodeSink::Open(barcode_db), "--db");
     auto worker = Check(Worker::Create(conn, barcode_c.w,
                                        BatchHandler([sink](const std::vector<client::ConsumerRecord>& b) {
                                          return sink->Handle(b);
@@ -363,6 +364,19 @@ int Main(int argc, char** argv) {
   coupon->callback([&] {
     Finish(coupon_c, kCouponGroup);
     coupon_c.w.topic = kCouponTopic;
+    std::vector<std::pair<std::string, int64_t>> stock;
+    for (const std::string& spec : stock_specs) {
+      const size_t eq = spec.find('=');
+      int64_t n = -1;
+      if (eq != std::string::npos) {
+        const std::string v = spec.substr(eq + 1);
+        auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+        if (ec != std::errc() || p != v.data() + v.size()) n = -1;
+      }
+      if (eq == std::string::npos || eq == 0 || n < 0)
+        Die("--stock " + spec, Status::InvalidArgument("expected COUPON=N with N >= 0"));
+      stock.emplace_back(spec.substr(0, eq), n);
+    }
     auto conn = Connect(coupon_c.broker);
     client::Admin admin(conn);
     EnsureTopic(admin, kCouponTopic, coupon_c.partitions);
@@ -371,11 +385,7 @@ int Main(int argc, char** argv) {
     po.linger_ms = 1;
     std::shared_ptr<client::Producer> producer = Check(client::Producer::Create(conn, po), "producer");
     auto service = Check(CouponService::Open(coupon_db, producer), "--db");
-    for (const std::string& spec : stock_specs) {
-      const size_t eq = spec.find('=');
-      if (eq == std::string::npos) Die("--stock " + spec, Status::InvalidArgument("expected COUPON=N"));
-      Check(service->AddCoupon(spec.substr(0, eq), std::stoll(spec.substr(eq + 1))), "--stock");
-    }
+    for (const auto& [id, n] : stock) Check(service->AddCoupon(id, n), "--stock");
     auto worker = Check(Worker::Create(conn, coupon_c.w, service->Handler()), "worker");
     CouponService* sp = service.get();
     int rc = RunWorker(
