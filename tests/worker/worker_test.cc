@@ -356,6 +356,7 @@ TEST_CASE("Worker: a drain that times out releases unfinished records for redeli
 }
 
 TEST_CASE("Worker: a partition handler resumes where its own store says and retries errors") {
+  // Also: when loading the offset fails, the records polled meanwhile are read again.
   Fixture f(2);
   std::vector<std::string> values;
   for (int i = 0; i < 40; ++i) values.push_back("k" + std::to_string(i));
@@ -365,10 +366,15 @@ TEST_CASE("Worker: a partition handler resumes where its own store says and retr
   std::map<int32_t, int64_t> store;  // partition -> next offset (the handler's database)
   std::map<int32_t, std::vector<int64_t>> applied;
   int failures_left = 1;
+  int load_failures_left = 2;  // the store is unreachable at first: nothing may be skipped
   auto handler = [&] {
     PartitionHandler h;
     h.load_offset = [&](const proto::TopicPartitionRef& tp) -> Result<std::optional<int64_t>> {
       std::lock_guard lk(mu);
+      if (load_failures_left > 0) {
+        --load_failures_left;
+        return Status::IOError("database unreachable");
+      }
       auto it = store.find(tp.partition);
       if (it == store.end()) return std::optional<int64_t>();
       return std::optional<int64_t>(it->second);

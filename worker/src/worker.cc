@@ -637,7 +637,9 @@ class WorkerImpl final : public Worker {
   Status RunStream() {
     const PartitionHandler& h = std::get<PartitionHandler>(handler_);
     std::set<TP> assigned;
-    std::set<TP> unloaded;  // assigned, but load_offset failed: retried before use
+    // Assigned, but load_offset failed (retried each round) -> the first offset of the records
+    // dropped meanwhile (-1: none), to read them again if the store has no offset after all.
+    std::map<TP, int64_t> unloaded;
     int32_t failures_in_a_row = 0;
     Status result;
     while (!stopping()) {
@@ -654,21 +656,23 @@ class WorkerImpl final : public Worker {
       std::set<TP> now_assigned;
       for (const TP& tp : consumer_->Assignment()) now_assigned.insert(tp);
       for (const TP& tp : now_assigned)
-        if (!assigned.count(tp)) unloaded.insert(tp);
+        if (!assigned.count(tp)) unloaded.emplace(tp, -1);
       std::set<TP> repositioned;
       for (auto it = unloaded.begin(); it != unloaded.end();) {
-        if (!now_assigned.count(*it)) {
+        const TP& tp = it->first;
+        if (!now_assigned.count(tp)) {
           it = unloaded.erase(it);
           continue;
         }
-        auto off = h.load_offset(*it);
+        auto off = h.load_offset(tp);
         if (!off.ok()) {
           ++it;
           continue;
         }
-        if (*off) {
-          (void)consumer_->Seek(*it, **off);
-          repositioned.insert(*it);
+        const int64_t target = *off ? **off : it->second;
+        if (target >= 0) {
+          (void)consumer_->Seek(tp, target);
+          repositioned.insert(tp);
         }
         it = unloaded.erase(it);
       }
@@ -678,7 +682,11 @@ class WorkerImpl final : public Worker {
       std::map<TP, std::vector<ConsumerRecord>> by_partition;
       for (ConsumerRecord& r : *polled) {
         TP tp{r.topic, r.partition};
-        if (!assigned.count(tp) || unloaded.count(tp) || repositioned.count(tp)) continue;
+        if (auto u = unloaded.find(tp); u != unloaded.end()) {
+          if (u->second < 0 || r.offset < u->second) u->second = r.offset;
+          continue;
+        }
+        if (!assigned.count(tp) || repositioned.count(tp)) continue;
         by_partition[tp].push_back(std::move(r));
       }
       bool failed = false;
