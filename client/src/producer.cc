@@ -140,13 +140,14 @@ class ProducerImpl final : public Producer {
   void Run(std::vector<Completion>& done) {
     if (done.empty()) return;
     for (auto& [cb, r] : done) cb(std::move(r));
-    {
-      std::lock_guard lk(mu_);
-      incomplete_ -= std::min<uint64_t>(incomplete_, done.size());
-    }
+    const uint64_t n = done.size();
+    done.clear();
+    // Notify under the lock: once Flush sees the last completion, its caller may destroy the
+    // producer, so this thread must not touch the condition variables after unlocking.
+    std::lock_guard lk(mu_);
+    incomplete_ -= std::min<uint64_t>(incomplete_, n);
     idle_.notify_all();
     wake_.notify_all();
-    done.clear();
   }
 
   std::shared_ptr<Connection> conn_;
