@@ -16,26 +16,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "runnel/common/thread_pool.h"
+
 namespace runnel::broker {
-
-// A fixed pool of threads running posted tasks in FIFO order. Thread-safe. Stop() runs what is
-// queued, joins the threads, and drops tasks posted afterwards.
-class ThreadPool {
- public:
-  ThreadPool(int threads, std::string name);
-  ~ThreadPool() { Stop(); }
-  void Post(std::function<void()> task);
-  void Stop();
-
- private:
-  void Run();
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;
-  bool stopping_ = false;
-  std::vector<std::thread> threads_;
-};
 
 // Runs its tasks one at a time, in post order, on a pool. Thread-safe. Always held by a
 // shared_ptr: a scheduled drain keeps the queue alive.

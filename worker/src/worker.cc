@@ -9,12 +9,14 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <deque>
 #include <mutex>
 #include <random>
 #include <set>
 #include <thread>
+#include <type_traits>
 #include <variant>
+
+#include "runnel/common/thread_pool.h"
 
 namespace runnel::worker {
 
@@ -46,54 +48,6 @@ int64_t WallMs() {
 double ElapsedMs(SteadyClock::time_point since) {
   return std::chrono::duration<double, std::milli>(SteadyClock::now() - since).count();
 }
-
-// A fixed set of threads running posted tasks in order of posting.
-class ThreadPool {
- public:
-  explicit ThreadPool(int n) {
-    for (int i = 0; i < n; ++i) {
-      threads_.emplace_back([this] {
-        pthread_setname_np(pthread_self(), "runnel-handler");
-        Loop();
-      });
-    }
-  }
-  ~ThreadPool() {
-    {
-      std::lock_guard lk(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-  void Post(std::function<void()> task) {
-    {
-      std::lock_guard lk(mu_);
-      tasks_.push_back(std::move(task));
-    }
-    cv_.notify_one();
-  }
-
- private:
-  void Loop() {
-    for (;;) {
-      std::function<void()> task;
-      {
-        std::unique_lock lk(mu_);
-        cv_.wait(lk, [&] { return stop_ || !tasks_.empty(); });
-        if (tasks_.empty()) return;
-        task = std::move(tasks_.front());
-        tasks_.pop_front();
-      }
-      task();
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;
-  bool stop_ = false;
-  std::vector<std::thread> threads_;
-};
 
 // A record reduced to what settling needs.
 struct Ref {
@@ -296,7 +250,7 @@ class WorkerImpl final : public Worker {
   // ---- queue groups ----------------------------------------------------------------------------
 
   Status RunQueue() {
-    pool_ = std::make_unique<ThreadPool>(options_.concurrency);
+    pool_ = std::make_unique<ThreadPool>(options_.concurrency, "runnel-handler");
     settler_ = std::thread([this] {
       pthread_setname_np(pthread_self(), "runnel-settle");
       SettleLoop();
@@ -378,6 +332,12 @@ class WorkerImpl final : public Worker {
     received_ += used;
   }
 
+  // A uniform draw from [0, 1) for backoff jitter.
+  double Random() {
+    std::lock_guard lk(rng_mu_);
+    return std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+  }
+
   void WaitMs(int64_t ms) {
     std::unique_lock lk(mu_);
     cv_.wait_for(lk, std::chrono::milliseconds(ms), [&] { return stop_; });
@@ -440,13 +400,8 @@ class WorkerImpl final : public Worker {
         ++failures_by_kind_[o.error];
       }
       breaker_.Record(!(o.kind == Outcome::Kind::kFail && options_.retry.Retryable(o.error)), now);
-      double u;
-      {
-        std::lock_guard lk(rng_mu_);
-        u = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
-      }
       settles.push_back({{r.partition, r.offset, r.timestamp_ms},
-                         Decide(options_.retry, o, r.deliveries, u)});
+                         Decide(options_.retry, o, r.deliveries, Random())});
     }
     {
       std::lock_guard lk(track_mu_);
@@ -731,12 +686,7 @@ class WorkerImpl final : public Worker {
       }
       if (failed) {
         ++failures_in_a_row;
-        double u;
-        {
-          std::lock_guard lk(rng_mu_);
-          u = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
-        }
-        WaitMs(options_.retry.BackoffMs(failures_in_a_row, u));
+        WaitMs(options_.retry.BackoffMs(failures_in_a_row, Random()));
       } else if (!by_partition.empty()) {
         failures_in_a_row = 0;
       }
@@ -787,7 +737,9 @@ class WorkerImpl final : public Worker {
 
 template <class H>
 Result<std::unique_ptr<Worker>> Make(std::shared_ptr<client::Connection> c, WorkerOptions o, H h) {
-  if (!h) return Status::InvalidArgument("the worker needs a handler");
+  if constexpr (!std::is_same_v<H, PartitionHandler>) {
+    if (!h) return Status::InvalidArgument("the worker needs a handler");
+  }
   auto w = std::make_unique<WorkerImpl>(std::move(c), std::move(o), std::move(h));
   RUNNEL_RETURN_IF_ERROR(w->Init());
   return std::unique_ptr<Worker>(std::move(w));
@@ -805,9 +757,7 @@ Result<std::unique_ptr<Worker>> Worker::Create(std::shared_ptr<client::Connectio
 }
 Result<std::unique_ptr<Worker>> Worker::Create(std::shared_ptr<client::Connection> c,
                                                WorkerOptions o, PartitionHandler h) {
-  auto w = std::make_unique<WorkerImpl>(std::move(c), std::move(o), std::move(h));
-  RUNNEL_RETURN_IF_ERROR(w->Init());
-  return std::unique_ptr<Worker>(std::move(w));
+  return Make(std::move(c), std::move(o), std::move(h));
 }
 
 }  // namespace runnel::worker
