@@ -171,11 +171,13 @@ Result<int64_t> CouponService::Process(const proto::TopicPartitionRef& tp,
       if (!insert.ok()) return insert.status();
       auto seen = db_->Prepare("SELECT 1 FROM coupon_requests WHERE request_id = ?1");
       if (!seen.ok()) return seen.status();
+      auto stmts = DecideStatements::Prepare(*db_);
+      if (!stmts.ok()) return stmts.status();
       for (const client::ConsumerRecord& r : records) {
         if (r.offset < start) continue;
         CouponOutcome o;
         RUNNEL_RETURN_IF_ERROR(db_->Exec("SAVEPOINT request"));
-        Status d = Decide(r, &o);
+        Status d = Decide(*stmts, r, &o);
         if (!d.ok()) {
           if (TransientDbError(d)) return d;
           RUNNEL_RETURN_IF_ERROR(db_->Exec("ROLLBACK TO request"));
@@ -208,7 +210,21 @@ Result<int64_t> CouponService::Process(const proto::TopicPartitionRef& tp,
   return next;
 }
 
-Status CouponService::Decide(const client::ConsumerRecord& r, CouponOutcome* o) {
+Result<CouponService::DecideStatements> CouponService::DecideStatements::Prepare(SqliteDb& db) {
+  auto stock = db.Prepare("SELECT stock FROM coupons WHERE coupon_id = ?1");
+  if (!stock.ok()) return stock.status();
+  auto issued = db.Prepare("SELECT request_id FROM issued_coupons WHERE user_id = ?1 AND coupon_id = ?2");
+  if (!issued.ok()) return issued.status();
+  auto take = db.Prepare("UPDATE coupons SET stock = stock - 1 WHERE coupon_id = ?1 AND stock > 0");
+  if (!take.ok()) return take.status();
+  auto give = db.Prepare("INSERT INTO issued_coupons VALUES (?1, ?2, ?3, ?4)");
+  if (!give.ok()) return give.status();
+  return DecideStatements{std::move(stock).value(), std::move(issued).value(),
+                          std::move(take).value(), std::move(give).value()};
+}
+
+Status CouponService::Decide(DecideStatements& q, const client::ConsumerRecord& r,
+                             CouponOutcome* o) {
   o->partition = r.partition;
   o->offset = r.offset;
   o->decided_ms = NowMs();
@@ -227,39 +243,34 @@ Status CouponService::Decide(const client::ConsumerRecord& r, CouponOutcome* o) 
     o->detail = "a request needs requestId, userId and couponId";
     return Status::OK();
   }
-  auto stock_q = db_->Prepare("SELECT stock FROM coupons WHERE coupon_id = ?1");
-  if (!stock_q.ok()) return stock_q.status();
-  stock_q->Bind(1, o->coupon_id);
-  auto has = stock_q->Step();
+  q.stock.Bind(1, o->coupon_id);
+  auto has = q.stock.Step();
+  const int64_t stock = has.ok() && *has ? q.stock.Int(0) : 0;
+  q.stock.Reset();
   if (!has.ok()) return has.status();
   if (!*has) {
     o->outcome = "VALIDATION_FAILED";
     o->detail = "unknown coupon '" + o->coupon_id + "'";
     return Status::OK();
   }
-  const int64_t stock = stock_q->Int(0);
-  auto issued_q = db_->Prepare("SELECT request_id FROM issued_coupons WHERE user_id = ?1 AND coupon_id = ?2");
-  if (!issued_q.ok()) return issued_q.status();
-  issued_q->Bind(1, o->user_id).Bind(2, o->coupon_id);
-  auto issued = issued_q->Step();
+  q.issued.Bind(1, o->user_id).Bind(2, o->coupon_id);
+  auto issued = q.issued.Step();
+  const std::string by = issued.ok() && *issued ? q.issued.Text(0) : std::string();
+  q.issued.Reset();
   if (!issued.ok()) return issued.status();
   if (*issued) {
     o->outcome = "DUPLICATE_REQUEST";
-    o->detail = "already issued by request " + issued_q->Text(0);
+    o->detail = "already issued by request " + by;
     return Status::OK();
   }
   if (stock <= 0) {
     o->outcome = "OUT_OF_STOCK";
     return Status::OK();
   }
-  auto take = db_->Prepare("UPDATE coupons SET stock = stock - 1 WHERE coupon_id = ?1 AND stock > 0");
-  if (!take.ok()) return take.status();
-  take->Bind(1, o->coupon_id);
-  RUNNEL_RETURN_IF_ERROR(take->Run());
-  auto give = db_->Prepare("INSERT INTO issued_coupons VALUES (?1, ?2, ?3, ?4)");
-  if (!give.ok()) return give.status();
-  give->Bind(1, o->user_id).Bind(2, o->coupon_id).Bind(3, o->request_id).Bind(4, o->decided_ms);
-  RUNNEL_RETURN_IF_ERROR(give->Run());
+  q.take.Bind(1, o->coupon_id);
+  RUNNEL_RETURN_IF_ERROR(q.take.Run());
+  q.give.Bind(1, o->user_id).Bind(2, o->coupon_id).Bind(3, o->request_id).Bind(4, o->decided_ms);
+  RUNNEL_RETURN_IF_ERROR(q.give.Run());
   o->outcome = "SUCCESS";
   return Status::OK();
 }
@@ -267,15 +278,10 @@ Status CouponService::Decide(const client::ConsumerRecord& r, CouponOutcome* o) 
 Status CouponService::Publish(std::vector<CouponOutcome> outcomes) {
   if (!producer_) return Status::OK();
   for (CouponOutcome& o : outcomes) {
-    JsonWriter w;
-    w.BeginObject();
-    w.Field("requestId", o.request_id).Field("userId", o.user_id).Field("couponId", o.coupon_id);
-    w.Field("outcome", o.outcome).Field("detail", o.detail).Field("decidedMs", o.decided_ms);
-    w.EndObject();
     client::ProducerRecord rec;
     rec.topic = kCouponResultsTopic;
     rec.key = o.request_id;
-    rec.value = w.Take();
+    rec.value = CouponOutcomeJson(o, /*with_source=*/false);
     rec.headers.emplace_back("runnel.dedup.key", o.request_id);
     producer_->Send(std::move(rec), [this, id = o.request_id](Result<client::RecordMetadata> r) {
       if (!r.ok()) return;  // stays unpublished; the publisher retries it
@@ -381,6 +387,18 @@ Result<CouponDbStats> CouponService::DbStats() {
     out.by_outcome.emplace_back(by->Text(0), by->Int(1));
   }
   return out;
+}
+
+std::string CouponOutcomeJson(const CouponOutcome& o, bool with_source) {
+  JsonWriter w;
+  w.BeginObject();
+  w.Field("requestId", o.request_id).Field("userId", o.user_id).Field("couponId", o.coupon_id);
+  w.Field("outcome", o.outcome).Field("detail", o.detail).Field("decidedMs", o.decided_ms);
+  if (with_source) {
+    w.Field("partition", o.partition).Field("offset", o.offset).Field("published", o.published);
+  }
+  w.EndObject();
+  return w.Take();
 }
 
 int64_t CouponLoadShape::Total() const { return RepeatRunTotal(users, repeat_share); }

@@ -48,6 +48,15 @@ void EnsureTopic(client::Admin& admin, const std::string& name, int32_t partitio
   if (!s.ok() && s.code() != StatusCode::kAlreadyExists) Die("create topic " + name, s);
 }
 
+// Writes `content` to `path` atomically (a reader never sees half of it).
+void WriteReadyFile(const std::string& path, const std::string& content) {
+  {
+    std::ofstream f(path + ".tmp");
+    f << content;
+  }
+  std::rename((path + ".tmp").c_str(), path.c_str());
+}
+
 // Flags every workload shares.
 struct Common {
   std::string broker = "127.0.0.1:7070";
@@ -144,10 +153,8 @@ int RunWorker(Common& c, Worker& worker, const std::function<void(JsonWriter&)>&
                  "metrics endpoint");
   }
   if (!c.ready_file.empty()) {
-    std::ofstream f(c.ready_file + ".tmp");
-    f << "{\"http_port\":" << (http ? http->port() : 0) << ",\"pid\":" << getpid() << "}\n";
-    f.close();
-    std::rename((c.ready_file + ".tmp").c_str(), c.ready_file.c_str());
+    WriteReadyFile(c.ready_file, "{\"http_port\":" + std::to_string(http ? http->port() : 0) +
+                                     ",\"pid\":" + std::to_string(getpid()) + "}\n");
   }
   std::fprintf(stderr, "runnel-worker: %s on %s (group %s)%s\n", worker.options().topic.c_str(),
                c.broker.c_str(), worker.options().group.c_str(),
@@ -203,17 +210,6 @@ void PrintLoad(const LoadReport& r) {
   if (!r.first_error.empty()) w.Field("first_error", r.first_error);
   w.EndObject();
   std::printf("%s\n", w.str().c_str());
-}
-
-std::string CouponJson(const CouponOutcome& o) {
-  JsonWriter w;
-  w.BeginObject();
-  w.Field("requestId", o.request_id).Field("userId", o.user_id).Field("couponId", o.coupon_id);
-  w.Field("outcome", o.outcome).Field("detail", o.detail);
-  w.Field("partition", o.partition).Field("offset", o.offset);
-  w.Field("decidedMs", o.decided_ms).Field("published", o.published);
-  w.EndObject();
-  return w.Take();
 }
 
 void WriteCouponStats(JsonWriter& w, const CouponDbStats& s) {
@@ -417,7 +413,7 @@ int Main(int argc, char** argv) {
             res.status = 404;
             res.body = "{\"outcome\":\"PENDING\",\"detail\":\"not decided yet (or unknown)\"}\n";
           } else {
-            res.body = CouponJson(**o) + "\n";
+            res.body = CouponOutcomeJson(**o, true) + "\n";
           }
           return res;
         });
@@ -439,7 +435,7 @@ int Main(int argc, char** argv) {
       std::printf("{\"requestId\":\"%s\",\"outcome\":\"PENDING\"}\n", request_id.c_str());
       std::exit(3);
     }
-    std::printf("%s\n", CouponJson(*o).c_str());
+    std::printf("%s\n", CouponOutcomeJson(*o, true).c_str());
     std::exit(0);
   });
 
@@ -552,10 +548,7 @@ int Main(int argc, char** argv) {
                                           [hook](const HttpRequest& r) { return hook->Handle(r); }, 4),
                         "webhook");
     if (!wh_ready.empty()) {
-      std::ofstream f(wh_ready + ".tmp");
-      f << "{\"port\":" << server->port() << "}\n";
-      f.close();
-      std::rename((wh_ready + ".tmp").c_str(), wh_ready.c_str());
+      WriteReadyFile(wh_ready, "{\"port\":" + std::to_string(server->port()) + "}\n");
     }
     std::fprintf(stderr, "runnel-worker webhook: http://%s:%u/ (GET /stats)\n", wh_bind.c_str(),
                  static_cast<unsigned>(server->port()));

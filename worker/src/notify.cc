@@ -83,7 +83,7 @@ Outcome NotifyHandler::Handle(const client::ConsumerRecord& record) {
 std::string NotifyMetricsJson(client::Admin& admin, const NotifyHandler& handler,
                               const WorkerStats& stats) {
   int64_t lag = -1, pending = -1, locked = -1, dlq = -1;
-  const std::string& group = kNotifyGroup;
+  const std::string group = kNotifyGroup;
   auto d = admin.DescribeGroup(group);
   if (d.ok()) {
     lag = pending = locked = 0;

@@ -41,6 +41,10 @@ struct CouponOutcome {
   bool published = false;
 };
 
+// {"requestId","userId","couponId","outcome","detail","decidedMs"}: the coupon.results value;
+// with_source adds "partition", "offset" and "published" (the lookup answer).
+std::string CouponOutcomeJson(const CouponOutcome& o, bool with_source);
+
 struct CouponDbStats {
   int64_t coupons = 0;
   int64_t initial_stock = 0;
@@ -78,7 +82,12 @@ class CouponService {
   Result<std::optional<int64_t>> LoadOffset(const proto::TopicPartitionRef& tp);
   Result<int64_t> Process(const proto::TopicPartitionRef& tp,
                           const std::vector<client::ConsumerRecord>& records);
-  Status Decide(const client::ConsumerRecord& r, CouponOutcome* out);
+  // The per-request statements, prepared once per batch.
+  struct DecideStatements {
+    SqliteStatement stock, issued, take, give;
+    static Result<DecideStatements> Prepare(SqliteDb& db);
+  };
+  Status Decide(DecideStatements& q, const client::ConsumerRecord& r, CouponOutcome* out);
   Status Publish(std::vector<CouponOutcome> outcomes);
   void PublisherLoop();
   void MarkPublished(std::vector<std::string> ids);
