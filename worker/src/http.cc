@@ -53,21 +53,6 @@ template <class Fields> HttpHeaders CopyHeaders(const Fields& fields) {
 std::string HttpRequest::Header(std::string_view name) const { return FindHeader(headers, name); }
 std::string HttpResult::Header(std::string_view name) const { return FindHeader(headers, name); }
 
-std::string HttpRequest::Query(std::string_view name) const {
-  const size_t q = target.find('?');
-  if (q == std::string::npos) return {};
-  std::string_view rest = std::string_view(target).substr(q + 1);
-  while (!rest.empty()) {
-    const size_t amp = rest.find('&');
-    std::string_view pair = rest.substr(0, amp);
-    const size_t eq = pair.find('=');
-    if (pair.substr(0, eq) == name) return eq == std::string_view::npos ? "" : std::string(pair.substr(eq + 1));
-    if (amp == std::string_view::npos) break;
-    rest.remove_prefix(amp + 1);
-  }
-  return {};
-}
-
 Result<HttpUrl> ParseHttpUrl(std::string_view url) {
   constexpr std::string_view kScheme = "http://";
   if (url.substr(0, kScheme.size()) != kScheme)

@@ -36,7 +36,7 @@ Result<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path, std::s
     sqlite3_close(db);
     return s;
   }
-  std::unique_ptr<SqliteDb> out(new SqliteDb(db, path));
+  std::unique_ptr<SqliteDb> out(new SqliteDb(db));
   sqlite3_busy_timeout(db, static_cast<int>(busy_timeout_ms));
   // Switching to WAL and creating tables take locks the busy handler does not always wait for.
   auto setup = [&](std::string_view sql) {
@@ -94,10 +94,6 @@ SqliteStatement& SqliteStatement::Bind(int index, std::string_view v) {
   sqlite3_bind_text(stmt_, index, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
   return *this;
 }
-SqliteStatement& SqliteStatement::BindNull(int index) {
-  sqlite3_bind_null(stmt_, index);
-  return *this;
-}
 
 Result<bool> SqliteStatement::Step() {
   const int rc = sqlite3_step(stmt_);
@@ -125,9 +121,6 @@ std::string SqliteStatement::Text(int column) const {
   return p ? std::string(reinterpret_cast<const char*>(p),
                          static_cast<size_t>(sqlite3_column_bytes(stmt_, column)))
            : std::string();
-}
-bool SqliteStatement::IsNull(int column) const {
-  return sqlite3_column_type(stmt_, column) == SQLITE_NULL;
 }
 void SqliteStatement::Reset() {
   sqlite3_reset(stmt_);

@@ -46,7 +46,6 @@ class BarcodeSink {
   std::vector<Outcome> Handle(const std::vector<client::ConsumerRecord>& batch);
 
   Result<BarcodeDbStats> DbStats();
-  const std::string& path() const { return path_; }
 
  private:
   BarcodeSink(std::string path, int64_t busy_timeout_ms)

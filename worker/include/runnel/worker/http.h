@@ -23,8 +23,6 @@ struct HttpRequest {
   // The value of header `name` (case-insensitive); "" when absent.
   std::string Header(std::string_view name) const;
   std::string Path() const { return target.substr(0, target.find('?')); }
-  // The value of query parameter `name` ("" when absent; no percent-decoding).
-  std::string Query(std::string_view name) const;
 };
 
 struct HttpResponse {

@@ -36,8 +36,6 @@ class SqliteDb {
   Status Exec(std::string_view sql);
   Result<SqliteStatement> Prepare(std::string_view sql);
   int64_t Changes() const;  // rows changed by the last statement
-  const std::string& path() const { return path_; }
-  sqlite3* handle() { return db_; }
 
   // BEGIN IMMEDIATE ... COMMIT, rolled back when `body` fails or the commit does.
   template <class F> Status Transaction(F body) {
@@ -49,9 +47,8 @@ class SqliteDb {
   }
 
  private:
-  SqliteDb(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  explicit SqliteDb(sqlite3* db) : db_(db) {}
   sqlite3* db_;
-  std::string path_;
 };
 
 // A prepared statement. Bind parameters are 1-based, columns 0-based. Movable.
@@ -63,7 +60,6 @@ class SqliteStatement {
 
   SqliteStatement& Bind(int index, int64_t v);
   SqliteStatement& Bind(int index, std::string_view v);
-  SqliteStatement& BindNull(int index);
   // Runs to the next row: true with a row, false when done. Errors map to Busy / IOError /
   // AlreadyExists (a constraint failed).
   Result<bool> Step();
@@ -71,7 +67,6 @@ class SqliteStatement {
   Status Run();
   int64_t Int(int column) const;
   std::string Text(int column) const;
-  bool IsNull(int column) const;
   // Resets for another run with new bindings.
   void Reset();
 
