@@ -54,7 +54,9 @@ void AddWorkloadOptions(CLI::App* app, Flags& f, WorkloadSpec& spec, TargetOptio
       ->capture_default_str();
   app->add_option("--retry-delay-ms", spec.retry_delay_ms, "queue: redelivery delay after a nack")
       ->capture_default_str();
-  app->add_option("--linger-ms", spec.linger_ms, "Producer linger (Runnel, Kafka)")->capture_default_str();
+  app->add_option("--linger-ms", spec.linger_ms,
+                  "Producer linger (Runnel, Kafka); -1: 0 with --rate, else 2")
+      ->capture_default_str();
   app->add_option("--batch-bytes", spec.batch_bytes, "Producer batch size (Runnel, Kafka)")
       ->capture_default_str();
   app->add_option("--poll-max", spec.poll_max, "Messages per consumer poll")->capture_default_str();
@@ -81,6 +83,7 @@ Status BuildSpec(const Flags& f, WorkloadSpec* spec) {
   if (!acks.ok()) return acks.status();
   spec->acks = *acks;
   if (Status s = ParseKeys(f.keys, spec); !s.ok()) return s;
+  ResolveDefaults(spec);
   return Validate(*spec);
 }
 

@@ -231,7 +231,9 @@ std::atomic<int> g_runs{0};
 
 }  // namespace
 
-Result<RunResult> RunWorkload(Driver& driver, const WorkloadSpec& spec) {
+Result<RunResult> RunWorkload(Driver& driver, const WorkloadSpec& requested) {
+  WorkloadSpec spec = requested;
+  ResolveDefaults(&spec);
   if (Status s = Validate(spec); !s.ok()) return s;
   const int run = g_runs++;
   const std::string topic = "bench-" + std::string(Name(spec.kind)) + "-" + std::to_string(run);

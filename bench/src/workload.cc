@@ -92,13 +92,12 @@ Status Validate(const WorkloadSpec& spec) {
   if (spec.kind == WorkloadKind::kE2e && spec.rate <= 0)
     return bad("e2e needs a fixed --rate (messages/s)");
   if (spec.poll_max < 1) return bad("--poll-max must be >= 1");
+  if (spec.linger_ms < 0 || spec.linger_ms > 60'000) return bad("--linger-ms must be 0..60000");
   return Status::OK();
 }
 
-int64_t MeasuredMessages(const WorkloadSpec& spec) {
-  if (spec.count > 0) return spec.count;
-  if (spec.rate > 0) return static_cast<int64_t>(spec.rate * spec.duration_s);
-  return 0;  // open-ended: as many as fit in duration_s
+void ResolveDefaults(WorkloadSpec* spec) {
+  if (spec->linger_ms < 0) spec->linger_ms = spec->rate > 0 ? 0 : 2;
 }
 
 namespace {

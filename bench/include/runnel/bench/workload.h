@@ -44,7 +44,9 @@ struct WorkloadSpec {
   AckMode acks = AckMode::kDurable;
   double nack_share = 0;     // queue: share of first deliveries nacked
   int64_t retry_delay_ms = 100;  // queue: redelivery delay of a nacked message
-  int64_t linger_ms = 2;     // producer batching, passed to every driver
+  // Producer batching, passed to every driver. -1: 0 ms at a fixed rate (latency runs), 2 ms at
+  // full speed.
+  int64_t linger_ms = -1;
   size_t batch_bytes = 256 * 1024;
   int poll_max = 500;        // messages per consumer poll
   uint64_t seed = 1;
@@ -61,9 +63,8 @@ Result<AckMode> ParseAckMode(std::string_view s);
 Status ParseKeys(std::string_view s, WorkloadSpec* spec);
 // Checks ranges and combinations; the message names the offending flag.
 Status Validate(const WorkloadSpec& spec);
-
-// The backlog size of consume and backlog-mode queue runs, and the total of counted runs.
-int64_t MeasuredMessages(const WorkloadSpec& spec);
+// Fills in what was left to the workload (linger_ms = -1).
+void ResolveDefaults(WorkloadSpec* spec);
 
 // Every payload carries its intended send time (nanoseconds since the run's epoch) as 16 hex
 // digits at a fixed place: at the start of a random payload, in the "sent" field of an event.
