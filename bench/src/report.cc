@@ -17,9 +17,11 @@ double Median(std::vector<double> v) {
 }
 
 std::string Printf(const char* fmt, auto... args) {
-  char buf[512];
-  std::snprintf(buf, sizeof buf, fmt, args...);
-  return buf;
+  const int n = std::snprintf(nullptr, 0, fmt, args...);
+  std::string out(static_cast<size_t>(std::max(n, 0)) + 1, '\0');
+  std::snprintf(out.data(), out.size(), fmt, args...);
+  out.pop_back();
+  return out;
 }
 
 void WriteLatency(JsonWriter& w, const LatencyMs& l) {
@@ -210,7 +212,7 @@ std::string ToJson(const WorkloadSpec& spec, const std::vector<RunResult>& runs,
 
 std::string RenderSvg(const WorkloadSpec& spec, const std::vector<TargetSummary>& summary) {
   static const char* kColors[] = {"#1f77b4", "#d62728", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b"};
-  const double W = 1000, H = 460, panel_w = 420, top = 70, plot_h = 300;
+  const double W = 1060, H = 430, panel_w = 420, top = 70, plot_h = 300;
   std::string s = Printf(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
       "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" "
@@ -224,7 +226,7 @@ std::string RenderSvg(const WorkloadSpec& spec, const std::vector<TargetSummary>
   s += Printf("<text x=\"20\" y=\"28\" font-size=\"16\">%s</text>\n", Escape(title).c_str());
 
   // Throughput bars: median, whiskers from min to max.
-  const double x0 = 70, y0 = top + plot_h;
+  const double x0 = 80, y0 = top + plot_h;
   double top_value = 0;
   for (const auto& t : summary) top_value = std::max(top_value, t.max_messages_per_s);
   top_value = top_value > 0 ? top_value * 1.15 : 1;
@@ -236,7 +238,7 @@ std::string RenderSvg(const WorkloadSpec& spec, const std::vector<TargetSummary>
               x0, y0);
   for (int i = 0; i <= 4; ++i) {
     const double v = top_value * i / 4, y = y0 - plot_h * i / 4;
-    s += Printf("<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">%.3g</text>\n", x0 - 5, y + 4, v);
+    s += Printf("<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">%.0f</text>\n", x0 - 5, y + 4, v);
   }
   const double slot = summary.empty() ? panel_w : panel_w / static_cast<double>(summary.size());
   for (size_t i = 0; i < summary.size(); ++i) {

@@ -409,6 +409,19 @@ TEST_CASE("output: the JSON document's schema, the summary's medians and ratios,
   const std::string svg = RenderSvg(spec, summary);
   CHECK(svg.starts_with("<svg"));
   CHECK(svg.find("</svg>") != std::string::npos);
+  // Well formed enough for a browser: every tag closes before the next one opens (long point
+  // lists included), and every polyline has points for the percentiles up to 99.9%.
+  for (size_t at = svg.find('<'); at != std::string::npos; at = svg.find('<', at + 1)) {
+    const size_t close = svg.find('>', at), next = svg.find('<', at + 1);
+    REQUIRE(close != std::string::npos);
+    REQUIRE(close < next);
+  }
+  for (size_t at = svg.find("points=\""); at != std::string::npos;
+       at = svg.find("points=\"", at + 1)) {
+    const size_t end = svg.find('"', at + 8);
+    const std::string points = svg.substr(at + 8, end - at - 8);
+    CHECK(std::count(points.begin(), points.end(), ',') >= 60);  // 0.05-nine steps to 3 nines
+  }
   CHECK(svg.find("fast") != std::string::npos);
   size_t curves = 0;
   for (size_t at = 0; (at = svg.find("<polyline", at)) != std::string::npos; ++at) ++curves;
