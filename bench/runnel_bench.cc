@@ -60,6 +60,9 @@ void AddWorkloadOptions(CLI::App* app, Flags& f, WorkloadSpec& spec, TargetOptio
   app->add_option("--batch-bytes", spec.batch_bytes, "Producer batch size (Runnel, Kafka)")
       ->capture_default_str();
   app->add_option("--poll-max", spec.poll_max, "Messages per consumer poll")->capture_default_str();
+  app->add_option("--drain-timeout", spec.drain_timeout_s,
+                  "Seconds after the last send (or backlog) before missing messages count as lost")
+      ->capture_default_str();
   app->add_option("--seed", spec.seed, "Payload and key seed")->capture_default_str();
   app->add_option("--dir", to.scratch_dir, "Scratch directory for servers the harness starts")
       ->capture_default_str();

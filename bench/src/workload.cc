@@ -92,6 +92,7 @@ Status Validate(const WorkloadSpec& spec) {
   if (spec.kind == WorkloadKind::kE2e && spec.rate <= 0)
     return bad("e2e needs a fixed --rate (messages/s)");
   if (spec.poll_max < 1) return bad("--poll-max must be >= 1");
+  if (spec.drain_timeout_s <= 0) return bad("--drain-timeout must be > 0");
   if (spec.linger_ms < 0 || spec.linger_ms > 60'000) return bad("--linger-ms must be 0..60000");
   return Status::OK();
 }

@@ -39,11 +39,11 @@ struct MemoryLog {
 
 class MemoryProducer final : public ProducerDriver {
  public:
-  MemoryProducer(MemoryLog& log, SendListener* l, int stall_at, int stall_ms)
-      : log_(log), listener_(l), stall_at_(stall_at), stall_ms_(stall_ms) {}
+  MemoryProducer(MemoryLog& log, SendListener* l, int stall_at, int stall_ms, int lose_at)
+      : log_(log), listener_(l), stall_at_(stall_at), stall_ms_(stall_ms), lose_at_(lose_at) {}
   void Send(OutMessage m, uint64_t token) override {
-    if (sent_++ == stall_at_) std::this_thread::sleep_for(std::chrono::milliseconds(stall_ms_));
-    {
+    if (sent_ == stall_at_) std::this_thread::sleep_for(std::chrono::milliseconds(stall_ms_));
+    if (sent_++ != lose_at_) {  // a lost message is acknowledged but never stored
       std::lock_guard lock(log_.mu);
       InMessage in;
       in.value = std::move(m.value);
@@ -58,7 +58,7 @@ class MemoryProducer final : public ProducerDriver {
   MemoryLog& log_;
   SendListener* listener_;
   int sent_ = 0;
-  const int stall_at_, stall_ms_;
+  const int stall_at_, stall_ms_, lose_at_;
 };
 
 class MemoryConsumer final : public ConsumerDriver {
@@ -102,7 +102,7 @@ class MemoryConsumer final : public ConsumerDriver {
 
 class MemoryDriver final : public Driver {
  public:
-  int stall_at = -1, stall_ms = 0;
+  int stall_at = -1, stall_ms = 0, lose_at = -1;
   MemoryLog log;
   std::string Name() const override { return name; }
   std::string Settings(const WorkloadSpec&) const override { return "in memory"; }
@@ -111,7 +111,7 @@ class MemoryDriver final : public Driver {
   }
   Result<std::unique_ptr<ProducerDriver>> NewProducer(const WorkloadSpec&, const std::string&,
                                                       SendListener* l) override {
-    return std::unique_ptr<ProducerDriver>(new MemoryProducer(log, l, stall_at, stall_ms));
+    return std::unique_ptr<ProducerDriver>(new MemoryProducer(log, l, stall_at, stall_ms, lose_at));
   }
   Result<std::unique_ptr<ConsumerDriver>> NewConsumer(const WorkloadSpec&, const std::string&,
                                                       const std::string&, ConsumerMode,
@@ -288,6 +288,24 @@ TEST_CASE("runner: counts in every workload add up (in-memory target)") {
     CHECK(r->redelivered == r->nacked);
     CHECK(r->received == 3'000 + r->nacked);
     CHECK(r->latency_kind == "settle");
+  }
+}
+
+TEST_CASE("runner: a message acknowledged but never delivered is counted as lost") {
+  for (WorkloadKind kind : {WorkloadKind::kE2e, WorkloadKind::kConsume, WorkloadKind::kQueue}) {
+    MemoryDriver d;
+    d.lose_at = 17;
+    WorkloadSpec spec;
+    spec.kind = kind;
+    spec.count = 500;
+    spec.rate = kind == WorkloadKind::kE2e ? 5'000 : 0;
+    spec.warmup_s = 0;
+    spec.drain_timeout_s = 0.5;
+    auto r = RunWorkload(d, spec);
+    REQUIRE(r.ok());
+    INFO(Name(kind));
+    CHECK(r->errors == 1);
+    CHECK(r->first_error.find("1 of 500 messages not") != std::string::npos);
   }
 }
 

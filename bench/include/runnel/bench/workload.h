@@ -49,6 +49,7 @@ struct WorkloadSpec {
   int64_t linger_ms = -1;
   size_t batch_bytes = 256 * 1024;
   int poll_max = 500;        // messages per consumer poll
+  double drain_timeout_s = 60;  // after the last send; what has not arrived by then is lost
   uint64_t seed = 1;
 };
 
