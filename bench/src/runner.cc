@@ -14,6 +14,38 @@ using std::chrono::nanoseconds;
 
 int64_t Ns(Clock::duration d) { return std::chrono::duration_cast<nanoseconds>(d).count(); }
 
+enum class LatencyKind { kPublish, kEndToEnd, kSettle, kNone };
+const char* Name(LatencyKind k) {
+  switch (k) {
+    case LatencyKind::kPublish: return "publish";
+    case LatencyKind::kEndToEnd: return "end_to_end";
+    case LatencyKind::kSettle: return "settle";
+    case LatencyKind::kNone: return "none";
+  }
+  return "?";
+}
+
+// One thread's counted messages: how many, the window they span (ns since the epoch) and their
+// latency. Kept per thread and added up once at the end, so the hot paths share nothing.
+struct Tally {
+  int64_t measured = 0;
+  int64_t first_ns = INT64_MAX;
+  int64_t last_ns = 0;
+  LatencyHistogram latency;
+
+  void Count(int64_t start_ns, int64_t end_ns) {
+    ++measured;
+    first_ns = std::min(first_ns, start_ns);
+    last_ns = std::max(last_ns, end_ns);
+  }
+  void Add(const Tally& t) {
+    measured += t.measured;
+    first_ns = std::min(first_ns, t.first_ns);
+    last_ns = std::max(last_ns, t.last_ns);
+    latency.Merge(t.latency);
+  }
+};
+
 // Shared between the threads of one run.
 struct Shared {
   const WorkloadSpec& spec;
@@ -22,13 +54,10 @@ struct Shared {
   // the window is sent; atomic because consumers already run when the e2e warm-up is set.
   std::atomic<int64_t> warm_ns{INT64_MAX};
   std::mutex mu;
-  LatencyHistogram latency;
+  Tally total;  // every thread's, added when it ends
   std::string first_error;
   std::atomic<int64_t> errors{0};
   std::atomic<int64_t> sent{0};
-  std::atomic<int64_t> measured{0};        // messages counted in the window
-  std::atomic<int64_t> first_ns{INT64_MAX};  // window start, since epoch
-  std::atomic<int64_t> last_ns{0};           // window end, since epoch
   std::atomic<int64_t> received{0};
   std::atomic<int64_t> acked{0};
   std::atomic<int64_t> nacked{0};
@@ -50,17 +79,9 @@ struct Shared {
       first_error = s.ToString();
     }
   }
-  void Window(int64_t start_ns, int64_t end_ns) {
-    int64_t cur = first_ns.load();
-    while (start_ns < cur && !first_ns.compare_exchange_weak(cur, start_ns)) {
-    }
-    cur = last_ns.load();
-    while (end_ns > cur && !last_ns.compare_exchange_weak(cur, end_ns)) {
-    }
-  }
-  void Merge(const LatencyHistogram& h) {
+  void Add(const Tally& t) {
     std::lock_guard lock(mu);
-    latency.Merge(h);
+    total.Add(t);
   }
 };
 
@@ -76,27 +97,18 @@ class ProducerTally final : public SendListener {
     if (!(token & kCounted)) return;
     const auto intended = static_cast<int64_t>(token & ~kCounted);
     const int64_t now = Ns(Clock::now() - sh_.epoch);
-    std::lock_guard lock(mu_);
-    ++measured_;
-    first_ = std::min(first_, intended);
-    last_ = std::max(last_, now);
-    if (record_latency_) hist_.Record(now - intended);
+    std::lock_guard lock(mu_);  // the driver may call from more than one thread
+    tally_.Count(intended, now);
+    if (record_latency_) tally_.latency.Record(now - intended);
   }
   // After the producer is gone (no more Done calls).
-  void AddTo(Shared& sh) {
-    sh.measured += measured_;
-    if (measured_ > 0) sh.Window(first_, last_);
-    sh.Merge(hist_);
-  }
+  void AddTo(Shared& sh) { sh.Add(tally_); }
 
  private:
   Shared& sh_;
   const bool record_latency_;
   std::mutex mu_;
-  LatencyHistogram hist_;
-  int64_t measured_ = 0;
-  int64_t first_ = INT64_MAX;
-  int64_t last_ = 0;
+  Tally tally_;
 };
 
 // Sends from spec.producers threads. Messages intended after the warm-up count: `count` > 0 sends
@@ -147,10 +159,10 @@ void Produce(Driver& driver, const std::string& topic, Shared& sh, Clock::time_p
 }
 
 // Polls until `done()` or the deadline; handles each delivery as the workload says.
-void ConsumeLoop(ConsumerDriver& c, Shared& sh, bool queue, const std::string& latency_kind,
+void ConsumeLoop(ConsumerDriver& c, Shared& sh, bool queue, LatencyKind kind,
                  const std::function<bool()>& done, Clock::time_point deadline) {
   const WorkloadSpec& spec = sh.spec;
-  LatencyHistogram hist;
+  Tally tally;
   std::vector<InMessage> batch;
   std::vector<const InMessage*> acks, nacks;
   std::vector<Clock::time_point> intended;
@@ -171,15 +183,15 @@ void ConsumeLoop(ConsumerDriver& c, Shared& sh, bool queue, const std::string& l
       const auto stamp = ReadStamp(spec.payload, m.value);
       intended.push_back(stamp ? sh.epoch + nanoseconds(*stamp) : received_at);
     }
+    const int64_t received_ns = Ns(received_at - sh.epoch);
     if (!queue) {
       for (size_t i = 0; i < batch.size(); ++i) {
         if (intended[i] < warm_end) continue;
-        sh.measured.fetch_add(1, std::memory_order_relaxed);
-        if (latency_kind == "end_to_end") {
-          hist.Record(Ns(received_at - intended[i]));
-          sh.Window(Ns(warm_end - sh.epoch), Ns(received_at - sh.epoch));
+        if (kind == LatencyKind::kEndToEnd) {
+          tally.latency.Record(Ns(received_at - intended[i]));
+          tally.Count(Ns(warm_end - sh.epoch), received_ns);
         } else {
-          sh.Window(Ns(received_at - sh.epoch), Ns(received_at - sh.epoch));
+          tally.Count(received_ns, received_ns);
         }
       }
       continue;
@@ -212,19 +224,19 @@ void ConsumeLoop(ConsumerDriver& c, Shared& sh, bool queue, const std::string& l
     }
     const auto acked_at = Clock::now();
     sh.acked.fetch_add(static_cast<int64_t>(acks.size()));
+    const int64_t acked_ns = Ns(acked_at - sh.epoch);
     for (size_t i = 0; i < batch.size(); ++i) {
       if (!acked[i] || intended[i] < warm_end) continue;
-      sh.measured.fetch_add(1, std::memory_order_relaxed);
-      if (latency_kind == "settle") {
-        hist.Record(Ns(acked_at - received_at));
-        sh.Window(Ns(received_at - sh.epoch), Ns(acked_at - sh.epoch));
+      if (kind == LatencyKind::kSettle) {
+        tally.latency.Record(Ns(acked_at - received_at));
+        tally.Count(received_ns, acked_ns);
       } else {
-        hist.Record(Ns(acked_at - intended[i]));
-        sh.Window(Ns(warm_end - sh.epoch), Ns(acked_at - sh.epoch));
+        tally.latency.Record(Ns(acked_at - intended[i]));
+        tally.Count(Ns(warm_end - sh.epoch), acked_ns);
       }
     }
   }
-  sh.Merge(hist);
+  sh.Add(tally);
 }
 
 std::atomic<int> g_runs{0};
@@ -250,17 +262,18 @@ Result<RunResult> RunWorkload(Driver& driver, const WorkloadSpec& requested) {
   const bool backlog = spec.kind == WorkloadKind::kConsume ||
                        (spec.kind == WorkloadKind::kQueue && spec.rate <= 0);
   const int64_t backlog_count = spec.count > 0 ? spec.count : 1'000'000;
+  const LatencyKind kind = spec.kind == WorkloadKind::kProduce   ? LatencyKind::kPublish
+                           : spec.kind == WorkloadKind::kConsume ? LatencyKind::kNone
+                           : backlog                             ? LatencyKind::kSettle
+                                                                 : LatencyKind::kEndToEnd;
+  out.latency_kind = Name(kind);
 
   if (spec.kind == WorkloadKind::kProduce) {
-    out.latency_kind = "publish";
     sh.epoch = Clock::now();
     const auto start = sh.epoch + std::chrono::milliseconds(20);  // producers connect meanwhile
     sh.SetWarmEnd(start + nanoseconds(static_cast<int64_t>(spec.warmup_s * 1e9)));
     Produce(driver, topic, sh, start, spec.count, true, spec.rate);
   } else {
-    out.latency_kind = spec.kind == WorkloadKind::kConsume ? "none"
-                       : backlog                           ? "settle"
-                                                           : "end_to_end";
     sh.epoch = Clock::now();
     if (backlog) {
       // Written first and not timed; the window opens at the first delivery.
@@ -299,7 +312,7 @@ Result<RunResult> RunWorkload(Driver& driver, const WorkloadSpec& requested) {
           }
           assigned.fetch_add(1);
         }
-        ConsumeLoop(*cd, sh, queue, out.latency_kind, done, deadline);
+        ConsumeLoop(*cd, sh, queue, kind, done, deadline);
       });
     }
     if (!backlog) {
@@ -326,9 +339,9 @@ Result<RunResult> RunWorkload(Driver& driver, const WorkloadSpec& requested) {
   }
   driver.Finish();
 
-  out.latency = std::move(sh.latency);
-  out.messages = sh.measured.load();
-  const int64_t first = sh.first_ns.load(), last = sh.last_ns.load();
+  out.latency = std::move(sh.total.latency);
+  out.messages = sh.total.measured;
+  const int64_t first = sh.total.first_ns, last = sh.total.last_ns;
   out.seconds = last > first ? static_cast<double>(last - first) / 1e9 : 0;
   out.messages_per_s = out.seconds > 0 ? static_cast<double>(out.messages) / out.seconds : 0;
   out.mb_per_s = out.messages_per_s * static_cast<double>(spec.message_bytes) / 1e6;
