@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "runnel/bench/report.h"
 #include "runnel/broker/launch.h"
 #include "runnel/client/admin.h"
 #include "runnel/client/consumer.h"
@@ -57,21 +58,6 @@ struct Runneld {
     pid = -1;
   }
 };
-
-struct Percentiles {
-  double p50 = 0, p99 = 0, p999 = 0, max = 0;
-};
-Percentiles Summarize(std::vector<double> v) {
-  Percentiles p;
-  if (v.empty()) return p;
-  std::sort(v.begin(), v.end());
-  auto at = [&](double q) { return v[std::min(v.size() - 1, static_cast<size_t>(q * v.size()))]; };
-  p.p50 = at(0.50);
-  p.p99 = at(0.99);
-  p.p999 = at(0.999);
-  p.max = v.back();
-  return p;
-}
 
 // Sends `n` records of `size` bytes round-robin over the topic's partitions as fast as the
 // producer takes them; returns records/s (send start -> last acknowledgement).
@@ -123,7 +109,7 @@ double Consume(std::shared_ptr<client::Connection> conn, const std::string& topi
 
 // Fixed-rate producer; the consumer measures now - intended send time carried in the value, so
 // a stalled sender cannot hide latency (no coordinated omission).
-Percentiles EndToEnd(std::shared_ptr<client::Connection> pconn,
+bench::LatencyMs EndToEnd(std::shared_ptr<client::Connection> pconn,
                      std::shared_ptr<client::Connection> cconn, const std::string& topic,
                      int rate, double seconds, int partitions) {
   client::ConsumerOptions co;
@@ -135,9 +121,11 @@ Percentiles EndToEnd(std::shared_ptr<client::Connection> pconn,
   po.linger_ms = 0;
   auto p = client::Producer::Create(pconn, po);
   const int64_t total = static_cast<int64_t>(rate * seconds);
-  std::vector<double> lat;
-  lat.reserve(static_cast<size_t>(total));
+  // The first 5% are warm-up (connections, page cache) and are not recorded.
+  const int64_t warmup = total / 20;
+  bench::LatencyHistogram lat;
   std::atomic<bool> done{false};
+  const int64_t interval_ns = 1'000'000'000LL / rate;
   const auto base = Clock::now() + std::chrono::milliseconds(50);
   std::thread consumer([&] {
     int64_t got = 0;
@@ -147,16 +135,17 @@ Percentiles EndToEnd(std::shared_ptr<client::Connection> pconn,
       if (!r.ok()) break;
       for (const auto& rec : *r) {
         const int64_t intended_ns = std::stoll(*rec.value);
-        lat.push_back(std::chrono::duration<double, std::milli>(
-                          now - (base + std::chrono::nanoseconds(intended_ns)))
-                          .count());
+        if (intended_ns >= warmup * interval_ns) {
+          lat.Record(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         now - (base + std::chrono::nanoseconds(intended_ns)))
+                         .count());
+        }
         ++got;
       }
       if (r->empty() && done.load() && Clock::now() - base > std::chrono::seconds(static_cast<int>(seconds) + 10))
         break;
     }
   });
-  const int64_t interval_ns = 1'000'000'000LL / rate;
   std::string pad(80, 'x');
   for (int64_t i = 0; i < total; ++i) {
     const auto intended = base + std::chrono::nanoseconds(i * interval_ns);
@@ -170,9 +159,7 @@ Percentiles EndToEnd(std::shared_ptr<client::Connection> pconn,
   done = true;
   (void)(*p)->Flush();
   consumer.join();
-  // Discard the first 5% (warm-up: connections, page cache).
-  lat.erase(lat.begin(), lat.begin() + static_cast<long>(lat.size() / 20));
-  return Summarize(std::move(lat));
+  return bench::Latency(lat);
 }
 
 }  // namespace
@@ -221,7 +208,7 @@ int main(int argc, char** argv) {
   // consume run measures reading, not competition for the two cores.
   std::this_thread::sleep_for(std::chrono::seconds(settle_s));
   const double consume_rate = Consume(client::ConnectTcp(to), "backlog", backlog);
-  const Percentiles e2e = EndToEnd(client::ConnectTcp(to), client::ConnectTcp(to), "e2e", rate,
+  const bench::LatencyMs e2e = EndToEnd(client::ConnectTcp(to), client::ConnectTcp(to), "e2e", rate,
                                    e2e_seconds, 8);
   const int64_t loaded_rss_kib = server.RssKiB();
   // The broker's own fsync latency over the whole run: the floor under durable e2e latency.
