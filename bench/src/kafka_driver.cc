@@ -228,14 +228,14 @@ class KafkaDriver final : public Driver {
         {"linger.ms", std::to_string(spec.linger_ms)},
         {"batch.size", std::to_string(spec.batch_bytes)},
         {"compression.type", "lz4"},
+        {"partitioner", "murmur2_random"},  // keys land where Java clients and Runnel put them
         {"queue.buffering.max.messages", "1000000"},
         {"enable.idempotence", spec.acks == AckMode::kDurable ? "true" : "false"},
         {"log_level", "3"}};
     return KafkaProducer::Create(config, topic, listener);
   }
 
-  Result<std::unique_ptr<ConsumerDriver>> NewConsumer(const WorkloadSpec& spec,
-                                                      const std::string& topic,
+  Result<std::unique_ptr<ConsumerDriver>> NewConsumer(const WorkloadSpec&, const std::string& topic,
                                                       const std::string& group, ConsumerMode,
                                                       int) override {
     std::vector<std::pair<std::string, std::string>> config = {
@@ -246,7 +246,6 @@ class KafkaDriver final : public Driver {
         {"fetch.wait.max.ms", "10"},
         {"session.timeout.ms", "10000"},
         {"log_level", "3"}};
-    (void)spec;
     return KafkaConsumer::Create(config, topic);
   }
 

@@ -18,6 +18,7 @@
 
 #include "runnel/bench/driver.h"
 #include "runnel/broker/launch.h"
+#include "runnel/client/producer.h"
 #include "scratch_server.h"
 
 namespace runnel::bench {
@@ -90,7 +91,8 @@ void TakeEntries(const redisReply* entries, const std::string& stream, int32_t p
 class RedisProducer final : public ProducerDriver {
  public:
   RedisProducer(Context c, std::string topic, int partitions, SendListener* listener)
-      : ctx_(std::move(c)), topic_(std::move(topic)), partitions_(partitions), listener_(listener) {
+      : ctx_(std::move(c)), listener_(listener) {
+    for (int p = 0; p < partitions; ++p) streams_.push_back(StreamName(topic, p));
     io_ = std::thread([this] { Run(); });
   }
   ~RedisProducer() override {
@@ -170,7 +172,7 @@ class RedisProducer final : public ProducerDriver {
   }
 
   void Append(const OutMessage& m) {
-    const std::string stream = StreamName(topic_, NextPartition(m.key));
+    const std::string& stream = streams_[NextPartition(m.key)];
     const char* argv[7] = {"XADD", stream.data(), "*", "v", m.value.data(), "k", nullptr};
     size_t lens[7] = {4, stream.size(), 1, 1, m.value.size(), 1, 0};
     int argc = 5;
@@ -182,9 +184,11 @@ class RedisProducer final : public ProducerDriver {
     redisAppendCommandArgv(ctx_.get(), argc, argv, lens);
   }
 
-  int NextPartition(const std::optional<std::string>& key) {
-    if (key) return static_cast<int>(std::hash<std::string>{}(*key) % static_cast<size_t>(partitions_));
-    return static_cast<int>(next_++ % static_cast<uint64_t>(partitions_));
+  // Keys go where Runnel's producer puts them; keyless messages round-robin.
+  size_t NextPartition(const std::optional<std::string>& key) {
+    const auto n = static_cast<int32_t>(streams_.size());
+    if (key) return static_cast<size_t>(client::PartitionForKey(*key, n));
+    return static_cast<size_t>(next_++ % streams_.size());
   }
 
   // The connection broke: every queued and in-flight message fails.
@@ -206,8 +210,7 @@ class RedisProducer final : public ProducerDriver {
   }
 
   Context ctx_;
-  const std::string topic_;
-  const int partitions_;
+  std::vector<std::string> streams_;  // one per partition
   SendListener* const listener_;
   uint64_t next_ = 0;
   std::mutex mu_;
