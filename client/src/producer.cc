@@ -78,9 +78,12 @@ int64_t WallMs() {
       .count();
 }
 
+struct Part;
+
 struct Batch {
   std::string topic;
   int32_t partition = 0;
+  Part* part = nullptr;
   RecordBatchBuilder builder;
   std::string bytes;  // set when sealed
   int32_t count = 0;
@@ -102,9 +105,24 @@ struct Part {
   bool resend = false;  // a retriable failure: requeue once in_flight settles
   bool bump = false;    // a sequence gap at the head: new epoch, renumber
   int awaiting = 0;     // responses outstanding
+  size_t last_bytes = 0;  // the previous batch's size and count: reserved for the next
+  size_t last_count = 0;
 };
 
-using Completion = std::pair<SendCallback, Result<RecordMetadata>>;
+// What Send needs of a topic, found with one lookup.
+struct TopicState {
+  int32_t sticky = 0;         // the partition unkeyed records go to
+  std::vector<Part*> parts;   // by partition; nodes of parts_, which never move
+};
+
+// A batch whose records are done: its callbacks run outside the lock, each with its record's
+// metadata made there.
+struct Completion {
+  std::unique_ptr<Batch> batch;
+  Status status;
+  int64_t base_offset = -1;
+  std::vector<proto::DuplicateWire> duplicates;
+};
 
 class ProducerImpl final : public Producer {
  public:
@@ -128,7 +146,9 @@ class ProducerImpl final : public Producer {
   }
 
  private:
-  Result<int32_t> PartitionCount(const std::string& topic);
+  // Finds or sets up the topic (a metadata call the first time). Called and returns with `lk`
+  // held; may release it while asking the broker.
+  Result<TopicState*> Topic(const std::string& topic, std::unique_lock<std::mutex>& lk);
   void Seal(Part& p);
   void SenderLoop();
   void OnResponse(std::vector<Batch*> batches, Result<proto::ProduceResponse> r);
@@ -139,8 +159,11 @@ class ProducerImpl final : public Producer {
   // its callback returned.
   void Run(std::vector<Completion>& done) {
     if (done.empty()) return;
-    for (auto& [cb, r] : done) cb(std::move(r));
-    const uint64_t n = done.size();
+    uint64_t n = 0;
+    for (Completion& c : done) {
+      RunCallbacks(c);
+      n += c.batch->callbacks.size();
+    }
     done.clear();
     // Notify under the lock: once Flush sees the last completion, its caller may destroy the
     // producer, so this thread must not touch the condition variables after unlocking.
@@ -149,6 +172,8 @@ class ProducerImpl final : public Producer {
     idle_.notify_all();
     wake_.notify_all();
   }
+
+  static void RunCallbacks(Completion& c);
 
   std::shared_ptr<Connection> conn_;
   const ProducerOptions options_;
@@ -159,8 +184,7 @@ class ProducerImpl final : public Producer {
   std::condition_variable space_;  // buffer memory freed
   std::condition_variable idle_;   // a record completed
   std::map<std::pair<std::string, int32_t>, Part> parts_;
-  std::map<std::string, int32_t, std::less<>> partition_counts_;
-  std::map<std::string, int32_t, std::less<>> sticky_;
+  std::map<std::string, TopicState, std::less<>> topics_;
   size_t used_ = 0;
   uint64_t incomplete_ = 0;
   int flushers_ = 0;
@@ -171,55 +195,72 @@ class ProducerImpl final : public Producer {
   std::thread sender_;
 };
 
-Result<int32_t> ProducerImpl::PartitionCount(const std::string& topic) {
-  {
-    std::lock_guard lk(mu_);
-    if (auto it = partition_counts_.find(topic); it != partition_counts_.end()) return it->second;
-  }
-  std::lock_guard one(metadata_mu_);
-  proto::MetadataRequest req;
-  req.topics = {topic};
-  req.allow_auto_create = true;
-  const auto deadline = SteadyClock::now() + std::chrono::milliseconds(options_.max_block_ms);
-  for (;;) {
-    auto r = Call<proto::MetadataResponse>(*conn_, req, options_.request_timeout_ms);
-    Status s = r.status();
-    if (r.ok()) {
-      if (r->topics.size() != 1) return Status::Corruption("metadata answer without the topic");
-      if (!r->topics[0].error.ok()) return r->topics[0].error.ToStatus();
-      const int32_t n = static_cast<int32_t>(r->topics[0].partitions.size());
-      if (n <= 0) return Status::Corruption("topic '" + topic + "' has no partitions");
-      std::lock_guard lk(mu_);
-      partition_counts_[topic] = n;
-      return n;
+Result<TopicState*> ProducerImpl::Topic(const std::string& topic,
+                                         std::unique_lock<std::mutex>& lk) {
+  if (auto it = topics_.find(topic); it != topics_.end()) return &it->second;
+  lk.unlock();
+  Result<int32_t> count = [&]() -> Result<int32_t> {
+    std::lock_guard one(metadata_mu_);
+    {
+      std::lock_guard again(mu_);  // another Send may have asked meanwhile
+      if (auto it = topics_.find(topic); it != topics_.end()) {
+        return static_cast<int32_t>(it->second.parts.size());
+      }
     }
-    if (!IsRetriable(s) || SteadyClock::now() >= deadline) return s;
-    std::this_thread::sleep_for(std::chrono::milliseconds(options_.retry_backoff_ms));
+    proto::MetadataRequest req;
+    req.topics = {topic};
+    req.allow_auto_create = true;
+    const auto deadline = SteadyClock::now() + std::chrono::milliseconds(options_.max_block_ms);
+    for (;;) {
+      auto r = Call<proto::MetadataResponse>(*conn_, req, options_.request_timeout_ms);
+      Status s = r.status();
+      if (r.ok()) {
+        if (r->topics.size() != 1) return Status::Corruption("metadata answer without the topic");
+        if (!r->topics[0].error.ok()) return r->topics[0].error.ToStatus();
+        const int32_t n = static_cast<int32_t>(r->topics[0].partitions.size());
+        if (n <= 0) return Status::Corruption("topic '" + topic + "' has no partitions");
+        return n;
+      }
+      if (!IsRetriable(s) || SteadyClock::now() >= deadline) return s;
+      std::this_thread::sleep_for(std::chrono::milliseconds(options_.retry_backoff_ms));
+    }
+  }();
+  lk.lock();
+  if (!count.ok()) return count.status();
+  auto [it, fresh] = topics_.try_emplace(topic);
+  if (fresh) {
+    for (int32_t i = 0; i < *count; ++i) it->second.parts.push_back(&parts_[{topic, i}]);
   }
+  return &it->second;
 }
 
 void ProducerImpl::Send(ProducerRecord rec, SendCallback done) {
   if (rec.topic.empty()) return done(Status::InvalidArgument("record has no topic"));
-  auto count = PartitionCount(rec.topic);
-  if (!count.ok()) return done(count.status());
-  int32_t partition;
-  if (rec.partition) {
-    if (*rec.partition < 0 || *rec.partition >= *count) {
-      return done(Status::NotFound("partition " + std::to_string(*rec.partition) + " of '" +
-                                   rec.topic + "' does not exist (" + std::to_string(*count) +
-                                   " partitions)"));
-    }
-    partition = *rec.partition;
-  } else if (rec.key) {
-    partition = PartitionForKey(*rec.key, *count);
-  } else {
-    std::lock_guard lk(mu_);
-    partition = sticky_.try_emplace(rec.topic, 0).first->second % *count;
-  }
   size_t size = 64 + (rec.key ? rec.key->size() : 0) + (rec.value ? rec.value->size() : 0);
   for (const auto& [k, v] : rec.headers) size += k.size() + (v ? v->size() : 0) + 8;
 
   std::unique_lock lk(mu_);
+  auto topic = Topic(rec.topic, lk);
+  if (!topic.ok()) {
+    lk.unlock();
+    return done(topic.status());
+  }
+  TopicState& t = **topic;
+  const auto count = static_cast<int32_t>(t.parts.size());
+  int32_t partition;
+  if (rec.partition) {
+    if (*rec.partition < 0 || *rec.partition >= count) {
+      lk.unlock();
+      return done(Status::NotFound("partition " + std::to_string(*rec.partition) + " of '" +
+                                   rec.topic + "' does not exist (" + std::to_string(count) +
+                                   " partitions)"));
+    }
+    partition = *rec.partition;
+  } else if (rec.key) {
+    partition = PartitionForKey(*rec.key, count);
+  } else {
+    partition = t.sticky % count;
+  }
   if (closing_) {
     lk.unlock();
     return done(Status::Shutdown("producer is closed"));
@@ -241,12 +282,15 @@ void ProducerImpl::Send(ProducerRecord rec, SendCallback done) {
       return done(Status::Shutdown("producer is closed"));
     }
   }
-  Part& p = parts_[{rec.topic, partition}];
+  Part& p = *t.parts[static_cast<size_t>(partition)];
   if (!p.open) {
     p.open = std::make_unique<Batch>();
     p.open->topic = rec.topic;
     p.open->partition = partition;
+    p.open->part = &p;
     p.open->builder.options().compression = options_.compression;
+    p.open->builder.Reserve(std::min(p.last_bytes + p.last_bytes / 8, options_.batch_bytes + 4096));
+    p.open->callbacks.reserve(p.last_count);
     p.open->created = SteadyClock::now();
     p.open->deadline = p.open->created + std::chrono::milliseconds(options_.delivery_timeout_ms);
   }
@@ -266,7 +310,7 @@ void ProducerImpl::Send(ProducerRecord rec, SendCallback done) {
   ++incomplete_;
   if (p.open->builder.uncompressed_bytes() >= options_.batch_bytes) {
     Seal(p);
-    if (!rec.partition && !rec.key) ++sticky_[rec.topic];  // sticky: move on with a new batch
+    if (!rec.partition && !rec.key) ++t.sticky;  // sticky: move on with a new batch
     wake_.notify_one();
   } else if (p.open->callbacks.size() == 1) {
     wake_.notify_one();  // a new linger timer
@@ -276,6 +320,8 @@ void ProducerImpl::Send(ProducerRecord rec, SendCallback done) {
 void ProducerImpl::Seal(Part& p) {
   std::unique_ptr<Batch> b = std::move(p.open);
   b->count = b->builder.record_count();
+  p.last_bytes = b->builder.uncompressed_bytes();
+  p.last_count = b->callbacks.size();
   if (producer_id_ >= 0) {
     b->base_seq = p.next_seq;
     p.next_seq = static_cast<int32_t>((static_cast<int64_t>(p.next_seq) + b->count) & 0x7fffffff);
@@ -284,6 +330,8 @@ void ProducerImpl::Seal(Part& p) {
     o.producer_epoch = p.epoch;
     o.base_sequence = b->base_seq;
   }
+  // Built here, on the thread that filled it: building on the sender thread instead let Send run
+  // ahead into a full buffer and was slower (measured), besides complicating renumbering.
   b->bytes = b->builder.Build();
   b->retry_at = SteadyClock::now();
   p.ready.push_back(std::move(b));
@@ -361,28 +409,44 @@ void ProducerImpl::Complete(std::unique_ptr<Batch> b, const Status& s,
                             const proto::ProducePartitionResult* r, std::vector<Completion>* done) {
   if (s.ok()) {
     stats_.records_sent += static_cast<uint64_t>(b->count);
-    // Record i's offset: its original's when the dedup window dropped it, else the next offset
-    // after the records kept before it.
-    std::map<int32_t, const proto::DuplicateWire*> dups;
-    for (const auto& d : r->duplicates) dups[d.index] = &d;
-    int64_t next = r->base_offset;
-    for (int32_t i = 0; i < b->count; ++i) {
-      RecordMetadata md{b->topic, b->partition, -1, false};
-      if (auto it = dups.find(i); it != dups.end()) {
-        md.partition = it->second->partition;
-        md.offset = it->second->offset;
-        md.duplicate = true;
-      } else if (next >= 0) {
-        md.offset = next++;
-      }
-      done->emplace_back(std::move(b->callbacks[static_cast<size_t>(i)]), std::move(md));
-    }
   } else {
     ++stats_.errors;
-    for (auto& cb : b->callbacks) done->emplace_back(std::move(cb), s);
   }
   used_ -= std::min(used_, b->memory);
   space_.notify_all();
+  Completion& c = done->emplace_back();
+  c.batch = std::move(b);
+  c.status = s;
+  if (s.ok()) {
+    c.base_offset = r->base_offset;
+    c.duplicates = r->duplicates;
+  }
+}
+
+void ProducerImpl::RunCallbacks(Completion& c) {
+  Batch& b = *c.batch;
+  if (!c.status.ok()) {
+    for (auto& cb : b.callbacks) cb(c.status);
+    return;
+  }
+  // Record i's offset: its original's when the dedup window dropped it, else the next offset
+  // after the records kept before it.
+  std::sort(c.duplicates.begin(), c.duplicates.end(),
+            [](const auto& x, const auto& y) { return x.index < y.index; });
+  auto dup = c.duplicates.begin();
+  int64_t next = c.base_offset;
+  for (size_t i = 0; i < b.callbacks.size(); ++i) {
+    RecordMetadata md{b.topic, b.partition, -1, false};
+    while (dup != c.duplicates.end() && dup->index < static_cast<int32_t>(i)) ++dup;
+    if (dup != c.duplicates.end() && dup->index == static_cast<int32_t>(i)) {
+      md.partition = dup->partition;
+      md.offset = dup->offset;
+      md.duplicate = true;
+    } else if (next >= 0) {
+      md.offset = next++;
+    }
+    b.callbacks[i](std::move(md));
+  }
 }
 
 void ProducerImpl::OnResponse(std::vector<Batch*> batches, Result<proto::ProduceResponse> r) {
@@ -392,7 +456,7 @@ void ProducerImpl::OnResponse(std::vector<Batch*> batches, Result<proto::Produce
     std::set<Part*> touched;
     for (size_t i = 0; i < batches.size(); ++i) {
       Batch* b = batches[i];
-      Part& p = parts_[{b->topic, b->partition}];
+      Part& p = *b->part;
       touched.insert(&p);
       --p.awaiting;
       Status s = r.status();

@@ -371,14 +371,14 @@ void RecordBatchBuilder::AddEncoded(int64_t timestamp_ms, std::optional<std::str
 
 std::string RecordBatchBuilder::Build() {
   std::string out;
-  std::string compressed;
-  std::string_view payload = records_;
   if (options_.compression == Compression::kLz4) {
-    compressed = Lz4FrameCompress(records_);
-    payload = compressed;
+    out.resize(kBatchHeaderSize);
+    AppendLz4Frame(records_, &out);
+  } else {
+    out.reserve(kBatchHeaderSize + records_.size());
+    out.resize(kBatchHeaderSize);
+    out.append(records_);
   }
-  out.resize(kBatchHeaderSize);
-  out.append(payload);
   char* p = out.data();
   EncodeFixed64BE(p + L::kBaseOffset, 0);
   EncodeFixed32BE(p + L::kBatchLength, static_cast<uint32_t>(out.size() - L::kLogOverhead));
@@ -410,16 +410,22 @@ void SetBatchProducer(std::string& batch, int64_t producer_id, int16_t producer_
   EncodeFixed32BE(p + L::kCrc, crc32c::Value(p + L::kAttributes, batch.size() - L::kAttributes));
 }
 
-std::string Lz4FrameCompress(std::string_view input) {
+void AppendLz4Frame(std::string_view input, std::string* out) {
   LZ4F_preferences_t prefs{};
   prefs.frameInfo.blockSizeID = LZ4F_max64KB;
   prefs.frameInfo.blockMode = LZ4F_blockIndependent;  // what Kafka's Java client writes
   prefs.compressionLevel = 0;                         // fast
-  std::string out;
-  out.resize(LZ4F_compressFrameBound(input.size(), &prefs));
-  const size_t n = LZ4F_compressFrame(out.data(), out.size(), input.data(), input.size(), &prefs);
+  const size_t at = out->size();
+  out->resize(at + LZ4F_compressFrameBound(input.size(), &prefs));
+  const size_t n =
+      LZ4F_compressFrame(out->data() + at, out->size() - at, input.data(), input.size(), &prefs);
   // The bound makes failure impossible short of a library bug; keep the output well-formed anyway.
-  out.resize(LZ4F_isError(n) ? 0 : n);
+  out->resize(at + (LZ4F_isError(n) ? 0 : n));
+}
+
+std::string Lz4FrameCompress(std::string_view input) {
+  std::string out;
+  AppendLz4Frame(input, &out);
   return out;
 }
 

@@ -115,6 +115,47 @@ TEST_CASE("produce and consume in stream mode: keyed partitioning, offsets, comm
   CHECK(again->Poll(300)->empty());
 }
 
+TEST_CASE("the dedup window: each record's metadata names its own offset or its original's") {
+  TestBroker b;
+  Admin admin(b.Connect());
+  REQUIRE(admin.CreateTopic("scans", 1, {{"dedup.window.ms", "60000"}}).ok());
+  client::ProducerOptions po;
+  po.linger_ms = 200;  // the records of one round share a batch
+  auto producer = MakeProducer(b, po);
+  auto scan = [&](const std::string& dedup_key) {
+    ProducerRecord r{"scans", std::nullopt, "scan of " + dedup_key, {}, {}, 0};
+    r.headers.emplace_back("runnel.dedup.key", dedup_key);
+    return producer->Send(std::move(r));
+  };
+  std::vector<std::future<Result<client::RecordMetadata>>> first;
+  for (const char* k : {"a", "b", "c"}) first.push_back(scan(k));
+  REQUIRE(producer->Flush(10'000).ok());
+  std::vector<int64_t> original;
+  for (auto& f : first) {
+    auto md = f.get();
+    REQUIRE(md.ok());
+    CHECK_FALSE(md->duplicate);
+    original.push_back(md->offset);
+  }
+  CHECK(original == std::vector<int64_t>{0, 1, 2});
+
+  // One batch: c again, d new, a again, d again (within the batch), e new.
+  std::vector<std::future<Result<client::RecordMetadata>>> second;
+  for (const char* k : {"c", "d", "a", "d", "e"}) second.push_back(scan(k));
+  REQUIRE(producer->Flush(10'000).ok());
+  std::vector<std::pair<int64_t, bool>> got;
+  for (auto& f : second) {
+    auto md = f.get();
+    REQUIRE(md.ok());
+    CHECK(md->partition == 0);
+    got.emplace_back(md->offset, md->duplicate);
+  }
+  const std::vector<std::pair<int64_t, bool>> want{
+      {2, true}, {3, false}, {0, true}, {3, true}, {4, false}};
+  CHECK(got == want);
+  CHECK(producer->GetStats().batches_sent == 2);
+}
+
 TEST_CASE("queue mode: deliver, ack, nack with delay, reject to the dead-letter topic") {
   TestBroker b;
   Admin admin(b.Connect());

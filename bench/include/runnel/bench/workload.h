@@ -78,8 +78,10 @@ class PayloadMaker {
 
  private:
   const WorkloadSpec spec_;
+  uint64_t NextFast();
+
   std::mt19937_64 rng_;
-  std::string random_pool_;
+  uint64_t fast_state_;
 };
 std::optional<int64_t> ReadStamp(PayloadKind kind, std::string_view payload);
 

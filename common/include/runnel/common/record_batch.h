@@ -177,6 +177,8 @@ class RecordBatchBuilder {
   // Bytes of the uncompressed records section so far (a size estimate for batching).
   size_t uncompressed_bytes() const { return records_.size(); }
   BatchBuilderOptions& options() { return options_; }
+  // Room for `bytes` of records before the buffer grows (a hint; saves copies on growth).
+  void Reserve(size_t bytes) { records_.reserve(bytes); }
 
   // Returns the encoded batch and resets the builder (options are kept). Precondition: !empty().
   std::string Build();
@@ -204,6 +206,8 @@ void SetBatchProducer(std::string& batch, int64_t producer_id, int16_t producer_
 
 // LZ4 frame helpers (exposed for tests and tools).
 std::string Lz4FrameCompress(std::string_view input);
+// Appends the LZ4 frame of `input` to `out`.
+void AppendLz4Frame(std::string_view input, std::string* out);
 // Decompresses one complete LZ4 frame; Corruption on malformed input or trailing bytes,
 // TooLarge if the output would exceed `max_output`.
 Status Lz4FrameDecompress(std::string_view input, size_t max_output, std::string* out);
