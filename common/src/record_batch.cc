@@ -415,6 +415,9 @@ void AppendLz4Frame(std::string_view input, std::string* out) {
   prefs.frameInfo.blockSizeID = LZ4F_max64KB;
   prefs.frameInfo.blockMode = LZ4F_blockIndependent;  // what Kafka's Java client writes
   prefs.compressionLevel = 0;                         // fast
+  // The frame states its content size, so a reader allocates the output once (optional in the
+  // LZ4 frame format; readers that ignore it still decode the frame).
+  prefs.frameInfo.contentSize = input.size();
   const size_t at = out->size();
   out->resize(at + LZ4F_compressFrameBound(input.size(), &prefs));
   const size_t n =
@@ -430,17 +433,32 @@ std::string Lz4FrameCompress(std::string_view input) {
 }
 
 Status Lz4FrameDecompress(std::string_view input, size_t max_output, std::string* out) {
-  thread_local std::unique_ptr<LZ4F_dctx, Lz4DctxDeleter> dctx = [] {
+  // A fresh context per frame: a reused one keeps the previous frame's declared content size
+  // when the next frame declares none (LZ4 1.9.4 does not clear it), and fails that frame.
+  std::unique_ptr<LZ4F_dctx, Lz4DctxDeleter> dctx = [] {
     LZ4F_dctx* d = nullptr;
-    LZ4F_createDecompressionContext(&d, LZ4F_VERSION);
+    if (LZ4F_isError(LZ4F_createDecompressionContext(&d, LZ4F_VERSION))) d = nullptr;
     return std::unique_ptr<LZ4F_dctx, Lz4DctxDeleter>(d);
   }();
   if (!dctx) return Status::IOError("lz4: cannot allocate a decompression context");
-  LZ4F_resetDecompressionContext(dctx.get());
 
+  // With the content size in the frame header, the output is sized once; without it, a guess that
+  // grows.
+  LZ4F_frameInfo_t info{};
+  size_t in_pos = input.size();
+  if (const size_t r = LZ4F_getFrameInfo(dctx.get(), &info, input.data(), &in_pos);
+      LZ4F_isError(r)) {
+    return Status::Corruption(std::string("lz4: ") + LZ4F_getErrorName(r));
+  }
+  if (info.contentSize > max_output) {
+    return Status::TooLarge(Fmt("lz4: the frame declares ", static_cast<int64_t>(info.contentSize),
+                                " bytes, over the limit of ") +
+                            std::to_string(max_output));
+  }
   out->clear();
-  out->resize(std::min(max_output, std::max<size_t>(input.size() * 4, 4096)));
-  size_t in_pos = 0;
+  out->resize(info.contentSize > 0
+                  ? static_cast<size_t>(info.contentSize) + 1  // +1: the end is seen, not assumed
+                  : std::min(max_output, std::max<size_t>(input.size() * 4, 4096)));
   size_t out_pos = 0;
   while (true) {
     size_t dst = out->size() - out_pos;
@@ -448,7 +466,6 @@ Status Lz4FrameDecompress(std::string_view input, size_t max_output, std::string
     const size_t hint = LZ4F_decompress(dctx.get(), out->data() + out_pos, &dst,
                                         input.data() + in_pos, &src, nullptr);
     if (LZ4F_isError(hint)) {
-      LZ4F_resetDecompressionContext(dctx.get());
       return Status::Corruption(std::string("lz4: ") + LZ4F_getErrorName(hint));
     }
     in_pos += src;
@@ -456,13 +473,11 @@ Status Lz4FrameDecompress(std::string_view input, size_t max_output, std::string
     if (hint == 0) break;  // frame complete
     if (out_pos == out->size()) {
       if (out->size() >= max_output) {
-        LZ4F_resetDecompressionContext(dctx.get());
         return Status::TooLarge(Fmt("lz4: decompressed records exceed the limit of ",
                                     static_cast<int64_t>(max_output), " bytes"));
       }
       out->resize(std::min(max_output, out->size() * 2));
     } else if (in_pos == input.size()) {
-      LZ4F_resetDecompressionContext(dctx.get());
       return Status::Corruption("lz4: truncated frame");
     }
   }

@@ -1,6 +1,7 @@
 #include "runnel/common/record_batch.h"
 
 #include <doctest/doctest.h>
+#include <lz4frame.h>
 
 #include <random>
 #include <string>
@@ -246,6 +247,57 @@ TEST_CASE("RecordBatch: a decompression bomb stops at the limit") {
   REQUIRE_FALSE(d.ok());
   CHECK(d.status().code() == StatusCode::kTooLarge);
   CHECK(DecodedBatch::Decode(b, DecodeLimits{.max_uncompressed_bytes = 16 << 20}).ok());
+}
+
+// A frame as `lz4` writes it, with or without the optional content size in its header.
+std::string RawLz4Frame(std::string_view input, unsigned long long declared_size) {
+  LZ4F_preferences_t prefs{};
+  prefs.frameInfo.blockMode = LZ4F_blockIndependent;
+  prefs.frameInfo.contentSize = declared_size;
+  std::string out(LZ4F_compressFrameBound(input.size(), &prefs), '\0');
+  const size_t n = LZ4F_compressFrame(out.data(), out.size(), input.data(), input.size(), &prefs);
+  REQUIRE_FALSE(LZ4F_isError(n));
+  out.resize(n);
+  return out;
+}
+
+TEST_CASE("RecordBatch: LZ4 frames with and without a declared content size") {
+  std::string input;
+  for (int i = 0; i < 20000; ++i) input += "record " + std::to_string(i * 7919 % 100003) + ";";
+  std::string out;
+  SUBCASE("ours declare it, and the limit is checked before anything is decoded") {
+    const std::string frame = Lz4FrameCompress(input);
+    LZ4F_frameInfo_t info{};
+    LZ4F_dctx* d = nullptr;
+    REQUIRE_FALSE(LZ4F_isError(LZ4F_createDecompressionContext(&d, LZ4F_VERSION)));
+    size_t n = frame.size();
+    REQUIRE_FALSE(LZ4F_isError(LZ4F_getFrameInfo(d, &info, frame.data(), &n)));
+    LZ4F_freeDecompressionContext(d);
+    CHECK(info.contentSize == input.size());
+    REQUIRE(Lz4FrameDecompress(frame, input.size(), &out).ok());
+    CHECK(out == input);
+    const Status s = Lz4FrameDecompress(frame, input.size() - 1, &out);
+    CHECK(s.code() == StatusCode::kTooLarge);
+    CHECK(s.message().find("declares") != std::string::npos);
+  }
+  SUBCASE("without it (as Kafka's Java client writes) the output grows to fit") {
+    const std::string frame = RawLz4Frame(input, 0);
+    const Status s = Lz4FrameDecompress(frame, 1 << 20, &out);
+    INFO(s.ToString());
+    REQUIRE(s.ok());
+    CHECK(out == input);
+    CHECK(Lz4FrameDecompress(frame, input.size() - 1, &out).code() == StatusCode::kTooLarge);
+  }
+  SUBCASE("both kinds in turn on one thread (LZ4 contexts keep a stale declared size)") {
+    const std::string with = Lz4FrameCompress(input);
+    const std::string without = RawLz4Frame(input, 0);
+    for (int i = 0; i < 4; ++i) {
+      const Status st = Lz4FrameDecompress(i % 2 ? without : with, 1 << 20, &out);
+      INFO(i << ": " << st.ToString());
+      REQUIRE(st.ok());
+      CHECK(out == input);
+    }
+  }
 }
 
 TEST_CASE("RecordBatch: a hostile base offset wraps instead of overflowing") {
