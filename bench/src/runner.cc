@@ -1,5 +1,7 @@
 #include "runnel/bench/runner.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <functional>
@@ -247,9 +249,11 @@ Result<RunResult> RunWorkload(Driver& driver, const WorkloadSpec& requested) {
   WorkloadSpec spec = requested;
   ResolveDefaults(&spec);
   if (Status s = Validate(spec); !s.ok()) return s;
-  const int run = g_runs++;
-  const std::string topic = "bench-" + std::string(Name(spec.kind)) + "-" + std::to_string(run);
-  const std::string group = "bench-group-" + std::to_string(run);
+  // Unique per process and run, so runs against one long-lived broker (--broker, --redis,
+  // --kafka) never collide with an earlier run's topic or group.
+  const std::string run = std::to_string(::getpid()) + "-" + std::to_string(g_runs++);
+  const std::string topic = "bench-" + std::string(Name(spec.kind)) + "-" + run;
+  const std::string group = "bench-group-" + run;
   if (Status s = driver.Prepare(spec, topic, group); !s.ok()) {
     driver.Finish();
     return s;
