@@ -15,3 +15,7 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRUNNEL_WERRO
 cmake --build "$build" -j2
 # shellcheck disable=SC2086
 ctest --test-dir "$build" --output-on-failure -j2 ${CTEST_ARGS:-}
+# The fuzz targets, built with clang and ASan + UBSan, 20 s each (RUNNEL_SKIP_FUZZ=1 skips).
+if [ -z "${RUNNEL_SKIP_FUZZ:-}" ]; then
+  tools/fuzz.sh
+fi

@@ -235,7 +235,7 @@ class JsonParser {
       ++pos_;
       JsonValue member;
       if (!Value(&member, depth + 1)) return false;
-      v->object.emplace_back(std::move(key), std::move(member));
+      v->object.push_back({std::move(key), std::move(member)});
       SkipSpace();
       if (pos_ < in_.size() && in_[pos_] == ',') {
         ++pos_;

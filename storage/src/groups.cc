@@ -535,7 +535,9 @@ void GroupManager::SubmitDeadLetters(GroupState& g, std::vector<DeadLetterMove> 
       rocksdb::ColumnFamilyHandle* meta = store_.meta_cf_;
       const uint32_t gid = g.id;
       // The copy, the pending entry's removal and the dead-letter index entry: one WriteBatch.
-      op->extra = [retire, meta, gid, dp, now](const AppendResult* r, rocksdb::WriteBatch& round) {
+      // dp = dp: clang 14 cannot capture a structured binding by name.
+      op->extra = [retire, meta, gid, dp = dp, now](const AppendResult* r,
+                                                    rocksdb::WriteBatch& round) {
         for (size_t i = 0; i < retire->size(); ++i) {
           const Retire& x = (*retire)[i];
           round.Delete(meta, fmt::PendingKey(gid, x.partition, x.offset));

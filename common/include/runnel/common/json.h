@@ -52,6 +52,8 @@ class JsonWriter {
 // are not valid UTF-8 escaped as \u00XX so the output is always valid JSON).
 void AppendJsonString(std::string* out, std::string_view s);
 
+struct JsonMember;
+
 // A parsed JSON value. Objects keep their members in document order.
 struct JsonValue {
   enum class Type { kNull, kBool, kNumber, kString, kArray, kObject };
@@ -61,7 +63,7 @@ struct JsonValue {
   int64_t integer = 0;  // exact when the number was written as an integer that fits
   std::string string;
   std::vector<JsonValue> array;
-  std::vector<std::pair<std::string, JsonValue>> object;
+  std::vector<JsonMember> object;  // (a struct, not a std::pair: JsonValue is incomplete here)
 
   bool is_null() const { return type == Type::kNull; }
   bool is_object() const { return type == Type::kObject; }
@@ -72,6 +74,11 @@ struct JsonValue {
   int64_t Int(std::string_view key, int64_t fallback = 0) const;
   double Double(std::string_view key, double fallback = 0) const;
   std::string Str(std::string_view key, std::string fallback = {}) const;
+};
+
+struct JsonMember {
+  std::string key;
+  JsonValue value;
 };
 
 // Parses one JSON document (RFC 8259; nesting limited to 128 levels). InvalidArgument with the

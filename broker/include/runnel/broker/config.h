@@ -1,0 +1,58 @@
+// runneld's settings. The same long names work as flags and as keys of the TOML file given with
+// --config (CLI11 reads both). Parsing and validation live here, apart from main(), so tests and
+// the config fuzzer run exactly what the daemon runs.
+#pragma once
+
+#include <string>
+
+#include "runnel/broker/broker.h"
+#include "runnel/broker/server.h"
+#include "runnel/common/result.h"
+
+namespace CLI {
+class App;
+}
+
+namespace runnel::broker {
+
+// As given: sizes and durations are text ("64MiB", "7d") until ToDaemonConfig parses them.
+struct DaemonFlags {
+  std::string data_dir = "./runnel-data";
+  std::string bind = "127.0.0.1";
+  int port = 7070;
+  int http_port = 7071;
+  bool no_http = false;
+  int io_threads = 2;
+  int worker_threads = 4;
+  bool auto_create_topics = true;
+  int default_partitions = 1;
+  std::string retention = "7d";
+  std::string retention_bytes = "-1";
+  std::string max_message_bytes = "1048588";
+  std::string dedup_window = "5m";
+  int max_connections = 10'000;
+  std::string max_frame_bytes = "64MiB";
+  std::string max_inflight_per_connection = "64MiB";
+  std::string max_inflight_total = "1GiB";
+  std::string max_queued_bytes = "256MiB";
+  std::string max_wait = "30s";
+  std::string log_level = "info";
+  std::string ready_file;
+};
+
+// Registers every flag (and --config) on `app`, writing into `*flags`.
+void AddDaemonFlags(CLI::App& app, DaemonFlags* flags);
+
+struct DaemonConfig {
+  BrokerOptions broker;
+  ServerOptions server;
+  int http_port = 7071;
+  bool no_http = false;
+  std::string log_level = "info";
+  std::string ready_file;
+};
+
+// Parses sizes and durations and checks every range. InvalidArgument names the flag.
+Result<DaemonConfig> ToDaemonConfig(const DaemonFlags& flags);
+
+}  // namespace runnel::broker

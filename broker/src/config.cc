@@ -1,0 +1,137 @@
+#include "runnel/broker/config.h"
+
+#include <CLI/CLI.hpp>
+
+#include <limits>
+
+#include "runnel/common/units.h"
+
+namespace runnel::broker {
+
+void AddDaemonFlags(CLI::App& app, DaemonFlags* f) {
+  app.set_config("--config", "", "TOML config file (keys are the long flag names)");
+  app.add_option("--data-dir", f->data_dir, "Data directory")->capture_default_str();
+  app.add_option("--bind", f->bind, "Address to listen on")->capture_default_str();
+  app.add_option("--port", f->port, "Native protocol port (0: any free port)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  app.add_option("--http-port", f->http_port, "HTTP port for /health, /metrics, /api/v1/stats")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  app.add_flag("--no-http", f->no_http, "Do not serve HTTP");
+  app.add_option("--io-threads", f->io_threads, "Network threads")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--worker-threads", f->worker_threads, "Threads for reads and group operations")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  app.add_option("--auto-create-topics", f->auto_create_topics,
+                 "Create unknown topics on produce / metadata")
+      ->capture_default_str();
+  app.add_option("--default-partitions", f->default_partitions, "Partitions of auto-created topics")
+      ->check(CLI::Range(1, 10'000))
+      ->capture_default_str();
+  app.add_option("--retention", f->retention, "Default retention.ms (e.g. 7d, -1 = forever)")
+      ->capture_default_str();
+  app.add_option("--retention-bytes", f->retention_bytes, "Default retention.bytes per partition")
+      ->capture_default_str();
+  app.add_option("--max-message-bytes", f->max_message_bytes, "Default max.message.bytes")
+      ->capture_default_str();
+  app.add_option("--dedup-window", f->dedup_window, "Default dedup.window.ms")
+      ->capture_default_str();
+  app.add_option("--max-connections", f->max_connections, "Connections beyond this are refused")
+      ->check(CLI::Range(1, 1'000'000))
+      ->capture_default_str();
+  app.add_option("--max-frame-bytes", f->max_frame_bytes, "Largest request frame")
+      ->capture_default_str();
+  app.add_option("--max-inflight-bytes-per-connection", f->max_inflight_per_connection,
+                 "A connection stops reading beyond this many bytes in flight")
+      ->capture_default_str();
+  app.add_option("--max-inflight-bytes", f->max_inflight_total,
+                 "All connections stop reading beyond this many bytes in flight")
+      ->capture_default_str();
+  app.add_option("--max-queued-bytes", f->max_queued_bytes,
+                 "Committer queue bound; produce waits beyond it")
+      ->capture_default_str();
+  app.add_option("--max-wait", f->max_wait, "Longest long-poll a client may ask for")
+      ->capture_default_str();
+  app.add_option("--log-level", f->log_level, "trace, debug, info, warn, error, critical, off")
+      ->capture_default_str();
+  app.add_option("--ready-file", f->ready_file,
+                 "Write {\"port\":..,\"http_port\":..} here once listening (for scripts and tests)");
+}
+
+namespace {
+
+Result<int64_t> Duration(const char* flag, const std::string& v) {
+  auto r = ParseDurationMs(v);
+  if (!r.ok()) return Status::InvalidArgument(std::string("--") + flag + ": " + r.status().message());
+  return *r;
+}
+
+// A size that must fit `max` (and be positive unless `allow_negative`: -1 means unlimited).
+Result<int64_t> Bytes(const char* flag, const std::string& v, int64_t max,
+                      bool allow_negative = false) {
+  auto r = ParseBytes(v);
+  if (!r.ok()) return Status::InvalidArgument(std::string("--") + flag + ": " + r.status().message());
+  if ((*r <= 0 && !(allow_negative && *r == -1)) || *r > max) {
+    return Status::InvalidArgument(std::string("--") + flag + ": " + v + " is out of range (1 to " +
+                                   FormatBytes(max) + (allow_negative ? ", or -1" : "") + ")");
+  }
+  return *r;
+}
+
+}  // namespace
+
+Result<DaemonConfig> ToDaemonConfig(const DaemonFlags& f) {
+  constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
+  constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
+  DaemonConfig c;
+  if (f.data_dir.empty()) return Status::InvalidArgument("--data-dir: must not be empty");
+  c.broker.store.data_dir = f.data_dir;
+  auto& tc = c.broker.store.default_topic_config;
+  RUNNEL_ASSIGN_OR_RETURN(tc.retention_ms, Duration("retention", f.retention));
+  RUNNEL_ASSIGN_OR_RETURN(tc.retention_bytes,
+                          Bytes("retention-bytes", f.retention_bytes, kInt64Max, true));
+  RUNNEL_ASSIGN_OR_RETURN(const int64_t max_message,
+                          Bytes("max-message-bytes", f.max_message_bytes, kInt32Max));
+  tc.max_message_bytes = static_cast<int32_t>(max_message);
+  RUNNEL_ASSIGN_OR_RETURN(tc.dedup_window_ms, Duration("dedup-window", f.dedup_window));
+  if (Status s = tc.Validate(); !s.ok()) {
+    return Status::InvalidArgument("invalid default topic config: " + s.message());
+  }
+  RUNNEL_ASSIGN_OR_RETURN(const int64_t queued,
+                          Bytes("max-queued-bytes", f.max_queued_bytes, kInt64Max));
+  c.broker.store.max_queued_bytes = static_cast<size_t>(queued);
+  c.broker.auto_create_topics = f.auto_create_topics;
+  c.broker.default_partitions = f.default_partitions;
+  c.broker.worker_threads = f.worker_threads;
+  RUNNEL_ASSIGN_OR_RETURN(const int64_t max_wait, Duration("max-wait", f.max_wait));
+  if (max_wait < 0 || max_wait > kInt32Max) {
+    return Status::InvalidArgument("--max-wait: " + f.max_wait + " is out of range");
+  }
+  c.broker.max_wait_ms = static_cast<int32_t>(max_wait);
+
+  c.server.bind = f.bind;
+  c.server.port = static_cast<uint16_t>(f.port);
+  c.server.io_threads = f.io_threads;
+  c.server.max_connections = static_cast<size_t>(f.max_connections);
+  RUNNEL_ASSIGN_OR_RETURN(const int64_t frame,
+                          Bytes("max-frame-bytes", f.max_frame_bytes, 0xffffffffLL));
+  c.server.max_frame_bytes = static_cast<uint32_t>(frame);
+  RUNNEL_ASSIGN_OR_RETURN(const int64_t per_conn,
+                          Bytes("max-inflight-bytes-per-connection",
+                                f.max_inflight_per_connection, kInt64Max));
+  c.server.max_inflight_bytes_per_connection = static_cast<size_t>(per_conn);
+  RUNNEL_ASSIGN_OR_RETURN(const int64_t total,
+                          Bytes("max-inflight-bytes", f.max_inflight_total, kInt64Max));
+  c.server.max_inflight_bytes_total = static_cast<size_t>(total);
+
+  c.http_port = f.http_port;
+  c.no_http = f.no_http;
+  c.log_level = f.log_level;
+  c.ready_file = f.ready_file;
+  return c;
+}
+
+}  // namespace runnel::broker

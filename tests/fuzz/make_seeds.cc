@@ -1,0 +1,105 @@
+// Writes the seed corpora in tests/fuzz/corpus/ (run once by hand; the output is checked in):
+//   make_seeds <tests/fuzz/corpus>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "runnel/common/protocol.h"
+#include "runnel/common/record_batch.h"
+#include "runnel/common/wire.h"
+
+using namespace runnel;
+
+namespace {
+
+void Write(const std::filesystem::path& dir, const std::string& name, const std::string& bytes) {
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / name, std::ios::binary) << bytes;
+}
+
+std::string Batch(Compression c, int n, bool headers) {
+  RecordBatchBuilder b({.compression = c, .producer_id = headers ? 7 : -1,
+                        .producer_epoch = headers ? int16_t{1} : int16_t{-1},
+                        .base_sequence = headers ? 3 : -1});
+  for (int i = 0; i < n; ++i) {
+    std::vector<RecordHeader> h;
+    if (headers) h.push_back({"runnel.dedup.key", std::string_view("scan-1")});
+    b.Add(1700000000000 + i, i % 3 == 0 ? std::nullopt : std::optional<std::string_view>("key"),
+          std::string_view("{\"barcode\":\"000123\",\"device\":\"dev-7\"}"), h);
+  }
+  return b.Build();
+}
+
+template <class Req> std::string Frame(Req req, uint32_t corr) {
+  return wire::EncodeFrame(static_cast<uint16_t>(Req::kApi), 0, corr, proto::EncodeBody(req));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: make_seeds <corpus dir>\n");
+    return 2;
+  }
+  const std::filesystem::path root = argv[1];
+
+  const auto rb = root / "record_batch_fuzz";
+  Write(rb, "plain-1", Batch(Compression::kNone, 1, false));
+  Write(rb, "plain-5-headers", Batch(Compression::kNone, 5, true));
+  Write(rb, "lz4-20", Batch(Compression::kLz4, 20, false));
+  Write(rb, "lz4-3-headers", Batch(Compression::kLz4, 3, true));
+
+  const auto fr = root / "frame_fuzz";
+  const std::string chunk(1, '\x07');  // first byte: the chunk size
+  proto::ProduceRequest produce;
+  produce.partitions.push_back({"scans", 0, proto::Payload{Batch(Compression::kLz4, 4, true)}});
+  Write(fr, "produce", chunk + Frame(produce, 1));
+  proto::FetchRequest fetch;
+  fetch.max_wait_ms = 500;
+  fetch.partitions.push_back({"scans", 0, 42, 1 << 20});
+  fetch.partitions.push_back({"scans", 1, 0, 1 << 20});
+  Write(fr, "fetch", chunk + Frame(fetch, 2));
+  proto::MetadataRequest md;
+  md.topics = {"scans", "notifications"};
+  md.allow_auto_create = true;
+  Write(fr, "metadata", chunk + Frame(md, 3));
+  proto::CreateTopicRequest ct;
+  ct.name = "coupons";
+  ct.partitions = 8;
+  ct.config = {{"retention.ms", "86400000"}, {"dedup.window.ms", "60000"}};
+  Write(fr, "create-topic", chunk + Frame(ct, 4));
+  proto::DeliverRequest dl;
+  dl.group = "notify";
+  dl.consumer = "w-1";
+  Write(fr, "deliver", chunk + Frame(dl, 5));
+  proto::AckRequest ack;
+  ack.group = "notify";
+  ack.consumer = "w-1";
+  ack.refs = {{0, 1}, {0, 2}, {3, 9}};
+  proto::CommitOffsetsRequest co;
+  co.group = "billing";
+  co.member_id = "m-1";
+  co.generation = 3;
+  co.offsets.push_back({"orders", 2, 100, ""});
+  // Several frames in one stream, cut into 1-byte chunks.
+  Write(fr, "pipelined", std::string(1, '\0') + Frame(ack, 6) + Frame(co, 7) +
+                             Frame(proto::ApiVersionsRequest{}, 8));
+
+  const auto un = root / "units_fuzz";
+  for (const char* s : {"250ms", "30s", "1.5h", "7d", "2w", "-1", "64MiB", "1.5MB", "10GiB", "0"}) {
+    Write(un, s, s);
+  }
+
+  const auto cf = root / "config_fuzz";
+  Write(cf, "full.toml",
+        "data-dir = \"/var/lib/runnel\"\nbind = \"127.0.0.1\"\nport = 7070\nhttp-port = 7071\n"
+        "io-threads = 2\nworker-threads = 4\nauto-create-topics = true\ndefault-partitions = 8\n"
+        "retention = \"7d\"\nretention-bytes = \"10GiB\"\nmax-message-bytes = \"1MiB\"\n"
+        "dedup-window = \"5m\"\nmax-connections = 10000\nmax-frame-bytes = \"64MiB\"\n"
+        "max-inflight-bytes-per-connection = \"64MiB\"\nmax-inflight-bytes = \"1GiB\"\n"
+        "max-queued-bytes = \"256MiB\"\nmax-wait = \"30s\"\nlog-level = \"info\"\n");
+  Write(cf, "small.toml", "port = 0\nno-http = true\nretention = \"-1\"\n");
+  return 0;
+}
