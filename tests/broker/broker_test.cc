@@ -731,6 +731,15 @@ TEST_CASE("runneld reads a TOML config file; flags and file agree on names") {
       {"--data-dir", dir.Sub("d2"), "--retention", "7 fortnights", "--no-http", "--port", "0"});
   CHECK(code2 == 1);
   CHECK(out2.find("--retention: invalid duration unit") != std::string::npos);
+  // Sizes are range-checked before they are narrowed (5 GiB used to wrap into an int32).
+  for (const auto& [flag, value] : std::vector<std::pair<std::string, std::string>>{
+           {"--max-message-bytes", "5GiB"}, {"--max-frame-bytes", "0"}, {"--max-wait", "100d"}}) {
+    auto [c, o] = TestBroker::RunToExit(
+        {"--data-dir", dir.Sub("d3"), flag, value, "--no-http", "--port", "0"});
+    CHECK(c == 1);
+    INFO(o);
+    CHECK(o.find(flag + ": " + value + " is out of range") != std::string::npos);
+  }
 }
 
 TEST_CASE("a client that never reads its responses is cut off at its own budget") {
