@@ -46,6 +46,8 @@ RunResult Run(Driver& d, const WorkloadSpec& spec) {
 }
 
 // The checks every target must pass, workload by workload.
+// `nacks`: the target supports nacks and delivers exactly once here (Runnel, Redis); Kafka does
+// neither.
 void CheckAllWorkloads(Driver& d, bool nacks) {
   SUBCASE("produce") {
     auto spec = Small(WorkloadKind::kProduce);
@@ -61,8 +63,15 @@ void CheckAllWorkloads(Driver& d, bool nacks) {
     spec.payload = PayloadKind::kEvent;
     const RunResult r = Run(d, spec);
     CHECK(r.sent == 2'000);
-    CHECK(r.received == 2'000);
-    CHECK(r.messages == 2'000);
+    if (nacks) {
+      CHECK(r.received == 2'000);
+      CHECK(r.messages == 2'000);
+    } else {
+      // Kafka (no nacks) is at-least-once with auto-commit: a consumer-group rebalance on a
+      // loaded machine re-reads from the last commit, so a few hundred may arrive twice.
+      CHECK(r.received >= 2'000);
+      CHECK(r.messages >= 2'000);
+    }
   }
   SUBCASE("e2e: at a fixed rate, with warm-up") {
     auto spec = Small(WorkloadKind::kE2e);
