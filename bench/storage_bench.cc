@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "runnel/common/clock.h"
 #include "runnel/common/record_batch.h"
 #include "runnel/storage/log_store.h"
 
@@ -119,9 +120,7 @@ AppendStats RunAppends(LogStore& store, const Settings& st, const std::string& t
       char key[16];
       while (!stop.load(std::memory_order_relaxed)) {
         slots.acquire();
-        const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count();
+        const int64_t now_ms = WallClockMs();
         for (int i = 0; i < per_batch; ++i) {
           const std::string& v = pool[next++ % pool.size()];
           const int klen = std::snprintf(key, sizeof key, "u%07zu", next % 1'000'000);

@@ -11,6 +11,7 @@
 
 #include "executors.h"
 #include "runnel/broker/metrics.h"
+#include "runnel/common/clock.h"
 #include "runnel/common/coding.h"
 #include "runnel/common/protocol.h"
 #include "runnel/storage/groups.h"
@@ -221,10 +222,7 @@ void Broker::Impl::Handle(const std::shared_ptr<Session>& session, wire::Frame f
 int64_t Broker::Impl::NextProducerId() {
   // Wall-clock milliseconds << 12 plus a counter: unique across restarts without persisted
   // state as long as the clock does not step back and fewer than 4096 ids are taken per ms.
-  const int64_t floor = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count()
-                        << 12;
+  const int64_t floor = WallClockMs() << 12;
   int64_t last = last_producer_id_.load();
   int64_t next;
   do {

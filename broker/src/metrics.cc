@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "runnel/common/clock.h"
 #include "runnel/common/json.h"
 #include "runnel/common/protocol.h"
 
@@ -13,9 +14,7 @@ namespace runnel::broker {
 Metrics::Metrics()
     : commit_records_({1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000, 50000, 100000}),
       fsync_ms_({0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000}) {
-  started_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                   std::chrono::system_clock::now().time_since_epoch())
-                   .count();
+  started_ms = WallClockMs();
 }
 
 void Metrics::OnRequest(uint16_t api, double latency_ms, bool failed) {
@@ -65,12 +64,6 @@ std::map<std::pair<std::string, int32_t>, PartitionTraffic> Metrics::Traffic() c
 
 namespace {
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 struct GroupRow {
   storage::GroupDescription d;
   int64_t lag = 0, pending = 0, in_flight = 0, oldest_ms = 0;
@@ -116,7 +109,7 @@ double AverageLatencyMs(const storage::GroupCounters& c) {
 std::string RenderPrometheus(const Metrics& m, storage::LogStore& store) {
   PrometheusWriter p;
   p.Type("runnel_up_seconds", "gauge", "Seconds since runneld started.");
-  p.Sample("runnel_up_seconds", "", static_cast<double>(NowMs() - m.started_ms) / 1000.0);
+  p.Sample("runnel_up_seconds", "", static_cast<double>(WallClockMs() - m.started_ms) / 1000.0);
   p.Type("runnel_connections", "gauge", "Open client connections.");
   p.Sample("runnel_connections", "", static_cast<double>(m.connections.load()));
   p.Type("runnel_connections_accepted_total", "counter", "Connections accepted.");
@@ -225,7 +218,7 @@ std::string RenderStatsJson(const Metrics& m, storage::LogStore& store) {
   w.BeginObject();
   const storage::StoreStats st = store.GetStats();
   w.Key("broker").BeginObject();
-  w.Field("uptime_ms", NowMs() - m.started_ms);
+  w.Field("uptime_ms", WallClockMs() - m.started_ms);
   w.Field("connections", m.connections.load());
   w.Field("connections_accepted", m.connections_accepted.load());
   w.Field("records_appended", st.records_appended);

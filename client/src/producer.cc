@@ -20,6 +20,8 @@
 #include <set>
 #include <thread>
 
+#include "runnel/common/clock.h"
+
 namespace runnel::client {
 
 int32_t Murmur2(std::string_view data) {
@@ -71,12 +73,6 @@ std::future<Result<RecordMetadata>> Producer::Send(ProducerRecord record) {
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
-
-int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 struct Part;
 
@@ -302,7 +298,7 @@ void ProducerImpl::Send(ProducerRecord rec, SendCallback done) {
   auto view = [](const std::optional<std::string>& s) {
     return s ? std::optional<std::string_view>(*s) : std::nullopt;
   };
-  p.open->builder.Add(rec.timestamp_ms ? rec.timestamp_ms : WallMs(), view(rec.key),
+  p.open->builder.Add(rec.timestamp_ms ? rec.timestamp_ms : WallClockMs(), view(rec.key),
                       view(rec.value), headers);
   p.open->callbacks.push_back(std::move(done));
   p.open->memory += size;

@@ -4,15 +4,18 @@
 #include <chrono>
 
 namespace runnel {
+
+int64_t WallClockMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 namespace {
 
 class SystemClock final : public Clock {
  public:
-  int64_t NowMs() const override {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-  }
+  int64_t NowMs() const override { return WallClockMs(); }
 };
 
 }  // namespace

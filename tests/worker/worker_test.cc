@@ -14,6 +14,7 @@
 #include "runnel/client/admin.h"
 #include "runnel/client/consumer.h"
 #include "runnel/client/producer.h"
+#include "runnel/common/clock.h"
 #include "runnel/testing/temp_dir.h"
 #include "runnel/worker/worker.h"
 
@@ -21,12 +22,6 @@ namespace runnel::worker {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // An in-process broker with one topic and helpers.
 struct Fixture {
@@ -117,7 +112,7 @@ TEST_CASE("Worker: acks, retries with backoff, and dead-letters with the reason"
     const std::string v = *r.value;
     {
       std::lock_guard lk(mu);
-      seen[v].emplace_back(r.deliveries, NowMs());
+      seen[v].emplace_back(r.deliveries, WallClockMs());
     }
     if (v.rfind("ok", 0) == 0) return Outcome::Ack();
     if (v.rfind("flaky", 0) == 0)

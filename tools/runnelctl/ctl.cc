@@ -10,6 +10,7 @@
 #include <ctime>
 #include <iostream>
 
+#include "runnel/common/clock.h"
 #include "runnel/common/units.h"
 
 namespace runnel::ctl {
@@ -31,12 +32,6 @@ int64_t BytesFlag(const std::string& flag, const std::string& text) {
   auto r = ParseBytes(text);
   if (!r.ok()) UsageError(flag + ": " + r.status().message());
   return *r;
-}
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 namespace {
@@ -88,7 +83,7 @@ Position PositionFlag(const std::string& flag, const std::string& text) {
     return {Position::Kind::kTime, v};
   if (text.size() > 1 && text[0] == '-') {
     auto ago = ParseDurationMs(std::string_view(text).substr(1));
-    if (ago.ok()) return {Position::Kind::kTime, NowMs() - *ago};
+    if (ago.ok()) return {Position::Kind::kTime, WallClockMs() - *ago};
   }
   if (ParseIsoTime(text, &v)) return {Position::Kind::kTime, v};
   UsageError(flag + ": '" + text +

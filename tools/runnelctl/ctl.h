@@ -54,7 +54,6 @@ struct Position {
 };
 Position PositionFlag(const std::string& flag, const std::string& text);
 std::string FormatTimeMs(int64_t epoch_ms);  // "2026-11-22T10:00:00.123Z"; "-" for <= 0
-int64_t NowMs();
 
 enum class ColorMode { kAuto, kAlways, kNever };
 

@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include "ctl.h"
+#include "runnel/common/clock.h"
 #include "runnel/common/units.h"
 
 namespace runnel::ctl {
@@ -330,7 +331,7 @@ void PendingTable(Context& ctx, const std::string& topic,
     std::printf("no pending entries\n");
     return;
   }
-  const int64_t now = NowMs();
+  const int64_t now = WallClockMs();
   Table t({"PARTITION", "OFFSET", "STATE", "CONSUMER", "DELIVERIES", "IDLE", "DUE-IN"});
   for (const auto& e : entries) {
     const std::string due = e.due_ms <= 0 ? "-"

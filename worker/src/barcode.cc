@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "runnel/common/clock.h"
 #include "runnel/common/json.h"
 #include "runnel/worker/load.h"
 
@@ -30,12 +31,6 @@ CREATE TABLE IF NOT EXISTS barcode_stats(
   scans_seen INTEGER NOT NULL);
 INSERT OR IGNORE INTO barcode_stats VALUES (1, 0, 0, 0, 0);
 )sql";
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 struct Scan {
   std::string id, barcode, scanner, warehouse;
@@ -105,7 +100,7 @@ std::vector<Outcome> BarcodeSink::Handle(const std::vector<client::ConsumerRecor
           "INSERT OR IGNORE INTO barcode_scans VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
       if (!insert.ok()) return insert.status();
       int64_t inserted = 0;
-      const int64_t now = NowMs();
+      const int64_t now = WallClockMs();
       for (const auto& [i, scan] : valid) {
         insert->Bind(1, scan.id).Bind(2, scan.barcode).Bind(3, scan.scanner);
         insert->Bind(4, scan.warehouse).Bind(5, scan.scanned_ms).Bind(6, now);
@@ -175,7 +170,7 @@ client::ProducerRecord MakeScan(const BarcodeLoadShape& shape, int64_t n) {
     w.Field("internalBarcodeId", id);
     w.Field("barcode", "880" + std::to_string(1'000'000'000 + n));
     w.Field("scanner", scanner).Field("warehouse", "W" + std::to_string(n % 3 + 1));
-    w.Field("scannedMs", NowMs());
+    w.Field("scannedMs", WallClockMs());
     w.EndObject();
     r.value = w.Take();
   }

@@ -6,6 +6,7 @@
 
 #include <chrono>
 
+#include "runnel/common/clock.h"
 #include "runnel/common/json.h"
 #include "runnel/worker/load.h"
 
@@ -42,12 +43,6 @@ CREATE TABLE IF NOT EXISTS consumer_offsets(
   next_offset INTEGER NOT NULL,
   PRIMARY KEY (topic, partition));
 )sql";
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Errors that say the database (not the request) is in trouble: the whole batch is retried.
 bool TransientDbError(const Status& s) {
@@ -227,7 +222,7 @@ Status CouponService::Decide(DecideStatements& q, const client::ConsumerRecord& 
                              CouponOutcome* o) {
   o->partition = r.partition;
   o->offset = r.offset;
-  o->decided_ms = NowMs();
+  o->decided_ms = WallClockMs();
   o->request_id = r.topic + "-" + std::to_string(r.partition) + "-" + std::to_string(r.offset);
   auto doc = r.value ? ParseJson(*r.value) : Result<JsonValue>(Status::InvalidArgument("no value"));
   if (!doc.ok() || !doc->is_object()) {
@@ -303,7 +298,7 @@ Status CouponService::PublishPending(int64_t older_than_ms) {
                           " FROM coupon_requests WHERE published = 0 AND decided_ms <= ?1 "
                           "ORDER BY decided_ms LIMIT 10000");
     if (!q.ok()) return q.status();
-    q->Bind(1, NowMs() - older_than_ms);
+    q->Bind(1, WallClockMs() - older_than_ms);
     for (;;) {
       auto row = q->Step();
       if (!row.ok()) return row.status();
@@ -414,7 +409,7 @@ client::ProducerRecord MakeCouponRequest(const CouponLoadShape& shape, int64_t i
   w.Field("requestId", request_id);
   if (!(shape.invalid_every > 0 && i % shape.invalid_every == 5))
     w.Field("userId", "user-" + std::to_string(user));
-  w.Field("couponId", coupon).Field("requestedMs", NowMs());
+  w.Field("couponId", coupon).Field("requestedMs", WallClockMs());
   w.EndObject();
   client::ProducerRecord r;
   r.topic = kCouponTopic;

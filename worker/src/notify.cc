@@ -5,17 +5,12 @@
 #include <charconv>
 #include <chrono>
 
+#include "runnel/common/clock.h"
 #include "runnel/common/json.h"
 
 namespace runnel::worker {
 
 namespace {
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 int64_t ParseInt(std::string_view s, int64_t fallback) {
   int64_t v = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
@@ -143,7 +138,7 @@ client::ProducerRecord MakeNotification(const NotifyLoadShape& shape, int64_t i)
     w.BeginObject();
     w.Field("id", id).Field("user", user).Field("channel", "push");
     w.Field("title", "Order shipped").Field("body", "Your order " + std::to_string(i) + " is on its way");
-    w.Field("created_ms", NowMs());
+    w.Field("created_ms", WallClockMs());
     w.EndObject();
     r.value = w.Take();
   }
@@ -190,7 +185,7 @@ HttpResponse FlakyWebhook::Handle(const HttpRequest& request) {
                                                       : Answer::kOk;
   }
   ++counts_[static_cast<int>(a)];
-  if (!id.empty()) calls_[id].push_back({delivery, NowMs(), a});
+  if (!id.empty()) calls_[id].push_back({delivery, WallClockMs(), a});
   switch (a) {
     case Answer::kOk: res.body = "{\"status\":\"sent\"}\n"; break;
     case Answer::kFailed:

@@ -16,6 +16,7 @@
 #include <type_traits>
 #include <variant>
 
+#include "runnel/common/clock.h"
 #include "runnel/common/thread_pool.h"
 
 namespace runnel::worker {
@@ -38,12 +39,6 @@ namespace {
 using SteadyClock = std::chrono::steady_clock;
 using client::ConsumerRecord;
 using TP = proto::TopicPartitionRef;
-
-int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 double ElapsedMs(SteadyClock::time_point since) {
   return std::chrono::duration<double, std::milli>(SteadyClock::now() - since).count();
@@ -159,7 +154,7 @@ class WorkerImpl final : public Worker {
     s.settle_errors = settle_errors_.load();
     s.breaker_opens = breaker_.opens();
     s.rate_limited_ms = rate_limited_ms_.load();
-    s.breaker_state = std::string(BreakerStateName(breaker_.state(WallMs())));
+    s.breaker_state = std::string(BreakerStateName(breaker_.state(WallClockMs())));
     {
       std::lock_guard lk(stats_mu_);
       s.failures_by_kind = failures_by_kind_;
@@ -200,7 +195,7 @@ class WorkerImpl final : public Worker {
     p.Sample("runnel_worker_in_flight", l, static_cast<double>(s.in_flight));
     p.Type("runnel_worker_breaker_state", "gauge", "0 closed, 1 open, 2 half-open.");
     p.Sample("runnel_worker_breaker_state", l,
-             static_cast<double>(static_cast<int>(breaker_.state(WallMs()))));
+             static_cast<double>(static_cast<int>(breaker_.state(WallClockMs()))));
     p.Type("runnel_worker_failures_by_kind_total", "counter", "Failed outcomes per error kind.");
     for (const auto& [kind, n] : s.failures_by_kind)
       p.Sample("runnel_worker_failures_by_kind_total", l + ",kind=\"" + PromLabel(kind) + "\"",
@@ -307,7 +302,7 @@ class WorkerImpl final : public Worker {
   // Applies the breaker and the rate limit to a fetch of up to *room records. False (after
   // waiting) when nothing may be fetched now.
   bool Admit(int64_t* room) {
-    const int64_t now = WallMs();
+    const int64_t now = WallClockMs();
     const int64_t permits = breaker_.Permits(now);
     if (permits == 0) {
       const int64_t until = breaker_.OpenUntilMs();
@@ -388,7 +383,7 @@ class WorkerImpl final : public Worker {
                                                      " outcomes for " +
                                                      std::to_string(recs.size()) + " records")};
     }
-    const int64_t now = WallMs();
+    const int64_t now = WallClockMs();
     std::vector<Settle> settles;
     settles.reserve(recs.size());
     for (size_t i = 0; i < recs.size(); ++i) {
@@ -437,7 +432,7 @@ class WorkerImpl final : public Worker {
       if (!acks.empty()) {
         const int64_t n = SettleRefs(acks, [&](const auto& recs) { return consumer_->Ack(recs); });
         acked_ += n;
-        const int64_t now = WallMs();
+        const int64_t now = WallClockMs();
         for (const Ref& r : acks) end_to_end_ms_.Observe(static_cast<double>(now - r.timestamp_ms));
       }
       for (auto& [delay, refs] : nacks) {
@@ -517,7 +512,7 @@ class WorkerImpl final : public Worker {
         extend_cv_.wait_for(lk, std::chrono::milliseconds(tick), [&] { return extend_stop_; });
         if (extend_stop_) return;
       }
-      const int64_t now = WallMs();
+      const int64_t now = WallClockMs();
       std::vector<Ref> due;
       {
         std::lock_guard lk(track_mu_);
@@ -660,7 +655,7 @@ class WorkerImpl final : public Worker {
         handler_ms_.Observe(ElapsedMs(started));
         batch_records_.Observe(static_cast<double>(recs.size()));
         ++handler_calls_;
-        const int64_t now = WallMs();
+        const int64_t now = WallClockMs();
         if (!next.ok()) {
           ++failures_;
           {

@@ -6,6 +6,10 @@
 
 namespace runnel {
 
+// Wall-clock milliseconds since the Unix epoch, from the system clock. For code that takes no
+// Clock (clients, workers, tools); what must be testable without sleeping takes a Clock.
+int64_t WallClockMs();
+
 // Thread-safe source of wall-clock milliseconds since the Unix epoch.
 class Clock {
  public:
