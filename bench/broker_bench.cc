@@ -33,31 +33,15 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-struct Runneld {
-  pid_t pid = -1;
-  uint16_t port = 0;
-  double startup_ms = 0;  // spawn -> ready file written (listening)
-
-  void Start(const std::string& binary, const std::string& dir) {
-    const std::string ready = dir + "/ready.json";
-    const auto t0 = Clock::now();
-    pid = broker::SpawnProcess({binary, "--data-dir", dir + "/data", "--port", "0", "--http-port",
-                                "0", "--ready-file", ready, "--log-level", "warn"},
-                               dir + "/runneld.log");
-    auto r = broker::WaitForReady(pid, ready, 20'000);
-    if (!r.ok()) {
-      std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
-      std::exit(1);
-    }
-    startup_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-    port = r->port;
+// Starts runneld in `dir`; returns it and the time from spawn to listening, in ms.
+double StartRunneld(broker::RunneldProcess& server) {
+  const auto t0 = Clock::now();
+  if (Status s = server.Start(); !s.ok()) {
+    std::fprintf(stderr, "%s\n", s.ToString().c_str());
+    std::exit(1);
   }
-  int64_t RssKiB() const { return broker::ProcessRssKiB(pid); }
-  void Stop() {
-    broker::StopProcess(pid, SIGTERM);
-    pid = -1;
-  }
-};
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
 
 // Sends `n` records of `size` bytes round-robin over the topic's partitions as fast as the
 // producer takes them; returns records/s (send start -> last acknowledgement).
@@ -187,12 +171,12 @@ int main(int argc, char** argv) {
 
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
-  Runneld server;
-  server.Start(runneld, dir);
+  broker::RunneldProcess server({runneld, dir});
+  const double startup_ms = StartRunneld(server);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  const int64_t idle_rss_kib = server.RssKiB();
+  const int64_t idle_rss_kib = broker::ProcessRssKiB(server.pid());
   client::TcpOptions to;
-  to.port = server.port;
+  to.port = server.port();
   auto conn = client::ConnectTcp(to);
   client::Admin admin(conn);
   for (const char* t : {"produce", "backlog", "e2e"}) {
@@ -210,7 +194,7 @@ int main(int argc, char** argv) {
   const double consume_rate = Consume(client::ConnectTcp(to), "backlog", backlog);
   const bench::LatencyMs e2e = EndToEnd(client::ConnectTcp(to), client::ConnectTcp(to), "e2e", rate,
                                    e2e_seconds, 8);
-  const int64_t loaded_rss_kib = server.RssKiB();
+  const int64_t loaded_rss_kib = broker::ProcessRssKiB(server.pid());
   // The broker's own fsync latency over the whole run: the floor under durable e2e latency.
   std::string fsync = "{}";
   if (auto stats = admin.Stats(); stats.ok()) {
@@ -231,7 +215,7 @@ int main(int argc, char** argv) {
     w.EndObject();
     w.Field("idle_rss_mb", static_cast<double>(idle_rss_kib) / 1024.0);
     w.Field("loaded_rss_mb", static_cast<double>(loaded_rss_kib) / 1024.0);
-    w.Field("startup_ms", server.startup_ms);
+    w.Field("startup_ms", startup_ms);
     w.EndObject();
     std::string out = w.Take();
     out.insert(out.size() - 1, ",\"broker_fsync\":" + fsync);
@@ -245,7 +229,7 @@ int main(int argc, char** argv) {
     std::printf("%-44s %14.3f %12s\n", "e2e p99 (ms)", e2e.p99, "<= 3");
     std::printf("%-44s %14.3f %12s\n", "e2e p99.9 (ms)", e2e.p999, "<= 10");
     std::printf("%-44s %14.1f %12s\n", "idle runneld RSS (MB)", idle_rss_kib / 1024.0, "<= 50");
-    std::printf("%-44s %14.1f %12s\n", "start to accepting (ms)", server.startup_ms, "<= 200");
+    std::printf("%-44s %14.1f %12s\n", "start to accepting (ms)", startup_ms, "<= 200");
     std::printf("broker fsync latency over the run: %s\n", fsync.c_str());
   }
   return 0;

@@ -42,21 +42,19 @@ template <class T> T Check(Result<T> r, const std::string& what) {
 // A runneld in its own directory for one workload.
 struct Broker {
   std::string dir;
-  pid_t pid = -1;
+  broker::RunneldProcess process;
   std::shared_ptr<client::Connection> conn;
 
-  explicit Broker(const std::string& root, const std::string& name) : dir(root + "/" + name) {
-    std::filesystem::create_directories(dir);
-    const std::string ready = dir + "/ready.json";
-    pid = broker::SpawnProcess({RUNNEL_RUNNELD, "--data-dir", dir + "/data", "--port", "0",
-                                "--http-port", "0", "--ready-file", ready, "--log-level", "warn"},
-                               dir + "/runneld.log");
-    auto r = Check(broker::WaitForReady(pid, ready, 20'000), "runneld");
+  explicit Broker(const std::string& root, const std::string& name)
+      : dir(root + "/" + name), process({RUNNEL_RUNNELD, dir}) {
+    if (Status s = process.Start(); !s.ok()) {
+      std::fprintf(stderr, "runneld: %s\n", s.ToString().c_str());
+      std::exit(1);
+    }
     client::TcpOptions o;
-    o.port = r.port;
+    o.port = process.port();
     conn = client::ConnectTcp(o);
   }
-  ~Broker() { broker::StopProcess(pid, SIGTERM); }
 };
 
 struct Row {

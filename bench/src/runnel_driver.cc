@@ -141,6 +141,7 @@ class RunnelDriver final : public Driver {
   void Finish() override {
     conn_.reset();
     broker_.reset();
+    runneld_.reset();  // SIGTERM and wait
     server_.Stop();
   }
 
@@ -164,18 +165,10 @@ class RunnelDriver final : public Driver {
       conn_ = broker_->Connect();
       return Status::OK();
     }
-    const std::string ready = server_.Path("ready.json");
-    server_.Spawn({options_.runneld, "--data-dir", server_.Path("data"), "--port", "0",
-                   "--no-http", "--ready-file", ready, "--log-level", "warn"},
-                  "runneld.log");
-    auto r = broker::WaitForReady(server_.pid(), ready, 20'000);
-    if (!r.ok()) {
-      server_.Kill();
-      return Status::IOError("runneld (" + options_.runneld + ") did not start: " +
-                             r.status().ToString() + " " +
-                             broker::ReadTextFile(server_.Path("runneld.log")));
-    }
-    tcp_.port = r->port;
+    runneld_ = std::make_unique<broker::RunneldProcess>(
+        broker::RunneldOptions{options_.runneld, server_.dir(), 0, /*http=*/false});
+    if (Status s = runneld_->Start(); !s.ok()) return s;
+    tcp_.port = runneld_->port();
     conn_ = client::ConnectTcp(tcp_);
     return Status::OK();
   }
@@ -187,7 +180,8 @@ class RunnelDriver final : public Driver {
 
   TargetOptions options_;
   bool embedded_;
-  ScratchServer server_;
+  ScratchServer server_;  // the directory; runneld_ stops before it is removed
+  std::unique_ptr<broker::RunneldProcess> runneld_;
   client::TcpOptions tcp_;
   std::unique_ptr<broker::EmbeddedBroker> broker_;
   std::shared_ptr<client::Connection> conn_;

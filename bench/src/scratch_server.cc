@@ -28,11 +28,6 @@ void ScratchServer::Spawn(const std::vector<std::string>& args, const std::strin
   pid_ = broker::SpawnProcess(args, Path(log));
 }
 
-void ScratchServer::Kill() {
-  if (pid_ > 0) broker::StopProcess(pid_, SIGKILL);
-  pid_ = -1;
-}
-
 void ScratchServer::Stop() {
   if (pid_ > 0) broker::StopProcess(pid_, SIGTERM);
   pid_ = -1;

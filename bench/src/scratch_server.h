@@ -21,7 +21,6 @@ class ScratchServer {
   // Starts `args` with its output in <dir>/<log>.
   void Spawn(const std::vector<std::string>& args, const std::string& log);
   pid_t pid() const { return pid_; }
-  void Kill();  // SIGKILL, for a server that did not come up
   void Stop();  // SIGTERM and wait; removes the directory
 
  private:

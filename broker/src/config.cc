@@ -35,6 +35,9 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags* f) {
       ->capture_default_str();
   app.add_option("--retention-bytes", f->retention_bytes, "Default retention.bytes per partition")
       ->capture_default_str();
+  app.add_option("--retention-check-interval", f->retention_check_interval,
+                 "How often retention trims logs (0: never in the background)")
+      ->capture_default_str();
   app.add_option("--max-message-bytes", f->max_message_bytes, "Default max.message.bytes")
       ->capture_default_str();
   app.add_option("--dedup-window", f->dedup_window, "Default dedup.window.ms")
@@ -93,6 +96,12 @@ Result<DaemonConfig> ToDaemonConfig(const DaemonFlags& f) {
   RUNNEL_ASSIGN_OR_RETURN(tc.retention_ms, Duration("retention", f.retention));
   RUNNEL_ASSIGN_OR_RETURN(tc.retention_bytes,
                           Bytes("retention-bytes", f.retention_bytes, kInt64Max, true));
+  RUNNEL_ASSIGN_OR_RETURN(c.broker.store.retention_check_interval_ms,
+                          Duration("retention-check-interval", f.retention_check_interval));
+  if (c.broker.store.retention_check_interval_ms < 0) {
+    return Status::InvalidArgument("--retention-check-interval: " + f.retention_check_interval +
+                                   " is out of range");
+  }
   RUNNEL_ASSIGN_OR_RETURN(const int64_t max_message,
                           Bytes("max-message-bytes", f.max_message_bytes, kInt32Max));
   tc.max_message_bytes = static_cast<int32_t>(max_message);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -115,6 +116,47 @@ Result<RunneldReady> WaitForReady(pid_t pid, const std::string& ready_file, int6
   }
   return Status::Timeout("runneld did not start listening within " + std::to_string(timeout_ms) +
                          " ms");
+}
+
+RunneldProcess::RunneldProcess(RunneldOptions options)
+    : options_(std::move(options)), port_(options_.port) {}
+
+std::string RunneldProcess::Log() const { return ReadTextFile(log_path()); }
+
+Status RunneldProcess::Start() {
+  if (pid_ > 0) return Status::Busy("runneld is already running");
+  std::error_code ec;
+  std::filesystem::create_directories(options_.dir, ec);
+  if (ec) return Status::IOError("cannot create " + options_.dir + ": " + ec.message());
+  const std::string ready = options_.dir + "/ready.json";
+  ::unlink(ready.c_str());
+  std::vector<std::string> args = {options_.binary, "--data-dir", data_dir(), "--port",
+                                   std::to_string(port_), "--ready-file", ready,
+                                   "--log-level", options_.log_level};
+  if (options_.http) {
+    args.insert(args.end(), {"--http-port", std::to_string(http_port_)});
+  } else {
+    args.push_back("--no-http");
+  }
+  args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
+  pid_ = SpawnProcess(args, log_path());
+  auto r = WaitForReady(pid_, ready, options_.ready_timeout_ms);
+  if (!r.ok()) {
+    StopProcess(pid_, SIGKILL);
+    pid_ = -1;
+    std::string log = Log();
+    if (log.size() > 4096) log = "..." + log.substr(log.size() - 4096);
+    return r.status().WithContext("runneld in " + options_.dir + " (log: " + log + ")");
+  }
+  port_ = r->port;
+  http_port_ = r->http_port;
+  return Status::OK();
+}
+
+int RunneldProcess::Stop(int signal) {
+  const int status = StopProcess(pid_, signal);
+  pid_ = -1;
+  return status;
 }
 
 int StopProcess(pid_t pid, int signal) {

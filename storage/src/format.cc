@@ -175,6 +175,13 @@ std::string DeadLetterKey(uint32_t group_id, int32_t partition, int64_t offset) 
   return k;
 }
 
+std::string RedriveKey(uint32_t group_id, uint32_t dlq_topic_id, int32_t dlq_partition) {
+  std::string k = KeyWithId(MetaKeyType::kRedrive, group_id);
+  PutFixed32BE(&k, dlq_topic_id);
+  PutFixed32BE(&k, static_cast<uint32_t>(dlq_partition));
+  return k;
+}
+
 std::string Encode(const GroupValue& v) {
   std::string s(1, static_cast<char>(kValueVersion));
   PutFixed32BE(&s, v.group_id);

@@ -232,6 +232,10 @@ class GroupManager final : public Groups {
     std::vector<std::future<Status>> waits;
   };
 
+  // The group's redrive cursor in `dlq_partition` of its DLQ topic (0 when it never redrove).
+  Result<int64_t> RedriveCursor(const GroupState& g, uint32_t dlq_topic_id,
+                                int32_t dlq_partition) const;
+
   std::shared_ptr<GroupState> Find(std::string_view name) const;
   Result<std::shared_ptr<GroupState>> FindQueue(std::string_view name) const;
   Result<std::shared_ptr<GroupState>> FindStream(std::string_view name) const;
@@ -297,6 +301,7 @@ class GroupManager final : public Groups {
 
   LogStoreImpl& store_;
   mutable std::shared_mutex mu_;  // guards groups_
+  std::mutex redrive_mu_;         // one redrive at a time: two would copy the same letters
   std::map<std::string, std::shared_ptr<GroupState>, std::less<>> groups_;
 };
 

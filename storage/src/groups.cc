@@ -927,7 +927,8 @@ Status GroupManager::DeleteGroup(std::string_view name) {
     MetaWrites w;
     w.Delete(fmt::GroupKey(name));
     for (auto type :
-         {fmt::MetaKeyType::kOffset, fmt::MetaKeyType::kPending, fmt::MetaKeyType::kDeadLetter}) {
+         {fmt::MetaKeyType::kOffset, fmt::MetaKeyType::kPending, fmt::MetaKeyType::kDeadLetter,
+          fmt::MetaKeyType::kRedrive}) {
       w.range_deletes.emplace_back(fmt::IdPrefixBegin(type, g->id), fmt::IdPrefixEnd(type, g->id));
     }
     // Through the committer, so writes of this group queued earlier land before the deletion.
@@ -1529,7 +1530,11 @@ Result<std::vector<DeadLetter>> GroupManager::ListDeadLetters(std::string_view g
     RUNNEL_ASSIGN_OR_RETURN(
         Offset start,
         store_.ListOffset(dlq_topic, Partition(static_cast<int32_t>(p)), OffsetQuery::Earliest()));
-    const int64_t from = std::max(start.value(), from_offset.value());
+    // Letters below the redrive cursor were redriven; the truncation that follows a redrive may
+    // not have happened yet (a crash in between).
+    RUNNEL_ASSIGN_OR_RETURN(const int64_t redriven,
+                            RedriveCursor(*g, dlq->id, static_cast<int32_t>(p)));
+    const int64_t from = std::max({start.value(), from_offset.value(), redriven});
     RUNNEL_RETURN_IF_ERROR(reader.Scan(static_cast<int32_t>(p), from, [&](const Record& r) {
       if (header(r, "runnel.dlq.group") != g->name) return true;
       DeadLetter d;
@@ -1551,7 +1556,20 @@ Result<std::vector<DeadLetter>> GroupManager::ListDeadLetters(std::string_view g
   return out;
 }
 
+Result<int64_t> GroupManager::RedriveCursor(const GroupState& g, uint32_t dlq_topic_id,
+                                            int32_t dlq_partition) const {
+  std::string v;
+  rocksdb::Status s = store_.db_->Get(rocksdb::ReadOptions(), store_.meta_cf_,
+                                      fmt::RedriveKey(g.id, dlq_topic_id, dlq_partition), &v);
+  if (s.IsNotFound()) return int64_t{0};
+  if (!s.ok()) return FromRocks(s, "reading a redrive cursor");
+  fmt::OffsetValue ov;
+  RUNNEL_RETURN_IF_ERROR(fmt::Decode(v, &ov));
+  return ov.offset;
+}
+
 Result<int64_t> GroupManager::Redrive(std::string_view group, const RedriveSpec& spec) {
+  std::lock_guard redrive_lk(redrive_mu_);
   RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
   std::string source, dlq_topic;
   {
@@ -1562,11 +1580,20 @@ Result<int64_t> GroupManager::Redrive(std::string_view group, const RedriveSpec&
   const std::string target = spec.to_topic.empty() ? source : spec.to_topic;
   auto t = store_.FindTopic(target);
   if (!t) return Status::NotFound("unknown topic '" + target + "'");
+  auto dlq = store_.FindTopic(dlq_topic);
+  if (!dlq) return Status::NotFound("dead-letter topic '" + dlq_topic + "' does not exist");
   size_t target_partitions;
   {
     std::shared_lock lk(store_.topics_mu_);
     target_partitions = t->partitions.size();
   }
+  // An unfiltered redrive empties a private DLQ: it moves the letters rather than copying them.
+  // Each copy then advances the group's redrive cursor in the same WriteBatch, and the DLQ is
+  // truncated to the cursor at the end; a crash anywhere in between neither loses a letter nor
+  // redrives one twice. A filtered redrive copies and leaves the DLQ as it is.
+  const bool move = !spec.reason && spec.from.value() == 0 &&
+                    spec.to.value() == std::numeric_limits<int64_t>::max() &&
+                    dlq_topic == source + ".dlq." + g->name;
   RUNNEL_ASSIGN_OR_RETURN(auto letters, ListDeadLetters(group, std::numeric_limits<size_t>::max(), Offset(0)));
   std::map<int32_t, int64_t> listed_end;  // per DLQ partition: one past the last listed offset
   for (const DeadLetter& d : letters) {
@@ -1575,6 +1602,7 @@ Result<int64_t> GroupManager::Redrive(std::string_view group, const RedriveSpec&
   }
   int64_t moved = 0;
   GroupRecordReader reader(store_, dlq_topic);
+  rocksdb::ColumnFamilyHandle* meta = store_.meta_cf_;
   for (const DeadLetter& d : letters) {
     if (d.dlq_offset < spec.from || d.dlq_offset >= spec.to) continue;
     if (spec.reason && d.reason != *spec.reason) continue;
@@ -1592,19 +1620,23 @@ Result<int64_t> GroupManager::Redrive(std::string_view group, const RedriveSpec&
     b.Add(rec.timestamp_ms, key, value, headers);
     const int32_t p =
         static_cast<int32_t>(static_cast<size_t>(d.source_partition.value()) % target_partitions);
-    RUNNEL_ASSIGN_OR_RETURN(
-        AppendResult r,
-        store_.Append(AppendRequest{target, Partition(p), b.Build(), AckMode::kDurable}));
-    (void)r;
+    AppendRequest req{target, Partition(p), b.Build(), AckMode::kDurable};
+    auto op = std::make_unique<PendingAppend>();
+    RUNNEL_RETURN_IF_ERROR(store_.Prepare(req, op.get()));
+    if (move) {
+      op->extra = [meta, cursor = fmt::RedriveKey(g->id, dlq->id, d.dlq_partition.value()),
+                   next = d.dlq_offset.value() + 1](const AppendResult*, rocksdb::WriteBatch& round) {
+        round.Put(meta, cursor, fmt::Encode(fmt::OffsetValue{next, 0, {}}));
+      };
+    }
+    std::promise<Status> appended;
+    std::future<Status> done = appended.get_future();
+    op->done = [&appended](Result<AppendResult> r) { appended.set_value(r.status()); };
+    store_.Enqueue(std::move(op));
+    RUNNEL_RETURN_IF_ERROR(done.get());
     ++moved;
   }
-  // An unfiltered redrive empties a private DLQ up to what it listed; dead letters added since
-  // stay for the next redrive.
-  if (!spec.reason && spec.from.value() == 0 &&
-      spec.to.value() == std::numeric_limits<int64_t>::max() &&
-      dlq_topic == source + ".dlq." + g->name) {
-    RUNNEL_RETURN_IF_ERROR(store_.TruncateTopic(dlq_topic, &listed_end));
-  }
+  if (move) RUNNEL_RETURN_IF_ERROR(store_.TruncateTopic(dlq_topic, &listed_end));
   return moved;
 }
 

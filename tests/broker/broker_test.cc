@@ -733,7 +733,8 @@ TEST_CASE("runneld reads a TOML config file; flags and file agree on names") {
   CHECK(out2.find("--retention: invalid duration unit") != std::string::npos);
   // Sizes are range-checked before they are narrowed (5 GiB used to wrap into an int32).
   for (const auto& [flag, value] : std::vector<std::pair<std::string, std::string>>{
-           {"--max-message-bytes", "5GiB"}, {"--max-frame-bytes", "0"}, {"--max-wait", "100d"}}) {
+           {"--max-message-bytes", "5GiB"}, {"--max-frame-bytes", "0"}, {"--max-wait", "100d"},
+           {"--retention-check-interval", "-1"}}) {
     auto [c, o] = TestBroker::RunToExit(
         {"--data-dir", dir.Sub("d3"), flag, value, "--no-http", "--port", "0"});
     CHECK(c == 1);

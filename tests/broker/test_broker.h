@@ -28,21 +28,22 @@ inline bool EmbeddedMode() {
 class TestBroker {
  public:
   explicit TestBroker(std::vector<std::string> extra_args = {})
-      : extra_args_(std::move(extra_args)) {
+      : extra_args_(std::move(extra_args)),
+        process_(broker::RunneldOptions{RUNNEL_RUNNELD, dir_.path(), 0, true, "warn", extra_args_}) {
     Start();
   }
   ~TestBroker() { Stop(); }
 
   bool embedded() const { return EmbeddedMode(); }
   const std::string& data_dir() const { return data_dir_; }
-  uint16_t port() const { return port_; }
-  uint16_t http_port() const { return http_port_; }
-  pid_t pid() const { return pid_; }
+  uint16_t port() const { return process_.port(); }
+  uint16_t http_port() const { return process_.http_port(); }
+  pid_t pid() const { return process_.pid(); }
 
   std::shared_ptr<client::Connection> Connect() {
     if (embedded()) return embedded_->Connect();
     client::TcpOptions o;
-    o.port = port_;
+    o.port = port();
     return client::ConnectTcp(o);
   }
 
@@ -57,21 +58,8 @@ class TestBroker {
       embedded_ = std::move(b).value();
       return;
     }
-    const std::string ready = dir_.Sub("ready.json");
-    ::unlink(ready.c_str());
-    std::vector<std::string> args = {RUNNEL_RUNNELD, "--data-dir", data_dir_, "--port",
-                                     std::to_string(port_), "--http-port", "0", "--ready-file",
-                                     ready, "--log-level", "warn"};
-    args.insert(args.end(), extra_args_.begin(), extra_args_.end());
-    pid_ = broker::SpawnProcess(args, dir_.Sub("runneld.log"));
-    auto ready_ports = broker::WaitForReady(pid_, ready, 20'000);
-    if (!ready_ports.ok()) {
-      broker::StopProcess(pid_, SIGKILL);
-      pid_ = -1;
-      throw std::runtime_error(ready_ports.status().ToString() + ": " + Log());
-    }
-    port_ = ready_ports->port;
-    http_port_ = ready_ports->http_port;
+    // The same port on every start: clients reconnect to it after a restart.
+    if (Status s = process_.Start(); !s.ok()) throw std::runtime_error(s.ToString());
   }
 
   // Graceful stop (SIGTERM) and wait; returns the exit status.
@@ -80,22 +68,17 @@ class TestBroker {
       embedded_.reset();
       return 0;
     }
-    const int status = broker::StopProcess(pid_, SIGTERM);
-    pid_ = -1;
-    return status;
+    return process_.Stop(SIGTERM);
   }
 
-  void Kill() {
-    broker::StopProcess(pid_, SIGKILL);
-    pid_ = -1;
-  }
+  void Kill() { process_.Stop(SIGKILL); }
 
   void Restart() {
     Stop();
     Start();
   }
 
-  std::string Log() const { return broker::ReadTextFile(dir_.Sub("runneld.log")); }
+  std::string Log() const { return process_.Log(); }
 
   // Runs runneld with `args` to completion; returns (exit code, its output).
   static std::pair<int, std::string> RunToExit(const std::vector<std::string>& args) {
@@ -109,9 +92,7 @@ class TestBroker {
   std::vector<std::string> extra_args_;
   TempDir dir_;
   std::string data_dir_ = dir_.Sub("data");
-  uint16_t port_ = 0;
-  uint16_t http_port_ = 0;
-  pid_t pid_ = -1;
+  broker::RunneldProcess process_;
   std::unique_ptr<broker::EmbeddedBroker> embedded_;
 };
 

@@ -28,6 +28,7 @@ struct DaemonFlags {
   int default_partitions = 1;
   std::string retention = "7d";
   std::string retention_bytes = "-1";
+  std::string retention_check_interval = "30s";
   std::string max_message_bytes = "1048588";
   std::string dedup_window = "5m";
   int max_connections = 10'000;

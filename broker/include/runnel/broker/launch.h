@@ -2,6 +2,7 @@
 // tests and the benchmarks, which measure the real daemon. POSIX only; depends on common only.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -31,6 +32,50 @@ struct RunneldReady {
 // Waits until the runneld `pid` wrote `ready_file` (its --ready-file). Fails if the process
 // exited first or `timeout_ms` passed.
 Result<RunneldReady> WaitForReady(pid_t pid, const std::string& ready_file, int64_t timeout_ms);
+
+// runneld as a child process in a directory of its own: data in <dir>/data, output appended to
+// <dir>/runneld.log, its ready file at <dir>/ready.json. The first Start binds a free loopback
+// port (unless `port` is set); later Starts reuse it, so clients reconnect to the same address
+// after a restart. The destructor stops a running process with SIGTERM.
+struct RunneldOptions {
+  std::string binary;  // path of runneld
+  std::string dir;     // created if missing
+  uint16_t port = 0;   // 0: any free port on the first start
+  bool http = true;    // false: --no-http
+  std::string log_level = "warn";
+  std::vector<std::string> extra_args;
+  int64_t ready_timeout_ms = 20'000;
+};
+
+class RunneldProcess {
+ public:
+  explicit RunneldProcess(RunneldOptions options);
+  ~RunneldProcess() { Stop(SIGTERM); }
+  RunneldProcess(const RunneldProcess&) = delete;
+  RunneldProcess& operator=(const RunneldProcess&) = delete;
+
+  // Spawns runneld and waits until it listens. On failure the process is killed and the status
+  // carries the end of its log.
+  Status Start();
+  // Signals the process (SIGTERM: graceful; SIGKILL: a crash) and waits; returns the wait status
+  // (0 when it was not running).
+  int Stop(int signal = SIGTERM);
+  bool running() const { return pid_ > 0; }
+
+  pid_t pid() const { return pid_; }
+  uint16_t port() const { return port_; }
+  uint16_t http_port() const { return http_port_; }
+  std::string data_dir() const { return options_.dir + "/data"; }
+  std::string log_path() const { return options_.dir + "/runneld.log"; }
+  std::string Log() const;
+  const RunneldOptions& options() const { return options_; }
+
+ private:
+  RunneldOptions options_;
+  pid_t pid_ = -1;
+  uint16_t port_;
+  uint16_t http_port_ = 0;
+};
 
 // Signals `pid` and waits for it; returns the wait status (0 if pid <= 0).
 int StopProcess(pid_t pid, int signal);

@@ -33,6 +33,7 @@ enum class MetaKeyType : char {
   kOffset = 'O',      // "O" group_id:u32be topic_id:u32be partition:u32be -> OffsetValue
   kPending = 'E',     // "E" group_id:u32be partition:u32be offset:u64be   -> PendingValue
   kDeadLetter = 'X',  // "X" group_id:u32be partition:u32be offset:u64be   -> DeadLetterValue
+  kRedrive = 'R',     // "R" group_id:u32be dlq_topic_id:u32be dlq_partition:u32be -> OffsetValue
 };
 
 // Every value starts with a one-byte layout version (currently 1 for all of them).
@@ -168,6 +169,10 @@ std::string GroupKey(std::string_view name);
 std::string OffsetKey(uint32_t group_id, uint32_t topic_id, int32_t partition);
 std::string PendingKey(uint32_t group_id, int32_t partition, int64_t offset);
 std::string DeadLetterKey(uint32_t group_id, int32_t partition, int64_t offset);
+// A queue group's redrive cursor in one partition of its private DLQ: the first DLQ offset not
+// yet redriven. Written in the same WriteBatch as each redriven copy, so a redrive cut short by a
+// crash neither lists nor copies a record twice.
+std::string RedriveKey(uint32_t group_id, uint32_t dlq_topic_id, int32_t dlq_partition);
 
 std::string Encode(const CountersValue& v);
 std::string Encode(const GroupValue& v);
