@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include <limits>
+#include <tuple>
 
 #include "runnel/common/units.h"
 
@@ -56,6 +57,15 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags* f) {
   app.add_option("--max-queued-bytes", f->max_queued_bytes,
                  "Committer queue bound; produce waits beyond it")
       ->capture_default_str();
+  app.add_option("--max-uncompressed-batch-bytes", f->max_uncompressed_batch_bytes,
+                 "A compressed batch that inflates beyond this is refused (decompression bombs)")
+      ->capture_default_str();
+  app.add_option("--frame-timeout", f->frame_timeout,
+                 "A frame must arrive whole within this once it began (slow senders; 0: never)")
+      ->capture_default_str();
+  app.add_option("--idle-timeout", f->idle_timeout,
+                 "Close connections idle this long (0: never)")
+      ->capture_default_str();
   app.add_option("--max-wait", f->max_wait, "Longest long-poll a client may ask for")
       ->capture_default_str();
   app.add_option("--log-level", f->log_level, "trace, debug, info, warn, error, critical, off")
@@ -98,10 +108,6 @@ Result<DaemonConfig> ToDaemonConfig(const DaemonFlags& f) {
                           Bytes("retention-bytes", f.retention_bytes, kInt64Max, true));
   RUNNEL_ASSIGN_OR_RETURN(c.broker.store.retention_check_interval_ms,
                           Duration("retention-check-interval", f.retention_check_interval));
-  if (c.broker.store.retention_check_interval_ms < 0) {
-    return Status::InvalidArgument("--retention-check-interval: " + f.retention_check_interval +
-                                   " is out of range");
-  }
   RUNNEL_ASSIGN_OR_RETURN(const int64_t max_message,
                           Bytes("max-message-bytes", f.max_message_bytes, kInt32Max));
   tc.max_message_bytes = static_cast<int32_t>(max_message);
@@ -112,6 +118,10 @@ Result<DaemonConfig> ToDaemonConfig(const DaemonFlags& f) {
   RUNNEL_ASSIGN_OR_RETURN(const int64_t queued,
                           Bytes("max-queued-bytes", f.max_queued_bytes, kInt64Max));
   c.broker.store.max_queued_bytes = static_cast<size_t>(queued);
+  RUNNEL_ASSIGN_OR_RETURN(const int64_t inflated,
+                          Bytes("max-uncompressed-batch-bytes", f.max_uncompressed_batch_bytes,
+                                kInt64Max));
+  c.broker.store.max_uncompressed_batch_bytes = static_cast<size_t>(inflated);
   c.broker.auto_create_topics = f.auto_create_topics;
   c.broker.default_partitions = f.default_partitions;
   c.broker.worker_threads = f.worker_threads;
@@ -135,6 +145,16 @@ Result<DaemonConfig> ToDaemonConfig(const DaemonFlags& f) {
   RUNNEL_ASSIGN_OR_RETURN(const int64_t total,
                           Bytes("max-inflight-bytes", f.max_inflight_total, kInt64Max));
   c.server.max_inflight_bytes_total = static_cast<size_t>(total);
+
+  RUNNEL_ASSIGN_OR_RETURN(c.server.frame_timeout_ms, Duration("frame-timeout", f.frame_timeout));
+  RUNNEL_ASSIGN_OR_RETURN(c.server.idle_timeout_ms, Duration("idle-timeout", f.idle_timeout));
+  for (const auto& [flag, value, ms] :
+       {std::tuple{"frame-timeout", f.frame_timeout, c.server.frame_timeout_ms},
+        std::tuple{"idle-timeout", f.idle_timeout, c.server.idle_timeout_ms},
+        std::tuple{"retention-check-interval", f.retention_check_interval,
+                   c.broker.store.retention_check_interval_ms}}) {
+    if (ms < 0) return Status::InvalidArgument(std::string("--") + flag + ": " + value + " is out of range");
+  }
 
   c.http_port = f.http_port;
   c.no_http = f.no_http;

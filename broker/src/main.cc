@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -63,6 +64,27 @@ void SetupLogging(const std::string& level) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");
 }
 
+// Every connection takes a descriptor and RocksDB keeps files open: raise the soft limit to the
+// hard one, and say so when even that is short of --max-connections.
+void RaiseFileLimit(size_t max_connections) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    const rlim_t before = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &rl) == 0) {
+      spdlog::debug("open files limit raised from {} to {}", before, rl.rlim_cur);
+    } else {
+      rl.rlim_cur = before;
+    }
+  }
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < max_connections + 1000) {
+    spdlog::warn("the open files limit ({}) is below --max-connections + 1000: connections beyond "
+                 "about {} will be refused (raise it with ulimit -n)",
+                 rl.rlim_cur, rl.rlim_cur > 1000 ? rl.rlim_cur - 1000 : 0);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -75,6 +97,7 @@ int main(int argc, char** argv) {
   auto config = runnel::broker::ToDaemonConfig(f);
   if (!config.ok()) Die(config.status().message());
   SetupLogging(f.log_level);
+  RaiseFileLimit(config->server.max_connections);
 
   // Signals are taken synchronously by this thread; every thread started later inherits the mask.
   sigset_t signals;

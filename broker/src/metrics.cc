@@ -118,6 +118,10 @@ std::string RenderPrometheus(const Metrics& m, storage::LogStore& store) {
   p.Type("runnel_connections_rejected_total", "counter", "Connections refused at the limit.");
   p.Sample("runnel_connections_rejected_total", "",
            static_cast<double>(m.connections_rejected.load()));
+  p.Type("runnel_connections_timed_out_total", "counter",
+         "Connections closed by the frame timeout (slow senders) or the idle timeout.");
+  p.Sample("runnel_connections_timed_out_total", "",
+           static_cast<double>(m.connections_timed_out.load()));
   p.Type("runnel_protocol_errors_total", "counter", "Connections closed for a protocol error.");
   p.Sample("runnel_protocol_errors_total", "", static_cast<double>(m.protocol_errors.load()));
   p.Type("runnel_inflight_bytes", "gauge", "Request and unsent response bytes held.");

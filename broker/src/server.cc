@@ -2,8 +2,10 @@
 // responses written back in completion order with gathered writes, and byte-bounded backpressure.
 #include "runnel/broker/server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <limits>
 #include <deque>
 #include <list>
 #include <mutex>
@@ -28,6 +30,13 @@ class Conn : public std::enable_shared_from_this<Conn> {
     asio::post(socket_.get_executor(), [self = shared_from_this()] { self->Close(); });
   }
   void Close();
+  // Closes the connection when a frame has been arriving for longer than the frame timeout or
+  // it has been idle for longer than the idle timeout. Runs on the connection's executor.
+  void CheckTimeouts(std::chrono::steady_clock::time_point now);
+  void CheckTimeoutsAsync(std::chrono::steady_clock::time_point now) {
+    asio::post(socket_.get_executor(),
+               [self = shared_from_this(), now] { self->CheckTimeouts(now); });
+  }
 
  private:
   asio::awaitable<void> ReadLoop();
@@ -51,6 +60,9 @@ class Conn : public std::enable_shared_from_this<Conn> {
   bool waiting_ = false;
   int64_t inflight_ = 0;
   size_t pending_requests_ = 0;
+  // When the frame now being received began (epoch: none is), and when bytes last arrived.
+  std::chrono::steady_clock::time_point partial_since_{};
+  std::chrono::steady_clock::time_point last_active_ = std::chrono::steady_clock::now();
 };
 
 class ServerImpl final : public Server {
@@ -84,6 +96,8 @@ class ServerImpl final : public Server {
     return *ios_[0];
   }
   asio::awaitable<void> AcceptLoop();
+  // Every quarter of the shortest timeout, asks each connection to check its timeouts.
+  asio::awaitable<void> SweepLoop();
 
   Broker& broker_;
   ServerOptions options_;
@@ -125,10 +139,18 @@ void Conn::MaybeResume() {
   if (waiting_ && !OverLimit()) resume_.cancel();
 }
 
+// One read buffer per io thread: a connection holds no buffer while it waits for bytes, so idle
+// connections cost a socket and a small object each. Bytes are copied into the frame decoder
+// before the coroutine suspends again.
+std::vector<char>& ReadBuffer() {
+  thread_local std::vector<char> buf(64 * 1024);
+  return buf;
+}
+
 asio::awaitable<void> Conn::ReadLoop() {
   auto self = shared_from_this();
-  std::vector<char> buf(64 * 1024);
   boost::system::error_code ec;
+  socket_.non_blocking(true, ec);
   while (!read_done_) {
     // Admit complete frames already received, one at a time, while under the limits; a burst of
     // pipelined requests in one read is admitted only as far as the budget allows.
@@ -147,6 +169,7 @@ asio::awaitable<void> Conn::ReadLoop() {
         break;
       }
       if (!next->has_value()) break;
+      partial_since_ = {};
       wire::Frame f = std::move(**next);
       // Requests hold their own bytes plus what their answer may take, until it is written.
       const size_t bytes = wire::kFrameHeaderBytes + f.body.size() +
@@ -169,13 +192,21 @@ asio::awaitable<void> Conn::ReadLoop() {
                                        server_.options().max_inflight_bytes_per_connection);
       resume_.expires_after(own ? std::chrono::hours(1) : std::chrono::milliseconds(2));
       waiting_ = true;
+      partial_since_ = {};  // stalled by us, not by the client
       co_await resume_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       waiting_ = false;
       continue;
     }
-    const size_t n = co_await socket_.async_read_some(
-        asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+    if (decoder_.buffered() > 0 && partial_since_ == std::chrono::steady_clock::time_point{})
+      partial_since_ = std::chrono::steady_clock::now();
+    co_await socket_.async_wait(tcp::socket::wait_read,
+                                asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) break;
+    std::vector<char>& buf = ReadBuffer();
+    const size_t n = socket_.read_some(asio::buffer(buf), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
     if (ec || n == 0) break;
+    last_active_ = std::chrono::steady_clock::now();
     decoder_.Append(std::string_view(buf.data(), n));
   }
   read_done_ = true;
@@ -240,6 +271,19 @@ void Conn::StopReading() {
   });
 }
 
+void Conn::CheckTimeouts(std::chrono::steady_clock::time_point now) {
+  if (closed_) return;
+  const ServerOptions& o = server_.options();
+  const bool slow = o.frame_timeout_ms > 0 && partial_since_ != std::chrono::steady_clock::time_point{} &&
+                    now - partial_since_ > std::chrono::milliseconds(o.frame_timeout_ms);
+  const bool idle = o.idle_timeout_ms > 0 && pending_requests_ == 0 && out_.empty() &&
+                    !write_busy_ && decoder_.buffered() == 0 &&
+                    now - last_active_ > std::chrono::milliseconds(o.idle_timeout_ms);
+  if (!slow && !idle) return;
+  server_.metrics().connections_timed_out.fetch_add(1);
+  Close();
+}
+
 void Conn::Close() {
   if (closed_) return;
   closed_ = true;
@@ -276,6 +320,8 @@ Status ServerImpl::Listen() {
   if (ec) return Status::IOError("cannot listen on " + where + ": " + ec.message());
   port_ = acceptor_.local_endpoint().port();
   asio::co_spawn(*ios_[0], AcceptLoop(), asio::detached);
+  if (options_.frame_timeout_ms > 0 || options_.idle_timeout_ms > 0)
+    asio::co_spawn(*ios_[0], SweepLoop(), asio::detached);
   for (auto& io : ios_) {
     guards_.push_back(asio::make_work_guard(*io));
     threads_.emplace_back([ctx = io.get()] {
@@ -313,6 +359,24 @@ asio::awaitable<void> ServerImpl::AcceptLoop() {
       conns_.push_back(conn);
     }
     conn->Start();
+  }
+}
+
+asio::awaitable<void> ServerImpl::SweepLoop() {
+  int64_t shortest = std::numeric_limits<int64_t>::max();
+  for (int64_t t : {options_.frame_timeout_ms, options_.idle_timeout_ms})
+    if (t > 0) shortest = std::min(shortest, t);
+  const auto period = std::chrono::milliseconds(std::clamp<int64_t>(shortest / 4, 10, 1'000));
+  asio::steady_timer timer(*ios_[0]);
+  while (!stopped_.load()) {
+    timer.expires_after(period);
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (stopped_.load()) co_return;
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard lk(mu_);
+    for (auto& w : conns_)
+      if (auto c = w.lock()) c->CheckTimeoutsAsync(now);
   }
 }
 

@@ -89,8 +89,13 @@ Result<std::optional<Frame>> FrameDecoder::Next() {
   f.header.correlation_id = DecodeFixed32BE(p + 8);
   f.body.assign(p + kFrameHeaderBytes, length - kHeaderAfterLength);
   consumed_ += kLengthBytes + length;
-  // Drop consumed bytes once they dominate the buffer, keeping appends amortized O(1).
-  if (consumed_ > 4096 && consumed_ * 2 > buffer_.size()) {
+  // Drop consumed bytes once they dominate the buffer, keeping appends amortized O(1). An empty
+  // buffer gives back the memory of a large frame, so an idle connection does not keep it.
+  if (consumed_ == buffer_.size()) {
+    buffer_.clear();
+    consumed_ = 0;
+    if (buffer_.capacity() > (1u << 20)) buffer_.shrink_to_fit();
+  } else if (consumed_ > 4096 && consumed_ * 2 > buffer_.size()) {
     buffer_.erase(0, consumed_);
     consumed_ = 0;
   }

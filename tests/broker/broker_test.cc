@@ -4,9 +4,11 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -18,6 +20,7 @@
 #include "runnel/client/consumer.h"
 #include "runnel/client/producer.h"
 #include "runnel/common/coding.h"
+#include "runnel/common/record_batch.h"
 #include "test_broker.h"
 
 namespace runnel {
@@ -776,6 +779,219 @@ TEST_CASE("a client that never reads its responses is cut off at its own budget"
   const double inflight = std::stod(metrics.substr(at + 23));
   CHECK(inflight < 8.0 * 1024 * 1024);
   ::close(fd);
+}
+
+// ---- hostile clients --------------------------------------------------------------------------
+
+// A well-behaved producer on its own thread, sending one record at a time, for as long as the
+// hostile clients are at work: their attacks must not take its service away.
+class SteadyProducer {
+ public:
+  explicit SteadyProducer(TestBroker& b) : producer_(MakeProducer(b)) {
+    thread_ = std::thread([this] {
+      while (!stop_.load()) {
+        const auto t0 = std::chrono::steady_clock::now();
+        auto r = producer_->Send(ProducerRecord{"steady", std::nullopt, "v", {}, {}, 0}).get();
+        const double ms = std::chrono::duration<double, std::milli>(
+                              std::chrono::steady_clock::now() - t0).count();
+        std::lock_guard lk(mu_);
+        (r.ok() ? ok_ : failed_)++;
+        max_ms_ = std::max(max_ms_, ms);
+      }
+    });
+  }
+  ~SteadyProducer() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  int64_t ok() const {
+    std::lock_guard lk(mu_);
+    return ok_;
+  }
+  int64_t failed() const {
+    std::lock_guard lk(mu_);
+    return failed_;
+  }
+  double max_ms() const {
+    std::lock_guard lk(mu_);
+    return max_ms_;
+  }
+
+ private:
+  std::unique_ptr<Producer> producer_;
+  std::atomic<bool> stop_{false};
+  mutable std::mutex mu_;
+  int64_t ok_ = 0, failed_ = 0;
+  double max_ms_ = 0;
+  std::thread thread_;
+};
+
+// True when the peer closed `fd` (EOF or reset) within `timeout_ms`.
+bool ClosedWithin(int fd, int64_t timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  timeval tv{0, 100'000};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char buf[4096];
+  while (std::chrono::steady_clock::now() < deadline) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) return true;
+  }
+  return false;
+}
+
+double MetricValue(uint16_t http_port, const std::string& name) {
+  const std::string metrics = HttpGet(http_port, "/metrics");
+  const size_t at = metrics.find("\n" + name + " ");
+  REQUIRE_MESSAGE(at != std::string::npos, name);
+  return std::stod(metrics.substr(at + name.size() + 2));
+}
+
+// One raw produce request with `batch`; returns the partition's error.
+proto::ItemError RawProduce(client::Connection& conn, const std::string& topic, std::string batch) {
+  proto::ProduceRequest req;
+  req.partitions.push_back({topic, 0, proto::Payload{std::move(batch)}});
+  auto r = client::Call<proto::ProduceResponse>(conn, std::move(req), 30'000);
+  REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+  REQUIRE(r->partitions.size() == 1);
+  return r->partitions[0].error;
+}
+
+TEST_CASE("hostile clients get bounded memory and a clear outcome; others keep being served") {
+  if (testing::EmbeddedMode()) return;
+  TestBroker b({"--frame-timeout", "1s", "--idle-timeout", "3s",
+                "--max-uncompressed-batch-bytes", "8MiB"});
+  SteadyProducer steady(b);
+  auto conn = b.Connect();
+  Admin admin(conn);
+
+  SUBCASE("thousands of idle connections cost little memory, then time out") {
+    constexpr int kIdle = 2'000;
+    rlimit rl{};
+    ::getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+    REQUIRE_MESSAGE(rl.rlim_cur > kIdle + 100, "open files limit " << rl.rlim_cur);
+    const int64_t rss_before = broker::ProcessRssKiB(b.pid());
+    std::vector<int> fds;
+    for (int i = 0; i < kIdle; ++i) fds.push_back(RawConnect(b.port()));
+    // Each must really be served: one request on the last connection gets its answer.
+    const std::string ping = wire::EncodeFrame(static_cast<uint16_t>(wire::Api::kApiVersions), 0, 9, "");
+    REQUIRE(::send(fds.back(), ping.data(), ping.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(ping.size()));
+    char buf[4096];
+    CHECK(::recv(fds.back(), buf, sizeof buf, 0) > 0);
+    CHECK(MetricValue(b.http_port(), "runnel_connections") >= kIdle);
+    const int64_t grown_kib = broker::ProcessRssKiB(b.pid()) - rss_before;
+    MESSAGE(kIdle << " idle connections: runneld RSS grew by " << grown_kib << " KiB ("
+                  << grown_kib * 1024 / kIdle << " bytes each)");
+    CHECK(grown_kib < kIdle * 16);  // a read buffer each (64 KiB) would be 125 MiB
+    // The idle timeout closes them all; the steady producer's connection is busy, not idle.
+    size_t closed = 0;
+    for (int fd : fds) closed += ClosedWithin(fd, 10'000);
+    CHECK(closed == fds.size());
+    for (int fd : fds) ::close(fd);
+  }
+
+  SUBCASE("slowloris: a frame trickling in is cut off at the frame timeout") {
+    std::vector<int> fds;
+    for (int i = 0; i < 20; ++i) {
+      fds.push_back(RawConnect(b.port()));
+      std::string start;
+      PutFixed32BE(&start, 1000);  // a 1,000-byte frame, of which only the start ever comes
+      ::send(fds.back(), start.data(), start.size(), MSG_NOSIGNAL);
+    }
+    const double timed_out_before = MetricValue(b.http_port(), "runnel_connections_timed_out_total");
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<bool> closed(fds.size(), false);
+    size_t n_closed = 0;
+    while (n_closed < fds.size() &&
+           std::chrono::steady_clock::now() - t0 < std::chrono::seconds(15)) {
+      for (size_t i = 0; i < fds.size(); ++i) {
+        if (closed[i]) continue;
+        // One byte every 100 ms keeps the connection busy, but never completes the frame.
+        if (::send(fds[i], "x", 1, MSG_NOSIGNAL) != 1 || ClosedWithin(fds[i], 5)) {
+          closed[i] = true;
+          ++n_closed;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    CHECK(n_closed == fds.size());
+    CHECK(MetricValue(b.http_port(), "runnel_connections_timed_out_total") >=
+          timed_out_before + static_cast<double>(fds.size()));
+    for (int fd : fds) ::close(fd);
+  }
+
+  SUBCASE("an LZ4 bomb is refused before it is inflated") {
+    REQUIRE(admin.CreateTopic("bomb", 1).ok());
+    RecordBatchBuilder builder(BatchBuilderOptions{Compression::kLz4});
+    builder.Add(0, std::nullopt, std::string(512u << 20, '\0'), {});  // 512 MiB of zeros
+    std::string batch = builder.Build();
+    MESSAGE("LZ4 bomb: " << batch.size() << " bytes inflating to 512 MiB");
+    REQUIRE(batch.size() < (4u << 20));
+    REQUIRE(admin.AlterTopic("bomb", 0, {{"max.message.bytes", std::to_string(4u << 20)}}).ok());
+    const int64_t rss_before = broker::ProcessRssKiB(b.pid());
+    const proto::ItemError e = RawProduce(*conn, "bomb", std::move(batch));
+    CHECK(e.error == wire::ErrorCode::kTooLarge);
+    CHECK(e.message.find("8388608") != std::string::npos);  // names the limit
+    CHECK(broker::ProcessRssKiB(b.pid()) - rss_before < 64 * 1024);
+    CHECK(admin.ListOffset("bomb", 0, proto::OffsetSpec::kLatest).value() == 0);
+  }
+
+  SUBCASE("a batch with a bad CRC is refused and nothing of it is stored") {
+    REQUIRE(admin.CreateTopic("crc", 1).ok());
+    RecordBatchBuilder builder;
+    for (int i = 0; i < 3; ++i) builder.Add(0, std::nullopt, "record " + std::to_string(i), {});
+    const std::string good = builder.Build();
+    std::string bad = good;
+    bad[bad.size() - 2] ^= 0x01;  // one bit of the last record's value
+    const proto::ItemError e = RawProduce(*conn, "crc", bad);
+    CHECK(e.error == wire::ErrorCode::kCorruption);
+    CHECK(e.message.find("CRC") != std::string::npos);
+    CHECK(admin.ListOffset("crc", 0, proto::OffsetSpec::kLatest).value() == 0);
+    CHECK(RawProduce(*conn, "crc", good).ok());  // same connection, still usable
+    CHECK(admin.ListOffset("crc", 0, proto::OffsetSpec::kLatest).value() == 3);
+  }
+
+  SUBCASE("invalid UTF-8 and path-like topic names are refused, on create and on produce") {
+    RecordBatchBuilder builder;
+    builder.Add(0, std::nullopt, "x", {});
+    const std::string batch = builder.Build();
+    for (const std::string& name : {std::string("\xff\xfe"), std::string("caf\xc3"),
+                                   std::string("../x"), std::string("a/b"), std::string(".."),
+                                   std::string("x\0y", 3), std::string(), std::string(250, 'a')}) {
+      INFO("topic name of " << name.size() << " bytes");
+      CHECK(admin.CreateTopic(name, 1).IsInvalidArgument());
+      CHECK(RawProduce(*conn, name, batch).error == wire::ErrorCode::kInvalidArgument);
+    }
+    auto topics = admin.DescribeTopics();
+    REQUIRE(topics.ok());
+    for (const auto& t : *topics) CHECK(t.name.find_first_of("/\xff\xfe\xc3") == std::string::npos);
+    // Nothing of them reached the data directory either.
+    CHECK(!std::filesystem::exists(b.data_dir() + "/../x"));
+  }
+
+  steady.Stop();
+  MESSAGE("steady producer: " << steady.ok() << " records acknowledged meanwhile, slowest "
+                              << steady.max_ms() << " ms");
+  CHECK(steady.failed() == 0);
+  CHECK(steady.ok() > 0);
+}
+
+TEST_CASE("connections beyond --max-connections are refused; room frees as others leave") {
+  if (testing::EmbeddedMode()) return;
+  TestBroker b({"--max-connections", "20"});
+  std::vector<int> fds;
+  for (int i = 0; i < 30; ++i) fds.push_back(RawConnect(b.port()));
+  int refused = 0;
+  for (int fd : fds) refused += ClosedWithin(fd, 300);
+  CHECK(refused == 10);
+  CHECK(MetricValue(b.http_port(), "runnel_connections_rejected_total") == 10);
+  for (int fd : fds) ::close(fd);
+  // Once they are gone, new clients get in and are served.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  Admin admin(b.Connect());
+  CHECK(admin.CreateTopic("after", 1).ok());
 }
 
 }  // namespace

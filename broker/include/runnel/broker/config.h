@@ -36,6 +36,9 @@ struct DaemonFlags {
   std::string max_inflight_per_connection = "64MiB";
   std::string max_inflight_total = "1GiB";
   std::string max_queued_bytes = "256MiB";
+  std::string max_uncompressed_batch_bytes = "64MiB";
+  std::string frame_timeout = "30s";
+  std::string idle_timeout = "10m";
   std::string max_wait = "30s";
   std::string log_level = "info";
   std::string ready_file;

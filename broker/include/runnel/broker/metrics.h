@@ -33,6 +33,7 @@ class Metrics {
   std::atomic<int64_t> connections{0};           // open now
   std::atomic<uint64_t> connections_accepted{0};  // since start
   std::atomic<uint64_t> connections_rejected{0};  // over max connections
+  std::atomic<uint64_t> connections_timed_out{0};  // closed by the frame or idle timeout
   std::atomic<uint64_t> protocol_errors{0};       // frames that closed a connection
   std::atomic<int64_t> inflight_bytes{0};         // request + unsent response bytes, all connections
   int64_t started_ms = 0;

@@ -24,6 +24,12 @@ struct ServerOptions {
   // total. Memory stays bounded whatever clients send or fail to read.
   size_t max_inflight_bytes_per_connection = 64u << 20;
   size_t max_inflight_bytes_total = 1u << 30;
+  // Once a frame's first byte arrived, the whole frame must arrive within this (slowloris
+  // defence); 0: no limit.
+  int64_t frame_timeout_ms = 30'000;
+  // A connection with nothing in flight and no bytes received for this long is closed (Kafka's
+  // connections.max.idle.ms); clients reconnect on their next request. 0: never.
+  int64_t idle_timeout_ms = 600'000;
   int64_t shutdown_grace_ms = 10'000;  // how long Stop waits for responses to drain
 };
 
