@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 
 #include "log_store_impl.h"
 #include "logging.h"
@@ -65,10 +66,6 @@ Status LogStoreImpl::Prepare(AppendRequest& request, PendingAppend* out) {
 }
 
 void LogStoreImpl::AppendAsync(AppendRequest request, AppendCallback done) {
-  if (wal_broken_.load(std::memory_order_acquire)) {
-    done(Status::IOError("log store refuses writes after a failed WAL sync; restart the process"));
-    return;
-  }
   auto req = std::make_unique<PendingAppend>();
   Status s = Prepare(request, req.get());
   if (!s.ok()) {
@@ -395,12 +392,54 @@ void LogStoreImpl::ApplyRound(Round& round) {
   }
 }
 
+Status LogStoreImpl::TryRecover() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_recovery_ < std::chrono::seconds(1)) return degraded_status_;
+  last_recovery_ = now;
+  std::error_code ec;
+  const auto space = std::filesystem::space(db_path_, ec);
+  if (!ec && space.available < options_.max_commit_bytes + (4u << 20)) return degraded_status_;
+  if (rocksdb::Status rs = db_->Resume(); !rs.ok()) {
+    log::Warn("cannot resume writes yet: " + rs.ToString());
+    return degraded_status_;
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs = {meta_cf_};
+  {
+    std::shared_lock lk(topics_mu_);
+    for (const auto& [name, t] : topics_)
+      for (const auto& part : t->partitions) cfs.push_back(part->cf);
+  }
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  fo.allow_write_stall = true;
+  Status s = FromRocks(db_->Flush(fo, cfs), "flushing after recovery");
+  if (s.ok()) s = FromRocks(db_->SyncWAL(), "syncing the WAL after recovery");
+  if (!s.ok()) {
+    log::Warn("recovery from '" + degraded_status_.ToString() + "' failed: " + s.ToString());
+    return degraded_status_;
+  }
+  // Everything written before the failure is in flushed, synced files now.
+  for (auto& part : unsynced_) {
+    const int64_t hwm = part->next_offset;
+    part->high_watermark.store(hwm, std::memory_order_release);
+    if (options_.on_high_watermark) options_.on_high_watermark(part->topic_name, part->partition, Offset(hwm));
+  }
+  unsynced_.clear();
+  unsynced_meta_ = false;
+  degraded_.store(false, std::memory_order_release);
+  log::Info("writes resume: recovered from '" + degraded_status_.ToString() + "'");
+  degraded_status_ = Status::OK();
+  return Status::OK();
+}
+
 void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs) {
-  if (wal_broken_.load(std::memory_order_acquire)) {
-    for (auto& req : reqs) {
-      if (req->done) req->done(Status::IOError("log store refuses writes after a failed WAL sync"));
+  if (degraded_.load(std::memory_order_acquire)) {
+    if (Status s = TryRecover(); !s.ok()) {
+      for (auto& req : reqs) {
+        if (req->done) req->done(s);
+      }
+      return;
     }
-    return;
   }
   std::vector<PendingAppend*> staged;
   uint64_t records = 0, batches = 0, bytes = 0;
@@ -466,9 +505,13 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
         stat_bytes_.fetch_add(bytes, std::memory_order_relaxed);
       } else {
         log::Error("group commit failed, " + std::to_string(staged.size()) +
-                   " appends rejected: " + ws.ToString());
+                   " appends rejected; writes are refused until it recovers: " + ws.ToString());
         for (PendingAppend* r : staged) r->result = ws;
         staged.clear();
+        // RocksDB is read-only now, and its WAL writer must not be synced again.
+        degraded_status_ = ws;
+        last_recovery_ = std::chrono::steady_clock::now();
+        degraded_.store(true, std::memory_order_release);
       }
     }
   }
@@ -491,7 +534,8 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
   Status sync_status;
   int64_t fsync_micros = -1;
   std::vector<std::pair<std::shared_ptr<PartitionState>, int64_t>> advanced;
-  if (!unsynced_.empty() || durable_waiters || meta_due) {
+  if (!degraded_.load(std::memory_order_acquire) &&
+      (!unsynced_.empty() || durable_waiters || meta_due)) {
     const auto t0 = std::chrono::steady_clock::now();
     sync_status = FromRocks(db_->SyncWAL(), "syncing the WAL");
     fsync_micros = std::chrono::duration_cast<std::chrono::microseconds>(
@@ -501,11 +545,12 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
     stat_fsyncs_.fetch_add(1, std::memory_order_relaxed);
     if (!sync_status.ok()) {
       // A failed fsync may have dropped dirty pages that a later fsync would not report
-      // ("fsyncgate"): nothing written since the last good sync can be trusted, so this store
-      // stops advancing high watermarks and refuses writes until it is reopened.
-      wal_broken_.store(true, std::memory_order_release);
-      log::Error("WAL sync failed; refusing all writes until the store is reopened: " +
-                 sync_status.ToString());
+      // ("fsyncgate"): nothing written since the last good sync is trusted until TryRecover has
+      // flushed it to new files. High watermarks stay; writes are refused until then.
+      degraded_status_ = sync_status;
+      last_recovery_ = std::chrono::steady_clock::now();
+      degraded_.store(true, std::memory_order_release);
+      log::Error("WAL sync failed; writes are refused until it recovers: " + sync_status.ToString());
     } else {
       unsynced_meta_ = false;
       for (auto& part : unsynced_) {

@@ -1,11 +1,15 @@
 // LogStoreImpl: opening and recovery, topic administration, reads and offset lookups.
 #include <rocksdb/cache.h>
+#include <rocksdb/env.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_buffer_manager.h>
 
 #include <algorithm>
+#include <cstdarg>
+#include <cstdio>
 #include <filesystem>
 #include <future>
 
@@ -17,6 +21,44 @@
 namespace runnel::storage {
 
 namespace fmt = format;
+
+namespace {
+
+// RocksDB's own log goes to Runnel's log (warnings and worse), not to LOG files in the data
+// directory: those fail with the disk, and RocksDB 7.8 aborts when it writes to its log file
+// again after such a failure (its error-recovery thread does).
+class RocksLogger final : public rocksdb::Logger {
+ public:
+  RocksLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel()) return;
+    char buf[1024];
+    std::vsnprintf(buf, sizeof buf, format, ap);
+    const std::string line = std::string("rocksdb: ") + buf;
+    if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) {
+      log::Error(line);
+    } else {
+      log::Warn(line);
+    }
+  }
+};
+
+// The committer recovers from a full disk itself (LogStoreImpl::TryRecover, on the next write
+// once space is back); RocksDB's own recovery thread would hold Resume() busy meanwhile and waits
+// for free space the size of a memtable.
+class NoAutoRecovery final : public rocksdb::EventListener {
+ public:
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status bg_error,
+                            bool* auto_recovery) override {
+    bg_error.PermitUncheckedError();
+    *auto_recovery = false;
+  }
+};
+
+}  // namespace
 
 Offset AppendResult::OffsetOf(int32_t index) const {
   int32_t dropped_before = 0;
@@ -64,7 +106,7 @@ LogStoreImpl::~LogStoreImpl() {
   space_cv_.notify_all();
   if (committer_.joinable()) committer_.join();  // drains the queue first
   if (!db_) return;
-  if (!wal_broken_.load()) (void)db_->FlushWAL(/*sync=*/true);
+  if (!degraded_.load()) (void)db_->FlushWAL(/*sync=*/true);
   // Column family handles must go before the DB.
   unsynced_.clear();
   dedup_topics_.clear();
@@ -133,7 +175,8 @@ Status LogStoreImpl::Init() {
   db_options.bytes_per_sync = 1u << 20;
   db_options.max_total_wal_size = 1u << 30;
   db_options.write_buffer_manager = write_buffer_manager_;
-  db_options.keep_log_file_num = 4;
+  db_options.info_log = std::make_shared<RocksLogger>();
+  db_options.listeners.push_back(std::make_shared<NoAutoRecovery>());
   db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   // One committer thread writes; concurrent memtable writes would only disable insert hints.

@@ -229,8 +229,17 @@ class LogStoreImpl final : public LogStore {
   // Meta-only writes not yet covered by an fsync, and since when (committer thread only).
   bool unsynced_meta_ = false;
   std::chrono::steady_clock::time_point unsynced_meta_since_;
-  // Set when a WAL sync failed: writes are refused and high watermarks frozen until reopen.
-  std::atomic<bool> wal_broken_{false};
+  // Set when a write or a WAL sync failed (a full disk, an I/O error): appends are refused with
+  // `degraded_status_`, reads go on, and high watermarks stay where the last good sync left them.
+  // The committer calls TryRecover before each round (at most once a second).
+  std::atomic<bool> degraded_{false};
+  Status degraded_status_;  // committer thread only
+  std::chrono::steady_clock::time_point last_recovery_{};  // committer thread only
+  // Committer thread, while degraded: resumes RocksDB and flushes every column family, so that
+  // everything written before the failure is on disk in synced files (a failed fsync may have
+  // dropped WAL pages, "fsyncgate", so the WAL alone is not trusted), then syncs the new WAL and
+  // publishes the high watermarks held back. OK when writes may continue.
+  Status TryRecover();
 
   std::unique_ptr<GroupManager> groups_;
 

@@ -4,10 +4,12 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -992,6 +994,115 @@ TEST_CASE("connections beyond --max-connections are refused; room frees as other
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   Admin admin(b.Connect());
   CHECK(admin.CreateTopic("after", 1).ok());
+}
+
+// ---- a full disk ------------------------------------------------------------------------------
+
+// A size-limited tmpfs at `path` for the life of the object (root only).
+class SmallFilesystem {
+ public:
+  SmallFilesystem(std::string path, const std::string& size) : path_(std::move(path)) {
+    std::filesystem::create_directories(path_);
+    mounted_ = ::mount("tmpfs", path_.c_str(), "tmpfs", 0, ("size=" + size).c_str()) == 0;
+  }
+  ~SmallFilesystem() {
+    if (mounted_) ::umount2(path_.c_str(), MNT_DETACH);
+  }
+  bool mounted() const { return mounted_; }
+
+ private:
+  std::string path_;
+  bool mounted_ = false;
+};
+
+// Incompressible bytes, so LZ4 cannot shrink what fills the disk.
+std::string RandomBytes(std::mt19937_64& rng, size_t n) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    const uint64_t v = rng();
+    std::memcpy(&s[i], &v, 8);
+  }
+  return s;
+}
+
+TEST_CASE("disk full: produce fails clearly, reads go on, nothing acked is lost, writes resume") {
+  if (testing::EmbeddedMode()) return;
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: mounting a small tmpfs needs root");
+    return;
+  }
+  testing::TempDir dir;
+  SmallFilesystem fs(dir.Sub("disk"), "160m");
+  REQUIRE_MESSAGE(fs.mounted(), "mount tmpfs: " << std::strerror(errno));
+  // Ballast: most of the disk, freed later to give the broker room again.
+  const std::string ballast = dir.Sub("disk/ballast");
+  {
+    std::ofstream out(ballast, std::ios::binary);
+    const std::string chunk(1 << 20, 'b');
+    for (int i = 0; i < 90; ++i) out << chunk;
+  }
+  broker::RunneldProcess runneld({RUNNEL_RUNNELD, dir.Sub("disk/broker"), 0, /*http=*/false, "info"});
+  REQUIRE_MESSAGE(runneld.Start().ok(), runneld.Log());
+  client::TcpOptions tcp;
+  tcp.port = runneld.port();
+  auto conn = client::ConnectTcp(tcp);
+  Admin admin(conn);
+  REQUIRE(admin.CreateTopic("fill", 1).ok());
+
+  client::ProducerOptions po;
+  po.linger_ms = 0;
+  auto producer = Producer::Create(client::ConnectTcp(tcp), po);
+  REQUIRE(producer.ok());
+  std::mt19937_64 rng(7);
+  std::map<int64_t, std::string> acked;  // offset -> value
+  Status full;
+  for (int i = 0; i < 2'000 && full.ok(); ++i) {
+    std::string value = std::to_string(i) + ":" + RandomBytes(rng, 64 * 1024);
+    auto r = (*producer)->Send(ProducerRecord{"fill", std::nullopt, value, {}, {}, 0}).get();
+    if (r.ok()) {
+      CHECK(acked.emplace(r->offset, std::move(value)).second);
+    } else {
+      full = r.status();
+    }
+  }
+  INFO(full.ToString());
+  REQUIRE(full.code() == StatusCode::kNoSpace);  // a clear error, not a hang or a crash
+  CHECK(full.message().find("No space left on device") != std::string::npos);
+  REQUIRE(acked.size() > 100);
+  MESSAGE("disk full after " << acked.size() << " records of 64 KiB: " << full.ToString());
+
+  // Reads go on while the disk is full, and every acknowledged record is there.
+  auto read_all = [&](std::shared_ptr<client::Connection> c, size_t n) {
+    ConsumerOptions co;
+    co.topics = {"fill"};
+    auto consumer = MakeConsumer(std::move(c), co);
+    std::map<int64_t, std::string> got;
+    for (auto& r : PollN(*consumer, n, 30'000)) got[r.offset] = r.value.value_or("");
+    return got;
+  };
+  CHECK(read_all(client::ConnectTcp(tcp), acked.size()) == acked);
+  // Still full: refused again, clearly, and the broker is still up.
+  auto again = (*producer)->Send(ProducerRecord{"fill", std::nullopt, "x", {}, {}, 0}).get();
+  CHECK(again.status().code() == StatusCode::kNoSpace);
+
+  // Space comes back: the broker resumes writes by itself (no restart).
+  std::filesystem::remove(ballast);
+  Result<client::RecordMetadata> resumed = Status::NoSpace("not tried");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!resumed.ok() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    resumed = (*producer)->Send(ProducerRecord{"fill", std::nullopt, "after", {}, {}, 0}).get();
+  }
+  REQUIRE_MESSAGE(resumed.ok(), resumed.status().ToString());
+  acked[resumed->offset] = "after";
+  CHECK(runneld.running());
+  CHECK(runneld.Log().find("writes resume") != std::string::npos);
+
+  // Everything acknowledged survives a crash after the recovery, once each.
+  runneld.Stop(SIGKILL);
+  REQUIRE(runneld.Start().ok());
+  auto after = read_all(client::ConnectTcp(tcp), acked.size());
+  CHECK(after == acked);
 }
 
 }  // namespace

@@ -74,7 +74,6 @@ bool ParseIsoTime(const std::string& s, int64_t* out) {
 }  // namespace
 
 Position PositionFlag(const std::string& flag, const std::string& text) {
-  Position p;
   int64_t v = 0;
   if (text == "earliest" || text == "beginning") return {Position::Kind::kEarliest, 0};
   if (text == "latest" || text == "end") return {Position::Kind::kLatest, 0};
