@@ -15,7 +15,8 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRUNNEL_WERRO
 cmake --build "$build" -j2
 # shellcheck disable=SC2086
 ctest --test-dir "$build" --output-on-failure -j2 ${CTEST_ARGS:-}
-# The fuzz targets, built with clang and ASan + UBSan, 20 s each (RUNNEL_SKIP_FUZZ=1 skips).
-if [ -z "${RUNNEL_SKIP_FUZZ:-}" ]; then
-  tools/fuzz.sh
+# Then everything again under ASan + UBSan (clang-14), with the fuzz targets for 20 s each
+# (RUNNEL_SKIP_SANITIZE=1 skips this part).
+if [ -z "${RUNNEL_SKIP_SANITIZE:-}" ]; then
+  tools/sanitize.sh
 fi
