@@ -740,11 +740,11 @@ TEST_CASE("runneld reads a TOML config file; flags and file agree on names") {
   for (const auto& [flag, value] : std::vector<std::pair<std::string, std::string>>{
            {"--max-message-bytes", "5GiB"}, {"--max-frame-bytes", "0"}, {"--max-wait", "100d"},
            {"--retention-check-interval", "-1"}}) {
-    auto [c, o] = TestBroker::RunToExit(
+    const auto run = TestBroker::RunToExit(
         {"--data-dir", dir.Sub("d3"), flag, value, "--no-http", "--port", "0"});
-    CHECK(c == 1);
-    INFO(o);
-    CHECK(o.find(flag + ": " + value + " is out of range") != std::string::npos);
+    CHECK(run.first == 1);
+    INFO(run.second);
+    CHECK(run.second.find(flag + ": " + value + " is out of range") != std::string::npos);
   }
 }
 
