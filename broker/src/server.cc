@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <limits>
 #include <deque>
+#include <limits>
 #include <list>
 #include <mutex>
 #include <thread>

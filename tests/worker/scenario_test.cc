@@ -223,7 +223,9 @@ TEST_CASE("notify: 10,000 notifications against a webhook failing 30% and hangin
 
   // Each retry came no sooner than its backoff (jitter only shortens, by at most 20%).
   int64_t checked = 0;
-  for (const auto& [id, list] : calls) {
+  for (const auto& entry : calls) {
+    const auto& id = entry.first;  // a structured binding: clang 14 cannot capture it in CHECK
+    const auto& list = entry.second;
     for (size_t k = 0; k + 1 < list.size(); ++k) {
       const auto& a = list[k];
       const auto& b = list[k + 1];
