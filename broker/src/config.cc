@@ -3,7 +3,6 @@
 #include <CLI/CLI.hpp>
 
 #include <limits>
-#include <tuple>
 
 #include "runnel/common/units.h"
 
@@ -82,6 +81,13 @@ Result<int64_t> Duration(const char* flag, const std::string& v) {
   return *r;
 }
 
+// A duration where 0 means "never" and a negative value makes no sense.
+Result<int64_t> NonNegativeDuration(const char* flag, const std::string& v) {
+  RUNNEL_ASSIGN_OR_RETURN(const int64_t ms, Duration(flag, v));
+  if (ms < 0) return Status::InvalidArgument(std::string("--") + flag + ": " + v + " is out of range");
+  return ms;
+}
+
 // A size that must fit `max` (and be positive unless `allow_negative`: -1 means unlimited).
 Result<int64_t> Bytes(const char* flag, const std::string& v, int64_t max,
                       bool allow_negative = false) {
@@ -107,7 +113,7 @@ Result<DaemonConfig> ToDaemonConfig(const DaemonFlags& f) {
   RUNNEL_ASSIGN_OR_RETURN(tc.retention_bytes,
                           Bytes("retention-bytes", f.retention_bytes, kInt64Max, true));
   RUNNEL_ASSIGN_OR_RETURN(c.broker.store.retention_check_interval_ms,
-                          Duration("retention-check-interval", f.retention_check_interval));
+                          NonNegativeDuration("retention-check-interval", f.retention_check_interval));
   RUNNEL_ASSIGN_OR_RETURN(const int64_t max_message,
                           Bytes("max-message-bytes", f.max_message_bytes, kInt32Max));
   tc.max_message_bytes = static_cast<int32_t>(max_message);
@@ -146,15 +152,10 @@ Result<DaemonConfig> ToDaemonConfig(const DaemonFlags& f) {
                           Bytes("max-inflight-bytes", f.max_inflight_total, kInt64Max));
   c.server.max_inflight_bytes_total = static_cast<size_t>(total);
 
-  RUNNEL_ASSIGN_OR_RETURN(c.server.frame_timeout_ms, Duration("frame-timeout", f.frame_timeout));
-  RUNNEL_ASSIGN_OR_RETURN(c.server.idle_timeout_ms, Duration("idle-timeout", f.idle_timeout));
-  for (const auto& [flag, value, ms] :
-       {std::tuple{"frame-timeout", f.frame_timeout, c.server.frame_timeout_ms},
-        std::tuple{"idle-timeout", f.idle_timeout, c.server.idle_timeout_ms},
-        std::tuple{"retention-check-interval", f.retention_check_interval,
-                   c.broker.store.retention_check_interval_ms}}) {
-    if (ms < 0) return Status::InvalidArgument(std::string("--") + flag + ": " + value + " is out of range");
-  }
+  RUNNEL_ASSIGN_OR_RETURN(c.server.frame_timeout_ms,
+                          NonNegativeDuration("frame-timeout", f.frame_timeout));
+  RUNNEL_ASSIGN_OR_RETURN(c.server.idle_timeout_ms,
+                          NonNegativeDuration("idle-timeout", f.idle_timeout));
 
   c.http_port = f.http_port;
   c.no_http = f.no_http;

@@ -392,6 +392,31 @@ void LogStoreImpl::ApplyRound(Round& round) {
   }
 }
 
+void LogStoreImpl::EnterDegraded(const Status& cause) {
+  degraded_status_ = cause;
+  last_recovery_ = std::chrono::steady_clock::now();
+  degraded_.store(true, std::memory_order_release);
+}
+
+std::vector<std::pair<std::shared_ptr<PartitionState>, int64_t>> LogStoreImpl::PublishSynced() {
+  std::vector<std::pair<std::shared_ptr<PartitionState>, int64_t>> advanced;
+  for (auto& part : unsynced_) {
+    const int64_t hwm = part->next_offset;  // committer-owned; we are the committer
+    part->high_watermark.store(hwm, std::memory_order_release);
+    advanced.emplace_back(part, hwm);
+  }
+  unsynced_.clear();
+  unsynced_meta_ = false;
+  return advanced;
+}
+
+void LogStoreImpl::NotifyAdvanced(
+    const std::vector<std::pair<std::shared_ptr<PartitionState>, int64_t>>& advanced) {
+  if (!options_.on_high_watermark) return;
+  for (const auto& [part, hwm] : advanced)
+    options_.on_high_watermark(part->topic_name, part->partition, Offset(hwm));
+}
+
 Status LogStoreImpl::TryRecover() {
   const auto now = std::chrono::steady_clock::now();
   if (now - last_recovery_ < std::chrono::seconds(1)) return degraded_status_;
@@ -419,13 +444,7 @@ Status LogStoreImpl::TryRecover() {
     return degraded_status_;
   }
   // Everything written before the failure is in flushed, synced files now.
-  for (auto& part : unsynced_) {
-    const int64_t hwm = part->next_offset;
-    part->high_watermark.store(hwm, std::memory_order_release);
-    if (options_.on_high_watermark) options_.on_high_watermark(part->topic_name, part->partition, Offset(hwm));
-  }
-  unsynced_.clear();
-  unsynced_meta_ = false;
+  NotifyAdvanced(PublishSynced());
   degraded_.store(false, std::memory_order_release);
   log::Info("writes resume: recovered from '" + degraded_status_.ToString() + "'");
   degraded_status_ = Status::OK();
@@ -509,9 +528,7 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
         for (PendingAppend* r : staged) r->result = ws;
         staged.clear();
         // RocksDB is read-only now, and its WAL writer must not be synced again.
-        degraded_status_ = ws;
-        last_recovery_ = std::chrono::steady_clock::now();
-        degraded_.store(true, std::memory_order_release);
+        EnterDegraded(ws);
       }
     }
   }
@@ -547,18 +564,10 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
       // A failed fsync may have dropped dirty pages that a later fsync would not report
       // ("fsyncgate"): nothing written since the last good sync is trusted until TryRecover has
       // flushed it to new files. High watermarks stay; writes are refused until then.
-      degraded_status_ = sync_status;
-      last_recovery_ = std::chrono::steady_clock::now();
-      degraded_.store(true, std::memory_order_release);
+      EnterDegraded(sync_status);
       log::Error("WAL sync failed; writes are refused until it recovers: " + sync_status.ToString());
     } else {
-      unsynced_meta_ = false;
-      for (auto& part : unsynced_) {
-        const int64_t hwm = part->next_offset;  // committer-owned; we are the committer
-        part->high_watermark.store(hwm, std::memory_order_release);
-        advanced.emplace_back(part, hwm);
-      }
-      unsynced_.clear();
+      advanced = PublishSynced();
     }
   }
   if (options_.on_commit && (batches > 0 || fsync_micros >= 0))
@@ -572,10 +581,7 @@ void LogStoreImpl::CommitRound(std::vector<std::unique_ptr<PendingAppend>>& reqs
     }
   }
   // Listeners last: the acks above are not delayed by whatever wakes up on new data.
-  if (options_.on_high_watermark) {
-    for (const auto& [part, hwm] : advanced)
-      options_.on_high_watermark(part->topic_name, part->partition, Offset(hwm));
-  }
+  NotifyAdvanced(advanced);
 }
 
 }  // namespace runnel::storage

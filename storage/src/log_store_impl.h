@@ -240,6 +240,13 @@ class LogStoreImpl final : public LogStore {
   // dropped WAL pages, "fsyncgate", so the WAL alone is not trusted), then syncs the new WAL and
   // publishes the high watermarks held back. OK when writes may continue.
   Status TryRecover();
+  // Committer thread: refuses writes with `cause` until TryRecover succeeds.
+  void EnterDegraded(const Status& cause);
+  // Committer thread, after a good sync (or a recovery flush): moves the high watermark of every
+  // partition written since to its end; returns them for NotifyAdvanced.
+  std::vector<std::pair<std::shared_ptr<PartitionState>, int64_t>> PublishSynced();
+  void NotifyAdvanced(
+      const std::vector<std::pair<std::shared_ptr<PartitionState>, int64_t>>& advanced);
 
   std::unique_ptr<GroupManager> groups_;
 
