@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "executors.h"
+#include "runnel/broker/auth.h"
 #include "runnel/broker/metrics.h"
 #include "runnel/common/clock.h"
 #include "runnel/common/coding.h"
@@ -28,6 +29,9 @@ class Session {
  public:
   explicit Session(ThreadPool& appenders) : produce(std::make_shared<SerialQueue>(appenders)) {}
   std::shared_ptr<SerialQueue> produce;
+  // Touched only by Handle, which a connection calls from one thread at a time.
+  std::shared_ptr<const Principal> principal;  // set by a successful Authenticate
+  bool refused = false;
 };
 
 namespace {
@@ -38,6 +42,7 @@ struct Call {
   std::string body;
   ResponseFn respond;
   SteadyClock::time_point start;
+  std::shared_ptr<const Principal> principal;  // null: access control is off
 };
 using CallPtr = std::shared_ptr<Call>;
 
@@ -147,15 +152,132 @@ class Broker::Impl {
     if (--inflight_ == 0) idle_cv_.notify_all();
   }
 
-  // Decodes the body as Req and runs fn(req), or answers malformed_request.
+  // Decodes the body as Req, checks the caller may make it, and runs fn(req); or answers
+  // malformed_request / permission_denied.
   template <class Req, class Fn> void WithRequest(const CallPtr& c, Fn&& fn) {
     auto req = proto::DecodeBody<Req>(c->body);
     if (!req.ok()) {
       return ReplyCode<proto::EmptyResponse>(c, ErrorCode::kMalformedRequest,
                                              req.status().message(), nullptr);
     }
+    if (c->principal) {
+      if (Status s = Authorize(*c->principal, *req); !s.ok()) {
+        metrics().auth_denied.fetch_add(1, std::memory_order_relaxed);
+        return ReplyStatus(c, s);
+      }
+    }
     fn(*req);
   }
+
+  void Authenticate(Session& session, const CallPtr& c);
+
+  // ---- access control: what each request needs (see ARCHITECTURE.md "Access control") ----
+  Status Authorize(const Principal&, const proto::ApiVersionsRequest&) { return Status::OK(); }
+  Status Authorize(const Principal& p, const proto::ProduceRequest& r) {
+    for (const auto& part : r.partitions)
+      RUNNEL_RETURN_IF_ERROR(p.OnTopic(Op::kProduce, part.topic));
+    return Status::OK();
+  }
+  Status Authorize(const Principal& p, const proto::FetchRequest& r) {
+    for (const auto& part : r.partitions)
+      RUNNEL_RETURN_IF_ERROR(p.OnTopic(Op::kConsume, part.topic));
+    return Status::OK();
+  }
+  // Offsets and status of a topic: any operation on it.
+  Status DescribeTopic(const Principal& p, const std::string& topic) {
+    if (p.SeesTopic(topic) && p.ops != 0) return Status::OK();
+    return p.OnTopic(Op::kConsume, topic);
+  }
+  Status Authorize(const Principal& p, const proto::ListOffsetsRequest& r) {
+    for (const auto& part : r.partitions) RUNNEL_RETURN_IF_ERROR(DescribeTopic(p, part.topic));
+    return Status::OK();
+  }
+  Status Authorize(const Principal& p, const proto::MetadataRequest& r) {
+    // Without names the answer lists only visible topics (Metadata()); auto-creating a topic
+    // needs the right to produce to it (checked there).
+    for (const auto& t : r.topics) RUNNEL_RETURN_IF_ERROR(DescribeTopic(p, t));
+    return Status::OK();
+  }
+  Status Authorize(const Principal& p, const proto::CreateTopicRequest& r) {
+    return p.OnTopic(Op::kAdmin, r.name);
+  }
+  Status Authorize(const Principal& p, const proto::DeleteTopicRequest& r) {
+    return p.OnTopic(Op::kAdmin, r.name);
+  }
+  Status Authorize(const Principal& p, const proto::AlterTopicRequest& r) {
+    return p.OnTopic(Op::kAdmin, r.name);
+  }
+  Status Authorize(const Principal& p, const proto::InitProducerIdRequest&) {
+    return p.Allows(Op::kProduce);
+  }
+  // A group operation: the operation on the group, and for a queue group consuming its topic.
+  Status OnGroup(const Principal& p, Op op, const std::string& group) {
+    RUNNEL_RETURN_IF_ERROR(p.OnGroup(op, group));
+    if (op != Op::kConsume) return Status::OK();
+    auto topic = GroupTopic(group);
+    if (!topic.ok() || topic->empty()) return Status::OK();  // unknown or a stream group
+    return p.OnTopic(Op::kConsume, *topic);
+  }
+  Status Authorize(const Principal& p, const proto::JoinGroupRequest& r) {
+    RUNNEL_RETURN_IF_ERROR(p.OnGroup(Op::kConsume, r.group));
+    for (const auto& t : r.topics) RUNNEL_RETURN_IF_ERROR(p.OnTopic(Op::kConsume, t));
+    return Status::OK();
+  }
+  Status Authorize(const Principal& p, const proto::HeartbeatRequest& r) {
+    return p.OnGroup(Op::kConsume, r.group);
+  }
+  Status Authorize(const Principal& p, const proto::LeaveGroupRequest& r) {
+    return p.OnGroup(Op::kConsume, r.group);
+  }
+  Status Authorize(const Principal& p, const proto::CommitOffsetsRequest& r) {
+    // An admin reset (no member) moves a group's positions for everyone: admin on the group.
+    const bool reset = r.member_id.empty() && r.generation == -1;
+    RUNNEL_RETURN_IF_ERROR(p.OnGroup(reset ? Op::kAdmin : Op::kConsume, r.group));
+    for (const auto& o : r.offsets) RUNNEL_RETURN_IF_ERROR(DescribeTopic(p, o.topic));
+    return reset ? Status::OK() : OnGroup(p, Op::kConsume, r.group);
+  }
+  Status Authorize(const Principal& p, const proto::FetchOffsetsRequest& r) {
+    if (!p.SeesGroup(r.group)) return p.OnGroup(Op::kConsume, r.group);
+    for (const auto& o : r.partitions) RUNNEL_RETURN_IF_ERROR(DescribeTopic(p, o.topic));
+    return Status::OK();
+  }
+  Status Authorize(const Principal& p, const proto::CreateQueueGroupRequest& r) {
+    RUNNEL_RETURN_IF_ERROR(p.OnGroup(Op::kConsume, r.group));
+    for (const auto& [k, v] : r.config) {
+      if (k == "topic") RUNNEL_RETURN_IF_ERROR(p.OnTopic(Op::kConsume, v));
+      if (k == "dlq.topic") RUNNEL_RETURN_IF_ERROR(p.OnTopic(Op::kProduce, v));
+    }
+    return Status::OK();
+  }
+  template <class Req>
+    requires requires(const Req& r) { r.consumer; }
+  Status Authorize(const Principal& p, const Req& r) {  // Deliver Ack Nack Reject Extend Claim ListPending
+    return OnGroup(p, Op::kConsume, r.group);
+  }
+  Status Authorize(const Principal& p, const proto::ListDeadLettersRequest& r) {
+    return OnGroup(p, Op::kConsume, r.group);
+  }
+  Status Authorize(const Principal& p, const proto::RedriveRequest& r) {
+    RUNNEL_RETURN_IF_ERROR(p.OnGroup(Op::kAdmin, r.group));
+    return r.to_topic.empty() ? Status::OK() : p.OnTopic(Op::kProduce, r.to_topic);
+  }
+  Status Authorize(const Principal& p, const proto::PurgeDeadLettersRequest& r) {
+    return p.OnGroup(Op::kAdmin, r.group);
+  }
+  Status Authorize(const Principal&, const proto::ListGroupsRequest&) {
+    return Status::OK();  // lists only the visible groups
+  }
+  Status Authorize(const Principal& p, const proto::DescribeGroupRequest& r) {
+    return p.SeesGroup(r.group) && p.ops != 0 ? Status::OK() : p.OnGroup(Op::kConsume, r.group);
+  }
+  Status Authorize(const Principal& p, const proto::DeleteGroupRequest& r) {
+    return p.OnGroup(Op::kAdmin, r.group);
+  }
+  Status Authorize(const Principal& p, const proto::RecordStatusRequest& r) {
+    return DescribeTopic(p, r.topic);
+  }
+  Status Authorize(const Principal& p, const proto::StatsRequest&) { return p.Allows(Op::kAdmin); }
+  Status Authorize(const Principal&, const proto::AuthenticateRequest&) { return Status::OK(); }
 
   void Dispatch(const CallPtr& c);
   void Produce(const CallPtr& c);
@@ -207,6 +329,16 @@ void Broker::Impl::Handle(const std::shared_ptr<Session>& session, wire::Frame f
             " is not served (max " + std::to_string(served) + ")",
         nullptr);
   }
+  if (options_.auth || api == static_cast<uint16_t>(Api::kAuthenticate)) {
+    if (api == static_cast<uint16_t>(Api::kAuthenticate)) return Authenticate(*session, c);
+    if (!session->principal) {
+      session->refused = true;
+      metrics().auth_failures.fetch_add(1, std::memory_order_relaxed);
+      return ReplyStatus(c, Status::Unauthenticated(
+                                "authentication required: send Authenticate with a token first"));
+    }
+    c->principal = session->principal;
+  }
   switch (static_cast<Api>(api)) {
     case Api::kProduce:
       session->produce->Post([this, c] { Produce(c); });
@@ -217,6 +349,26 @@ void Broker::Impl::Handle(const std::shared_ptr<Session>& session, wire::Frame f
     default:
       workers_.Post([this, c] { Dispatch(c); });
   }
+}
+
+void Broker::Impl::Authenticate(Session& session, const CallPtr& c) {
+  WithRequest<proto::AuthenticateRequest>(c, [&](proto::AuthenticateRequest& req) {
+    proto::AuthenticateResponse resp;
+    if (!options_.auth) {
+      resp.principal = "anonymous";  // access control is off: every token is as good as none
+      return Reply(c, Status::OK(), &resp);
+    }
+    auto p = options_.auth->Authenticate(req.token);
+    if (!p.ok()) {
+      session.principal.reset();
+      session.refused = true;
+      metrics().auth_failures.fetch_add(1, std::memory_order_relaxed);
+      return Reply<proto::AuthenticateResponse>(c, p.status(), nullptr);
+    }
+    session.principal = *p;
+    resp.principal = (*p)->name;
+    Reply(c, Status::OK(), &resp);
+  });
 }
 
 int64_t Broker::Impl::NextProducerId() {
@@ -398,11 +550,13 @@ void Broker::Impl::Metadata(const CallPtr& c, const proto::MetadataRequest& req)
   proto::MetadataResponse resp;
   std::vector<std::string> names = req.topics.empty() ? store().ListTopics() : req.topics;
   for (const auto& name : names) {
+    if (req.topics.empty() && c->principal && !c->principal->SeesTopic(name)) continue;
     proto::TopicMetadata tm;
     tm.name = name;
     auto info = store().DescribeTopic(name);
     if (!info.ok() && info.status().IsNotFound() && req.allow_auto_create &&
-        options_.auto_create_topics) {
+        options_.auto_create_topics &&
+        (!c->principal || c->principal->OnTopic(Op::kProduce, name).ok())) {
       if (Status s = EnsureTopic(name); s.ok()) info = store().DescribeTopic(name);
     }
     if (!info.ok()) {
@@ -647,6 +801,10 @@ void Broker::Impl::Dispatch(const CallPtr& c) {
     case Api::kListGroups:
       return WithRequest<proto::ListGroupsRequest>(c, [&](auto&) {
         proto::ListGroupsResponse resp{groups().ListGroups()};
+        if (c->principal) {
+          std::erase_if(resp.groups,
+                        [&](const std::string& g) { return !c->principal->SeesGroup(g); });
+        }
         Reply(c, Status::OK(), &resp);
       });
     case Api::kDescribeGroup:
@@ -699,6 +857,8 @@ void Broker::Impl::Dispatch(const CallPtr& c) {
       });
     case Api::kProduce:
       return Produce(c);
+    case Api::kAuthenticate:
+      break;  // answered in Handle
   }
   ReplyCode<proto::EmptyResponse>(c, ErrorCode::kUnknownApi,
                                   "unknown api " + std::to_string(c->header.api), nullptr);
@@ -737,6 +897,8 @@ Broker::~Broker() {
   store_.reset();  // drains the committer; its last callbacks reach a stopped pool
   impl_.reset();
 }
+
+bool Broker::Refused(const Session& session) { return session.refused; }
 
 std::shared_ptr<Session> Broker::NewSession() {
   return std::make_shared<Session>(impl_->appenders());

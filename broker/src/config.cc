@@ -4,6 +4,7 @@
 
 #include <limits>
 
+#include "runnel/broker/auth.h"
 #include "runnel/common/units.h"
 
 namespace runnel::broker {
@@ -69,6 +70,14 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags* f) {
       ->capture_default_str();
   app.add_option("--log-level", f->log_level, "trace, debug, info, warn, error, critical, off")
       ->capture_default_str();
+  app.add_option("--auth-tokens", f->auth_tokens,
+                 "Token file: every connection must authenticate, each token limited to its "
+                 "topics, groups and operations (see broker/README.md)");
+  app.add_flag("--metrics-public", f->metrics_public,
+               "With --auth-tokens, serve HTTP /metrics without a token");
+  app.add_option("--tls-cert", f->tls_cert,
+                 "PEM certificate chain: the native port speaks TLS only (needs --tls-key)");
+  app.add_option("--tls-key", f->tls_key, "PEM private key of --tls-cert");
   app.add_option("--ready-file", f->ready_file,
                  "Write {\"port\":..,\"http_port\":..} here once listening (for scripts and tests)");
 }
@@ -157,6 +166,18 @@ Result<DaemonConfig> ToDaemonConfig(const DaemonFlags& f) {
   RUNNEL_ASSIGN_OR_RETURN(c.server.idle_timeout_ms,
                           NonNegativeDuration("idle-timeout", f.idle_timeout));
 
+  if (f.tls_cert.empty() != f.tls_key.empty())
+    return Status::InvalidArgument("--tls-cert and --tls-key go together");
+  c.server.tls_cert_file = f.tls_cert;
+  c.server.tls_key_file = f.tls_key;
+  if (!f.auth_tokens.empty()) {
+    auto tokens = TokenSet::Load(f.auth_tokens);
+    if (!tokens.ok()) return tokens.status().WithContext("--auth-tokens");
+    c.broker.auth = *tokens;
+  }
+  if (f.metrics_public && f.auth_tokens.empty())
+    return Status::InvalidArgument("--metrics-public only makes sense with --auth-tokens");
+  c.metrics_public = f.metrics_public;
   c.http_port = f.http_port;
   c.no_http = f.no_http;
   c.log_level = f.log_level;

@@ -8,6 +8,8 @@
 #include <atomic>
 #include <thread>
 
+#include "runnel/broker/auth.h"
+#include "runnel/broker/metrics.h"
 #include "runnel/broker/server.h"
 
 namespace runnel::broker {
@@ -18,7 +20,8 @@ namespace http = beast::http;
 
 class HttpImpl final : public HttpServer {
  public:
-  explicit HttpImpl(Broker& broker) : broker_(broker), acceptor_(io_) {}
+  HttpImpl(Broker& broker, bool metrics_public)
+      : broker_(broker), metrics_public_(metrics_public), acceptor_(io_) {}
   ~HttpImpl() override { Stop(); }
 
   Status Listen(const std::string& bind, uint16_t port) {
@@ -94,7 +97,22 @@ class HttpImpl final : public HttpServer {
     if (path == "/health") {
       res.set(http::field::content_type, "application/json");
       res.body() = "{\"status\":\"ok\"}\n";
-    } else if (path == "/metrics") {
+      return res;
+    }
+    if (!(path == "/metrics" && metrics_public_)) {
+      if (Status s = Authorize(req); !s.ok()) {
+        broker_.metrics().auth_failures.fetch_add(s.code() == StatusCode::kUnauthenticated);
+        broker_.metrics().auth_denied.fetch_add(s.code() == StatusCode::kPermissionDenied);
+        res.result(s.code() == StatusCode::kUnauthenticated ? http::status::unauthorized
+                                                            : http::status::forbidden);
+        if (s.code() == StatusCode::kUnauthenticated)
+          res.set(http::field::www_authenticate, "Bearer realm=\"runnel\"");
+        res.set(http::field::content_type, "text/plain");
+        res.body() = s.message() + "\n";
+        return res;
+      }
+    }
+    if (path == "/metrics") {
       res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
       res.body() = broker_.PrometheusText();
     } else if (path == "/api/v1/stats") {
@@ -108,7 +126,22 @@ class HttpImpl final : public HttpServer {
     return res;
   }
 
+  // With access control on: a bearer token with the admin operation.
+  Status Authorize(const http::request<http::empty_body>& req) {
+    const auto& tokens = broker_.options().auth;
+    if (!tokens) return Status::OK();
+    const auto raw = req[http::field::authorization];
+    const std::string_view header(raw.data(), raw.size());
+    constexpr std::string_view kBearer = "Bearer ";
+    if (header.substr(0, kBearer.size()) != kBearer)
+      return Status::Unauthenticated("authentication required: send Authorization: Bearer <token>");
+    auto p = tokens->Authenticate(header.substr(kBearer.size()));
+    if (!p.ok()) return p.status();
+    return (*p)->Allows(Op::kAdmin);
+  }
+
   Broker& broker_;
+  bool metrics_public_;
   asio::io_context io_{1};
   tcp::acceptor acceptor_;
   uint16_t port_ = 0;
@@ -119,8 +152,8 @@ class HttpImpl final : public HttpServer {
 }  // namespace
 
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(Broker& broker, const std::string& bind,
-                                                      uint16_t port) {
-  auto s = std::make_unique<HttpImpl>(broker);
+                                                      uint16_t port, bool metrics_public) {
+  auto s = std::make_unique<HttpImpl>(broker, metrics_public);
   RUNNEL_RETURN_IF_ERROR(s->Listen(bind, port));
   return std::unique_ptr<HttpServer>(std::move(s));
 }

@@ -18,6 +18,7 @@
 
 #include "runnel/broker/broker.h"
 #include "runnel/broker/config.h"
+#include "runnel/broker/auth.h"
 #include "runnel/broker/server.h"
 
 namespace {
@@ -123,13 +124,22 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<runnel::broker::HttpServer> http;
   if (!f.no_http) {
-    auto h = runnel::broker::HttpServer::Start(**broker, f.bind, static_cast<uint16_t>(f.http_port));
+    auto h = runnel::broker::HttpServer::Start(**broker, f.bind, static_cast<uint16_t>(f.http_port),
+                                               config->metrics_public);
     if (!h.ok()) {
       (*server)->Stop();
       broker->reset();
       Die(h.status().message());
     }
     http = std::move(h).value();
+  }
+  if (!bo.auth && f.bind != "127.0.0.1" && f.bind != "::1" && f.bind != "localhost") {
+    spdlog::warn("listening on {} without --auth-tokens: anyone who can reach the port may read, "
+                 "write and delete every topic", f.bind);
+  }
+  if (bo.auth) {
+    spdlog::info("access control on: {} tokens from {}{}", bo.auth->size(), f.auth_tokens,
+                 so.tls_cert_file.empty() ? " (without TLS tokens cross the network in clear)" : "");
   }
   const double startup_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

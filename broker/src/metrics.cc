@@ -124,6 +124,16 @@ std::string RenderPrometheus(const Metrics& m, storage::LogStore& store) {
            static_cast<double>(m.connections_timed_out.load()));
   p.Type("runnel_protocol_errors_total", "counter", "Connections closed for a protocol error.");
   p.Sample("runnel_protocol_errors_total", "", static_cast<double>(m.protocol_errors.load()));
+  p.Type("runnel_auth_failures_total", "counter",
+         "Connections refused for a missing or invalid token (native port and HTTP).");
+  p.Sample("runnel_auth_failures_total", "", static_cast<double>(m.auth_failures.load()));
+  p.Type("runnel_auth_denied_total", "counter",
+         "Requests refused because their token lacks the operation or the resource.");
+  p.Sample("runnel_auth_denied_total", "", static_cast<double>(m.auth_denied.load()));
+  p.Type("runnel_tls_handshake_failures_total", "counter",
+         "Connections closed because the TLS handshake failed or timed out.");
+  p.Sample("runnel_tls_handshake_failures_total", "",
+           static_cast<double>(m.tls_handshake_failures.load()));
   p.Type("runnel_inflight_bytes", "gauge", "Request and unsent response bytes held.");
   p.Sample("runnel_inflight_bytes", "", static_cast<double>(m.inflight_bytes.load()));
 

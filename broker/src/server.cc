@@ -1,5 +1,6 @@
 // The native-protocol TCP server: one io_context per thread, a read coroutine per connection,
 // responses written back in completion order with gathered writes, and byte-bounded backpressure.
+// With TLS the same connection runs over an asio::ssl::stream wrapping the socket.
 #include "runnel/broker/server.h"
 
 #include <algorithm>
@@ -19,10 +20,11 @@ namespace runnel::broker {
 namespace {
 
 class ServerImpl;
+using TlsStream = asio::ssl::stream<tcp::socket&>;
 
 class Conn : public std::enable_shared_from_this<Conn> {
  public:
-  Conn(ServerImpl& server, tcp::socket socket);
+  Conn(ServerImpl& server, tcp::socket socket, asio::ssl::context* tls);
   void Start();
   // Stop reading; close once every request got its response and it was written.
   void StopReading();
@@ -46,9 +48,14 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void MaybeResume();
   void MaybeFinish();
   void AddInflight(int64_t n);
+  // Reads what arrived into the decoder; false when the connection ended.
+  asio::awaitable<bool> ReadSome();
 
   ServerImpl& server_;
   tcp::socket socket_;
+  std::unique_ptr<TlsStream> tls_;  // null: plain TCP
+  std::unique_ptr<char[]> tls_in_;  // TLS reads go through the stream: a buffer of our own
+  std::string tls_out_;             // a gathered write, joined (one TLS record per chunk)
   asio::steady_timer resume_;
   std::shared_ptr<Session> session_;
   wire::FrameDecoder decoder_;
@@ -101,6 +108,7 @@ class ServerImpl final : public Server {
 
   Broker& broker_;
   ServerOptions options_;
+  std::unique_ptr<asio::ssl::context> tls_;
   std::vector<std::unique_ptr<asio::io_context>> ios_;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
   std::vector<std::thread> threads_;
@@ -112,9 +120,10 @@ class ServerImpl final : public Server {
   std::atomic<bool> stopped_{false};
 };
 
-Conn::Conn(ServerImpl& server, tcp::socket socket)
+Conn::Conn(ServerImpl& server, tcp::socket socket, asio::ssl::context* tls)
     : server_(server),
       socket_(std::move(socket)),
+      tls_(tls ? std::make_unique<TlsStream>(socket_, *tls) : nullptr),
       resume_(socket_.get_executor()),
       session_(server.broker().NewSession()),
       decoder_(server.options().max_frame_bytes) {}
@@ -147,10 +156,49 @@ std::vector<char>& ReadBuffer() {
   return buf;
 }
 
+constexpr size_t kTlsReadBytes = 16 * 1024;  // one TLS record
+
+asio::awaitable<bool> Conn::ReadSome() {
+  boost::system::error_code ec;
+  size_t n = 0;
+  if (tls_) {
+    if (!tls_in_) tls_in_ = std::make_unique<char[]>(kTlsReadBytes);
+    n = co_await tls_->async_read_some(asio::buffer(tls_in_.get(), kTlsReadBytes),
+                                       asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || n == 0) co_return false;
+    decoder_.Append(std::string_view(tls_in_.get(), n));
+  } else {
+    co_await socket_.async_wait(tcp::socket::wait_read,
+                                asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return false;
+    std::vector<char>& buf = ReadBuffer();
+    n = socket_.read_some(asio::buffer(buf), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) co_return true;
+    if (ec || n == 0) co_return false;
+    decoder_.Append(std::string_view(buf.data(), n));
+  }
+  last_active_ = std::chrono::steady_clock::now();
+  co_return true;
+}
+
 asio::awaitable<void> Conn::ReadLoop() {
   auto self = shared_from_this();
   boost::system::error_code ec;
-  socket_.non_blocking(true, ec);
+  if (tls_) {
+    // The handshake is held to the frame timeout like any partial frame.
+    partial_since_ = std::chrono::steady_clock::now();
+    co_await tls_->async_handshake(asio::ssl::stream_base::server,
+                                   asio::redirect_error(asio::use_awaitable, ec));
+    partial_since_ = {};
+    if (ec) {
+      server_.metrics().tls_handshake_failures.fetch_add(1);
+      read_done_ = true;
+      MaybeFinish();
+      co_return;
+    }
+  } else {
+    socket_.non_blocking(true, ec);
+  }
   while (!read_done_) {
     // Admit complete frames already received, one at a time, while under the limits; a burst of
     // pipelined requests in one read is admitted only as far as the budget allows.
@@ -184,6 +232,8 @@ asio::awaitable<void> Conn::ReadLoop() {
               self->OnResponse(bytes, std::move(frame));
             });
           });
+      // Refused (no or a bad token): read nothing more; close once the answer is written.
+      if (Broker::Refused(*session_)) read_done_ = true;
     }
     if (read_done_) break;
     if (OverLimit()) {
@@ -199,15 +249,7 @@ asio::awaitable<void> Conn::ReadLoop() {
     }
     if (decoder_.buffered() > 0 && partial_since_ == std::chrono::steady_clock::time_point{})
       partial_since_ = std::chrono::steady_clock::now();
-    co_await socket_.async_wait(tcp::socket::wait_read,
-                                asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) break;
-    std::vector<char>& buf = ReadBuffer();
-    const size_t n = socket_.read_some(asio::buffer(buf), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
-    if (ec || n == 0) break;
-    last_active_ = std::chrono::steady_clock::now();
-    decoder_.Append(std::string_view(buf.data(), n));
+    if (!co_await ReadSome()) break;
   }
   read_done_ = true;
   MaybeFinish();
@@ -238,22 +280,30 @@ void Conn::StartWrite() {
     }
     out_.pop_front();
   }
+  auto done = [self = shared_from_this(), gathered](boost::system::error_code ec, size_t) {
+    self->write_busy_ = false;
+    self->writing_.clear();
+    self->tls_out_.clear();
+    self->AddInflight(-static_cast<int64_t>(gathered));
+    if (ec) {
+      self->Close();
+      return;
+    }
+    self->StartWrite();
+    self->MaybeResume();
+    self->MaybeFinish();
+  };
+  if (tls_) {
+    // An SSL stream writes one buffer per record: join the pieces so small answers share one.
+    tls_out_.reserve(gathered);
+    for (const auto& p : writing_) tls_out_.append(p);
+    asio::async_write(*tls_, asio::buffer(tls_out_), std::move(done));
+    return;
+  }
   std::vector<asio::const_buffer> bufs;
   bufs.reserve(writing_.size());
   for (const auto& p : writing_) bufs.emplace_back(p.data(), p.size());
-  asio::async_write(socket_, bufs,
-                    [self = shared_from_this(), gathered](boost::system::error_code ec, size_t) {
-                      self->write_busy_ = false;
-                      self->writing_.clear();
-                      self->AddInflight(-static_cast<int64_t>(gathered));
-                      if (ec) {
-                        self->Close();
-                        return;
-                      }
-                      self->StartWrite();
-                      self->MaybeResume();
-                      self->MaybeFinish();
-                    });
+  asio::async_write(socket_, bufs, std::move(done));
 }
 
 void Conn::MaybeFinish() {
@@ -303,6 +353,30 @@ void Conn::Close() {
 
 Status ServerImpl::Listen() {
   boost::system::error_code ec;
+  if (options_.tls_cert_file.empty() != options_.tls_key_file.empty())
+    return Status::InvalidArgument("TLS needs both a certificate and a key file");
+  if (!options_.tls_cert_file.empty()) {
+    tls_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+    tls_->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                      asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                      asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
+    // Idle connections give their OpenSSL record buffers back.
+    SSL_CTX_set_mode(tls_->native_handle(), SSL_MODE_RELEASE_BUFFERS);
+    tls_->use_certificate_chain_file(options_.tls_cert_file, ec);
+    if (ec) {
+      return Status::InvalidArgument("cannot load TLS certificate " + options_.tls_cert_file +
+                                     ": " + ec.message());
+    }
+    tls_->use_private_key_file(options_.tls_key_file, asio::ssl::context::pem, ec);
+    if (ec) {
+      return Status::InvalidArgument("cannot load TLS key " + options_.tls_key_file + ": " +
+                                     ec.message());
+    }
+    if (SSL_CTX_check_private_key(tls_->native_handle()) != 1) {
+      return Status::InvalidArgument("TLS key " + options_.tls_key_file +
+                                     " does not match certificate " + options_.tls_cert_file);
+    }
+  }
   const auto addr = asio::ip::make_address(options_.bind, ec);
   if (ec) return Status::InvalidArgument("bad bind address '" + options_.bind + "': " + ec.message());
   const tcp::endpoint ep(addr, options_.port);
@@ -353,7 +427,7 @@ asio::awaitable<void> ServerImpl::AcceptLoop() {
     socket.set_option(tcp::no_delay(true), ec);
     metrics().connections.fetch_add(1);
     metrics().connections_accepted.fetch_add(1);
-    auto conn = std::make_shared<Conn>(*this, std::move(socket));
+    auto conn = std::make_shared<Conn>(*this, std::move(socket), tls_.get());
     {
       std::lock_guard lk(mu_);
       conns_.push_back(conn);

@@ -1,5 +1,7 @@
 // TCP connection: blocking writes under a mutex, one reader thread per connection that matches
-// responses to requests by correlation id and expires overdue requests.
+// responses to requests by correlation id and expires overdue requests. A Transport carries the
+// bytes: the socket itself, or an OpenSSL session over it. A (re)connect runs the TLS handshake
+// and the Authenticate request before any request is sent.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -10,6 +12,10 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include <cerrno>
 #include <chrono>
@@ -28,6 +34,155 @@ using SteadyClock = std::chrono::steady_clock;
 
 std::string Errno(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 
+std::string TlsError(const char* what) {
+  std::string out = std::string(what) + ": ";
+  const unsigned long e = ERR_get_error();
+  if (e == 0) return out + (errno ? std::strerror(errno) : "connection closed");
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof buf);
+  ERR_clear_error();
+  return out + buf;
+}
+
+int MsLeft(SteadyClock::time_point deadline) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now());
+  return static_cast<int>(std::clamp<int64_t>(left.count(), 0, 60'000));
+}
+
+// Waits until `fd` is ready for `events` or the deadline passes (false).
+bool WaitFd(int fd, short events, SteadyClock::time_point deadline) {
+  for (;;) {
+    pollfd p{fd, events, 0};
+    const int rc = ::poll(&p, 1, MsLeft(deadline));
+    if (rc > 0) return true;
+    if (rc == 0 || errno != EINTR) return false;
+  }
+}
+
+// Moves bytes over a connected socket. The socket stays open as long as the transport lives.
+class Transport {
+ public:
+  explicit Transport(int fd) : fd_(fd) {}
+  virtual ~Transport() { ::close(fd_); }
+  Transport(const Transport&) = delete;
+  Transport& operator=(const Transport&) = delete;
+  int fd() const { return fd_; }
+  // Writes everything (blocking); IOError.
+  virtual Status WriteAll(std::vector<iovec>& iov) = 0;
+  // Reads what is available once poll() reported the socket readable: > 0 bytes, 0 at the end of
+  // the stream, -1 on an error (`*error` says which), -2 when nothing could be read yet.
+  virtual ssize_t Read(char* buf, size_t n, Status* error) = 0;
+  // Bytes already received and decrypted but not yet returned (poll() cannot see them).
+  virtual bool Pending() { return false; }
+
+ protected:
+  const int fd_;
+};
+
+class PlainTransport final : public Transport {
+ public:
+  using Transport::Transport;
+  Status WriteAll(std::vector<iovec>& iov) override {
+    size_t i = 0;
+    while (i < iov.size()) {
+      const int cnt = static_cast<int>(std::min<size_t>(iov.size() - i, IOV_MAX));
+      msghdr msg{};
+      msg.msg_iov = iov.data() + i;
+      msg.msg_iovlen = static_cast<size_t>(cnt);
+      const ssize_t w = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return Status::IOError(Errno("write"));
+      }
+      size_t left = static_cast<size_t>(w);
+      while (i < iov.size() && left >= iov[i].iov_len) left -= iov[i++].iov_len;
+      if (left > 0) {
+        iov[i].iov_base = static_cast<char*>(iov[i].iov_base) + left;
+        iov[i].iov_len -= left;
+      }
+    }
+    return Status::OK();
+  }
+  ssize_t Read(char* buf, size_t n, Status* error) override {
+    const ssize_t r = ::read(fd_, buf, n);
+    if (r < 0 && (errno == EINTR || errno == EAGAIN)) return -2;
+    if (r < 0) *error = Status::IOError(Errno("read"));
+    return r;
+  }
+};
+
+// OpenSSL over a non-blocking socket. An SSL object must not be used by two threads at once, so
+// the writer and the reader take turns under `mu_`, each call non-blocking, and wait for the
+// socket outside the lock.
+class TlsTransport final : public Transport {
+ public:
+  TlsTransport(int fd, SSL* ssl) : Transport(fd), ssl_(ssl) {}
+  ~TlsTransport() override { SSL_free(ssl_); }
+
+  Status WriteAll(std::vector<iovec>& iov) override {
+    // Joined, so small pieces share a TLS record.
+    std::string data;
+    for (const auto& v : iov) data.append(static_cast<const char*>(v.iov_base), v.iov_len);
+    size_t done = 0;
+    while (done < data.size()) {
+      size_t written = 0;
+      int err;
+      {
+        std::lock_guard lk(mu_);
+        ERR_clear_error();
+        const int rc = SSL_write_ex(ssl_, data.data() + done, data.size() - done, &written);
+        err = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_, rc);
+        if (err != SSL_ERROR_NONE && err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
+          return Status::IOError(TlsError("TLS write"));
+      }
+      done += written;
+      // WANT_READ: the reader thread takes in what the session waits for; look again shortly.
+      if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+        pollfd p{fd_, static_cast<short>(err == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN), 0};
+        ::poll(&p, 1, 10);
+      }
+    }
+    return Status::OK();
+  }
+
+  ssize_t Read(char* buf, size_t n, Status* error) override {
+    std::lock_guard lk(mu_);
+    size_t got = 0;
+    while (got < n) {
+      size_t r = 0;
+      ERR_clear_error();
+      const int rc = SSL_read_ex(ssl_, buf + got, n - got, &r);
+      if (rc == 1) {
+        got += r;
+        continue;
+      }
+      const int err = SSL_get_error(ssl_, rc);
+      if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) break;
+      if (got > 0) break;  // report the bytes now, the end or error on the next call
+      if (err == SSL_ERROR_ZERO_RETURN) return 0;
+      *error = Status::IOError(TlsError("TLS read"));
+      return -1;
+    }
+    return got > 0 ? static_cast<ssize_t>(got) : -2;
+  }
+
+  bool Pending() override {
+    std::lock_guard lk(mu_);
+    return SSL_has_pending(ssl_) == 1;
+  }
+
+ private:
+  std::mutex mu_;
+  SSL* ssl_;
+};
+
+bool IsIpAddress(const std::string& host) {
+  in6_addr a6;
+  in_addr a4;
+  return ::inet_pton(AF_INET, host.c_str(), &a4) == 1 ||
+         ::inet_pton(AF_INET6, host.c_str(), &a6) == 1;
+}
+
 class TcpConnection final : public Connection {
  public:
   explicit TcpConnection(TcpOptions o) : options_(std::move(o)) {
@@ -41,15 +196,17 @@ class TcpConnection final : public Connection {
     {
       std::lock_guard lk(mu_);
       stop_ = true;
-      if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
+      if (conn_) ::shutdown(conn_->fd(), SHUT_RDWR);
     }
     cv_.notify_all();
     reader_.join();
-    if (fd_ >= 0) ::close(fd_);
+    conn_.reset();
+    if (tls_ctx_) SSL_CTX_free(tls_ctx_);
   }
 
   std::string Describe() const override {
-    return "tcp://" + options_.host + ":" + std::to_string(options_.port);
+    return std::string(options_.tls ? "tls://" : "tcp://") + options_.host + ":" +
+           std::to_string(options_.port);
   }
 
   void Send(wire::Api api, std::vector<std::string> body, int64_t timeout_ms,
@@ -70,22 +227,22 @@ class TcpConnection final : public Connection {
   Status SendLocked(wire::Api api, std::vector<std::string>& body, int64_t timeout_ms,
                     Callback& done) {
     std::lock_guard write_lock(write_mu_);
-    int fd;
+    std::shared_ptr<Transport> t;
     uint32_t corr;
     {
       std::unique_lock lk(mu_);
       // A socket marked broken is being torn down by the reader; a request sent on it now fails
       // with it (IOError) and the caller's retry reconnects.
       if (stop_) return Status::Shutdown("connection closed");
-      if (fd_ < 0) {
+      if (!conn_) {
         lk.unlock();
-        Result<int> c = Connect();
+        Result<std::shared_ptr<Transport>> c = Connect();
         lk.lock();
         if (!c.ok()) return c.status();
-        fd_ = *c;
+        conn_ = std::move(c).value();
         cv_.notify_all();
       }
-      fd = fd_;
+      t = conn_;
       corr = next_corr_++;
       const auto deadline =
           SteadyClock::now() + std::chrono::milliseconds(std::max<int64_t>(timeout_ms, 1));
@@ -98,18 +255,125 @@ class TcpConnection final : public Connection {
     iov.push_back({const_cast<char*>(header.data()), header.size()});
     for (auto& p : body)
       if (!p.empty()) iov.push_back({p.data(), p.size()});
-    if (Status s = WriteAll(fd, iov); !s.ok()) {
+    if (Status s = t->WriteAll(iov); !s.ok()) {
       std::lock_guard lk(mu_);
-      if (fd_ == fd && !broken_) {
+      if (conn_ == t && !broken_) {
         broken_ = true;
         broken_reason_ = s;
-        ::shutdown(fd_, SHUT_RDWR);  // the reader fails everything pending, this request too
+        ::shutdown(t->fd(), SHUT_RDWR);  // the reader fails everything pending, this request too
       }
     }
     return Status::OK();
   }
 
-  Result<int> Connect() {
+  // TCP connect, then the TLS handshake and Authenticate when configured, within the connect
+  // timeout.
+  Result<std::shared_ptr<Transport>> Connect() {
+    const auto deadline =
+        SteadyClock::now() + std::chrono::milliseconds(std::max<int64_t>(options_.connect_timeout_ms, 1));
+    RUNNEL_ASSIGN_OR_RETURN(const int fd, ConnectSocket());
+    std::shared_ptr<Transport> t;
+    if (options_.tls) {
+      RUNNEL_ASSIGN_OR_RETURN(t, StartTls(fd, deadline));
+    } else {
+      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+      t = std::make_shared<PlainTransport>(fd);
+    }
+    if (!options_.token.empty()) RUNNEL_RETURN_IF_ERROR(Authenticate(*t, deadline));
+    return t;
+  }
+
+  // Takes `fd` over: it is closed when this fails.
+  Result<std::shared_ptr<Transport>> StartTls(int fd, SteadyClock::time_point deadline) {
+    auto fail = [fd](Status s) {
+      ::close(fd);
+      return s;
+    };
+    if (!tls_ctx_) {
+      SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+      if (!ctx) return fail(Status::IOError(TlsError("TLS setup")));
+      SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+      if (options_.tls_verify) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+        const int ok = options_.tls_ca_file.empty()
+                           ? SSL_CTX_set_default_verify_paths(ctx)
+                           : SSL_CTX_load_verify_locations(ctx, options_.tls_ca_file.c_str(), nullptr);
+        if (ok != 1) {
+          SSL_CTX_free(ctx);
+          return fail(Status::InvalidArgument(
+              TlsError(("cannot load CA file '" + options_.tls_ca_file + "'").c_str())));
+        }
+      }
+      tls_ctx_ = ctx;
+    }
+    SSL* ssl = SSL_new(tls_ctx_);
+    if (!ssl) return fail(Status::IOError(TlsError("TLS setup")));
+    auto t = std::make_shared<TlsTransport>(fd, ssl);  // owns both from here on
+    SSL_set_fd(ssl, fd);
+    const std::string name = options_.tls_server_name.empty() ? options_.host : options_.tls_server_name;
+    if (options_.tls_verify) {
+      X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+      if (IsIpAddress(name)) {
+        X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str());
+      } else {
+        X509_VERIFY_PARAM_set1_host(param, name.c_str(), 0);
+      }
+    }
+    if (!IsIpAddress(name)) {  // SNI (SSL_set_tlsext_host_name, without its C cast)
+      SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+               const_cast<char*>(name.c_str()));
+    }
+    for (;;) {
+      ERR_clear_error();
+      const int rc = SSL_connect(ssl);
+      if (rc == 1) break;
+      const int err = SSL_get_error(ssl, rc);
+      short events = err == SSL_ERROR_WANT_READ ? POLLIN : err == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+      if (events == 0) {
+        const long verify = SSL_get_verify_result(ssl);
+        std::string why = TlsError(("TLS handshake with " + Describe() + " failed").c_str());
+        if (verify != X509_V_OK)
+          why += std::string(" (certificate: ") + X509_verify_cert_error_string(verify) + ")";
+        return Status::IOError(why);
+      }
+      if (!WaitFd(fd, events, deadline))
+        return Status::Timeout("TLS handshake with " + Describe() + " timed out");
+    }
+    return std::shared_ptr<Transport>(std::move(t));
+  }
+
+  // Sends Authenticate and waits for its answer on the bare transport (no reader yet).
+  Status Authenticate(Transport& t, SteadyClock::time_point deadline) {
+    proto::Writer w;
+    proto::AuthenticateRequest req{options_.token};
+    w.Put(req);
+    const std::string body = w.Join();
+    std::string header = wire::EncodeFrameHeader(static_cast<uint16_t>(wire::Api::kAuthenticate),
+                                                  0, 0, body.size());
+    std::vector<iovec> iov{{header.data(), header.size()},
+                           {const_cast<char*>(body.data()), body.size()}};
+    RUNNEL_RETURN_IF_ERROR(t.WriteAll(iov));
+    wire::FrameDecoder decoder(options_.max_frame_bytes);
+    char buf[4096];
+    for (;;) {
+      auto f = decoder.Next();
+      if (!f.ok()) return Status::IOError("bad frame from " + Describe() + ": " + f.status().message());
+      if (f->has_value()) {
+        auto resp = proto::DecodeResponse<proto::AuthenticateResponse>((*f)->body);
+        if (!resp.ok()) return resp.status().WithContext("authenticating to " + Describe());
+        return Status::OK();
+      }
+      if (!t.Pending() && !WaitFd(t.fd(), POLLIN, deadline))
+        return Status::Timeout("no answer to Authenticate from " + Describe() + " in time");
+      Status error;
+      const ssize_t n = t.Read(buf, sizeof buf, &error);
+      if (n == 0) return Status::IOError("connection to " + Describe() + " closed while authenticating");
+      if (n == -1) return error;
+      if (n > 0) decoder.Append(std::string_view(buf, static_cast<size_t>(n)));
+    }
+  }
+
+  Result<int> ConnectSocket() {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -139,7 +403,6 @@ class TcpConnection final : public Connection {
         }
       }
       if (rc == 0) {
-        ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
         int one = 1;
         ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         ::freeaddrinfo(res);
@@ -152,38 +415,15 @@ class TcpConnection final : public Connection {
     return last;
   }
 
-  static Status WriteAll(int fd, std::vector<iovec>& iov) {
-    size_t i = 0;
-    while (i < iov.size()) {
-      const int cnt = static_cast<int>(std::min<size_t>(iov.size() - i, IOV_MAX));
-      msghdr msg{};
-      msg.msg_iov = iov.data() + i;
-      msg.msg_iovlen = static_cast<size_t>(cnt);
-      const ssize_t w = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        return Status::IOError(Errno("write"));
-      }
-      size_t left = static_cast<size_t>(w);
-      while (i < iov.size() && left >= iov[i].iov_len) left -= iov[i++].iov_len;
-      if (left > 0) {
-        iov[i].iov_base = static_cast<char*>(iov[i].iov_base) + left;
-        iov[i].iov_len -= left;
-      }
-    }
-    return Status::OK();
-  }
-
   // Fails every pending request and forgets the socket (the reader owns closing it).
-  void Break(int fd, const Status& why) {
+  void Break(const std::shared_ptr<Transport>& t, const Status& why) {
     std::map<uint32_t, Pending> failed;
-    ::shutdown(fd, SHUT_RDWR);  // a writer blocked on this socket returns now
+    ::shutdown(t->fd(), SHUT_RDWR);  // a writer blocked on this socket returns now
     {
-      std::lock_guard write_lock(write_mu_);  // no writer uses `fd` while it is closed
+      std::lock_guard write_lock(write_mu_);
       std::lock_guard lk(mu_);
-      if (fd_ != fd) return;
-      ::close(fd_);
-      fd_ = -1;
+      if (conn_ != t) return;
+      conn_.reset();  // closed once the last user lets go
       broken_ = false;
       failed.swap(pending_);
     }
@@ -211,29 +451,40 @@ class TcpConnection final : public Connection {
 
   void ReadLoop() {
     std::vector<char> buf(256 * 1024);
-    int fd = -1;
+    std::shared_ptr<Transport> t;
     wire::FrameDecoder decoder(options_.max_frame_bytes);
     while (true) {
       {
         std::unique_lock lk(mu_);
         if (stop_) break;
-        if (fd_ < 0) {
+        if (!conn_) {
+          t.reset();
           cv_.wait_for(lk, std::chrono::milliseconds(50));
           lk.unlock();
           ExpireOverdue();
           continue;
         }
-        if (fd_ != fd) {
-          fd = fd_;
+        if (conn_ != t) {
+          t = conn_;
           decoder = wire::FrameDecoder(options_.max_frame_bytes);
         }
       }
-      pollfd p{fd, POLLIN, 0};
-      const int rc = ::poll(&p, 1, 50);
+      int rc = 1;
+      if (!t->Pending()) {
+        pollfd p{t->fd(), POLLIN, 0};
+        rc = ::poll(&p, 1, 50);
+      }
       ExpireOverdue();
       if (rc == 0) continue;
       if (rc < 0 && errno == EINTR) continue;
-      const ssize_t n = rc < 0 ? -1 : ::read(fd, buf.data(), buf.size());
+      Status read_error;
+      ssize_t n = -1;
+      if (rc < 0) {
+        read_error = Status::IOError(Errno("poll"));
+      } else {
+        n = t->Read(buf.data(), buf.size(), &read_error);
+      }
+      if (n == -2) continue;
       if (n <= 0) {
         Status why;
         {
@@ -241,15 +492,15 @@ class TcpConnection final : public Connection {
           why = broken_reason_;
           broken_reason_ = Status::OK();
         }
-        if (why.ok() && n < 0) why = Status::IOError(Errno("read"));
-        Break(fd, why);
+        if (why.ok() && n < 0) why = read_error;
+        Break(t, why);
         continue;
       }
       decoder.Append(std::string_view(buf.data(), static_cast<size_t>(n)));
       for (;;) {
         auto f = decoder.Next();
         if (!f.ok()) {
-          Break(fd, Status::IOError("bad frame from " + Describe() + ": " + f.status().message()));
+          Break(t, Status::IOError("bad frame from " + Describe() + ": " + f.status().message()));
           break;
         }
         if (!f->has_value()) break;
@@ -281,7 +532,8 @@ class TcpConnection final : public Connection {
   std::mutex write_mu_;  // one writer at a time; also serializes connecting
   std::mutex mu_;        // guards everything below
   std::condition_variable cv_;
-  int fd_ = -1;
+  std::shared_ptr<Transport> conn_;  // null: not connected
+  SSL_CTX* tls_ctx_ = nullptr;       // made on the first TLS connect (under write_mu_)
   bool broken_ = false;
   Status broken_reason_;
   bool stop_ = false;
@@ -298,6 +550,18 @@ std::shared_ptr<Connection> ConnectTcp(const TcpOptions& options) {
 
 Result<TcpOptions> ParseBrokerAddress(std::string_view address) {
   TcpOptions o;
+  constexpr std::string_view kTls = "tls://", kTcp = "tcp://";
+  if (address.substr(0, kTls.size()) == kTls) {
+    o.tls = true;
+    address.remove_prefix(kTls.size());
+  } else if (address.substr(0, kTcp.size()) == kTcp) {
+    address.remove_prefix(kTcp.size());
+  }
+  if (const char* token = std::getenv("RUNNEL_TOKEN"); token && *token) o.token = token;
+  if (const char* ca = std::getenv("RUNNEL_TLS_CA"); ca && *ca) {
+    o.tls = true;
+    o.tls_ca_file = ca;
+  }
   const size_t colon = address.rfind(':');
   std::string host(colon == std::string_view::npos ? address : address.substr(0, colon));
   if (!host.empty()) o.host = host;

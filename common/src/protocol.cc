@@ -34,6 +34,10 @@ wire::ErrorCode ToErrorCode(StatusCode code) {
       return ErrorCode::kShutdown;
     case StatusCode::kNoSpace:
       return ErrorCode::kNoSpace;
+    case StatusCode::kUnauthenticated:
+      return ErrorCode::kUnauthenticated;
+    case StatusCode::kPermissionDenied:
+      return ErrorCode::kPermissionDenied;
   }
   return ErrorCode::kUnknown;
 }
@@ -73,6 +77,10 @@ Status ToStatus(wire::ErrorCode code, std::string_view message) {
       return Status::Shutdown(message);
     case ErrorCode::kNoSpace:
       return Status::NoSpace(message);
+    case ErrorCode::kUnauthenticated:
+      return Status::Unauthenticated(message);
+    case ErrorCode::kPermissionDenied:
+      return Status::PermissionDenied(message);
     case ErrorCode::kUnknown:
       break;
   }
@@ -133,6 +141,7 @@ std::string_view ApiName(uint16_t api) {
     case Api::kDeleteTopic: return "DeleteTopic";
     case Api::kAlterTopic: return "AlterTopic";
     case Api::kInitProducerId: return "InitProducerId";
+    case Api::kAuthenticate: return "Authenticate";
     case Api::kJoinGroup: return "JoinGroup";
     case Api::kHeartbeat: return "Heartbeat";
     case Api::kLeaveGroup: return "LeaveGroup";

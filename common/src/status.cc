@@ -33,6 +33,10 @@ std::string_view StatusCodeName(StatusCode code) {
       return "shutdown";
     case StatusCode::kNoSpace:
       return "no_space";
+    case StatusCode::kUnauthenticated:
+      return "unauthenticated";
+    case StatusCode::kPermissionDenied:
+      return "permission_denied";
   }
   return "unknown";
 }

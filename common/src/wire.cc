@@ -43,6 +43,10 @@ std::string_view ErrorCodeName(ErrorCode code) {
       return "unknown_api";
     case ErrorCode::kMalformedRequest:
       return "malformed_request";
+    case ErrorCode::kUnauthenticated:
+      return "unauthenticated";
+    case ErrorCode::kPermissionDenied:
+      return "permission_denied";
   }
   return "unrecognized";
 }

@@ -23,6 +23,7 @@
 #include "runnel/client/producer.h"
 #include "runnel/common/coding.h"
 #include "runnel/common/record_batch.h"
+#include "raw_net.h"
 #include "test_broker.h"
 
 namespace runnel {
@@ -35,6 +36,11 @@ using client::ConsumerOptions;
 using client::ConsumerRecord;
 using client::Producer;
 using client::ProducerRecord;
+using testing::ClosedWithin;
+using testing::HttpGet;
+using testing::MetricValue;
+using testing::RawConnect;
+using testing::ReadAll;
 using testing::TestBroker;
 
 std::unique_ptr<Producer> MakeProducer(TestBroker& b, client::ProducerOptions o = {}) {
@@ -419,39 +425,6 @@ TEST_CASE("clear errors: unknown topic, oversized batch, bad partition, malforme
 
 // ---- TCP only ---------------------------------------------------------------------------------
 
-int RawConnect(uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  return fd;
-}
-
-// Reads until EOF or timeout; returns the bytes.
-std::string ReadAll(int fd) {
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
-
-std::string HttpGet(uint16_t port, const std::string& path) {
-  const int fd = RawConnect(port);
-  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-  REQUIRE(::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
-  std::string out = ReadAll(fd);
-  ::close(fd);
-  return out;
-}
-
 TEST_CASE("hostile bytes get an error or a closed connection while other clients keep working") {
   if (testing::EmbeddedMode()) return;
   TestBroker b;
@@ -828,26 +801,6 @@ class SteadyProducer {
   double max_ms_ = 0;
   std::thread thread_;
 };
-
-// True when the peer closed `fd` (EOF or reset) within `timeout_ms`.
-bool ClosedWithin(int fd, int64_t timeout_ms) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  timeval tv{0, 100'000};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  char buf[4096];
-  while (std::chrono::steady_clock::now() < deadline) {
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) return true;
-  }
-  return false;
-}
-
-double MetricValue(uint16_t http_port, const std::string& name) {
-  const std::string metrics = HttpGet(http_port, "/metrics");
-  const size_t at = metrics.find("\n" + name + " ");
-  REQUIRE_MESSAGE(at != std::string::npos, name);
-  return std::stod(metrics.substr(at + name.size() + 2));
-}
 
 // One raw produce request with `batch`; returns the partition's error.
 proto::ItemError RawProduce(client::Connection& conn, const std::string& topic, std::string batch) {

@@ -68,6 +68,10 @@ TEST_CASE("Wire: error code names are stable") {
   CHECK(ErrorCodeName(ErrorCode::kNone) == "none");
   CHECK(ErrorCodeName(ErrorCode::kFenced) == "fenced");
   CHECK(static_cast<uint16_t>(ErrorCode::kMalformedRequest) == 17);
+  CHECK(static_cast<uint16_t>(ErrorCode::kUnauthenticated) == 18);
+  CHECK(static_cast<uint16_t>(ErrorCode::kPermissionDenied) == 19);
+  CHECK(ErrorCodeName(ErrorCode::kPermissionDenied) == "permission_denied");
+  CHECK(static_cast<uint16_t>(Api::kAuthenticate) == 9);
   CHECK(static_cast<uint16_t>(Api::kStats) == 44);
 }
 

@@ -56,7 +56,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                proto::ClaimRequest, proto::ListPendingRequest, proto::ListDeadLettersRequest,
                proto::RedriveRequest, proto::PurgeDeadLettersRequest, proto::ListGroupsRequest,
                proto::DescribeGroupRequest, proto::DeleteGroupRequest,
-               proto::RecordStatusRequest, proto::StatsRequest>(f.header.api, f.body);
+               proto::RecordStatusRequest, proto::StatsRequest,
+               proto::AuthenticateRequest>(f.header.api, f.body);
     }
   }
   return 0;

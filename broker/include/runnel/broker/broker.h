@@ -22,6 +22,8 @@
 
 namespace runnel::broker {
 
+class TokenSet;
+
 struct BrokerOptions {
   storage::LogStoreOptions store;  // data_dir, default topic config, committer bounds
   bool auto_create_topics = true;  // Produce / Metadata may create unknown topics
@@ -29,6 +31,10 @@ struct BrokerOptions {
   int worker_threads = 4;          // reads, group operations, admin
   int append_threads = 2;          // produce submission (may block on committer backpressure)
   int32_t max_wait_ms = 30'000;    // upper bound of a long-poll
+  // Access control (auth.h): when set, a session must Authenticate with one of these tokens
+  // before anything else, and each request is checked against the token's rights. Null: every
+  // session may do everything (the loopback default).
+  std::shared_ptr<const TokenSet> auth;
 };
 
 class Metrics;
@@ -51,6 +57,11 @@ class Broker {
 
   // Handles one request frame; `respond` runs exactly once with the response frame.
   void Handle(const std::shared_ptr<Session>& session, wire::Frame request, ResponseFn respond);
+
+  // True once the session was refused (a request before Authenticate, or a bad token): the
+  // connection should read nothing more and close after writing the answers. Set by Handle on
+  // the calling thread, so the caller may check it right after Handle returns.
+  static bool Refused(const Session& session);
 
   // The most response bytes `request` can produce beyond its own size, for admission control: a
   // Fetch reserves its max_bytes, so a connection pipelining fetches is bounded by the answers,

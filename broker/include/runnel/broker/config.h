@@ -42,6 +42,10 @@ struct DaemonFlags {
   std::string max_wait = "30s";
   std::string log_level = "info";
   std::string ready_file;
+  std::string auth_tokens;  // token file (auth.h); empty: access control off
+  bool metrics_public = false;
+  std::string tls_cert;
+  std::string tls_key;
 };
 
 // Registers every flag (and --config) on `app`, writing into `*flags`.
@@ -52,11 +56,13 @@ struct DaemonConfig {
   ServerOptions server;
   int http_port = 7071;
   bool no_http = false;
+  bool metrics_public = false;
   std::string log_level = "info";
   std::string ready_file;
 };
 
-// Parses sizes and durations and checks every range. InvalidArgument names the flag.
+// Parses sizes and durations, checks every range and loads the token file. InvalidArgument names
+// the flag; IOError when the token file cannot be read.
 Result<DaemonConfig> ToDaemonConfig(const DaemonFlags& flags);
 
 }  // namespace runnel::broker

@@ -35,6 +35,9 @@ class Metrics {
   std::atomic<uint64_t> connections_rejected{0};  // over max connections
   std::atomic<uint64_t> connections_timed_out{0};  // closed by the frame or idle timeout
   std::atomic<uint64_t> protocol_errors{0};       // frames that closed a connection
+  std::atomic<uint64_t> auth_failures{0};         // sessions refused: no token or a bad one
+  std::atomic<uint64_t> auth_denied{0};           // requests beyond their token's rights
+  std::atomic<uint64_t> tls_handshake_failures{0};  // connections closed in the TLS handshake
   std::atomic<int64_t> inflight_bytes{0};         // request + unsent response bytes, all connections
   int64_t started_ms = 0;
 

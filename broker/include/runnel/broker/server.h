@@ -31,12 +31,16 @@ struct ServerOptions {
   // connections.max.idle.ms); clients reconnect on their next request. 0: never.
   int64_t idle_timeout_ms = 600'000;
   int64_t shutdown_grace_ms = 10'000;  // how long Stop waits for responses to drain
+  // TLS on the native port: both PEM files set, or neither (plain TCP). With TLS every connection
+  // must complete the handshake within frame_timeout_ms; TLS 1.2 is the oldest version served.
+  std::string tls_cert_file;  // the certificate chain, server certificate first
+  std::string tls_key_file;   // its private key (unencrypted)
 };
 
 class Server {
  public:
   // Binds and starts serving. IOError with a clear message when the address is unusable (port
-  // taken, bad bind address).
+  // taken, bad bind address); InvalidArgument when the TLS files cannot be loaded.
   static Result<std::unique_ptr<Server>> Start(Broker& broker, const ServerOptions& options);
   virtual ~Server() = default;
   virtual uint16_t port() const = 0;
@@ -45,10 +49,13 @@ class Server {
   virtual void Stop() = 0;
 };
 
+// With access control on (BrokerOptions::auth), /metrics and /api/v1/stats need
+// `Authorization: Bearer <token>` of a token with the admin operation (401 without a valid token,
+// 403 without admin); `metrics_public` serves /metrics to anyone. /health is always public.
 class HttpServer {
  public:
   static Result<std::unique_ptr<HttpServer>> Start(Broker& broker, const std::string& bind,
-                                                   uint16_t port);
+                                                   uint16_t port, bool metrics_public = false);
   virtual ~HttpServer() = default;
   virtual uint16_t port() const = 0;
   virtual void Stop() = 0;

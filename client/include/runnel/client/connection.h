@@ -36,14 +36,26 @@ class Connection {
 struct TcpOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 7070;
-  int64_t connect_timeout_ms = 5'000;
+  int64_t connect_timeout_ms = 5'000;  // TCP connect, TLS handshake and Authenticate together
   uint32_t max_frame_bytes = wire::kDefaultMaxFrameBytes + (1u << 20);
+  // Sent in an Authenticate request on every (re)connect when not empty. A refused token fails
+  // the request that connected with Unauthenticated (not retriable).
+  std::string token;
+  // TLS (1.2 or newer). The broker's certificate is verified against `tls_ca_file` (PEM), or the
+  // system's trust store when that is empty, and must name `tls_server_name` (default: host; an
+  // IP address is matched against the certificate's IP entries).
+  bool tls = false;
+  std::string tls_ca_file;
+  std::string tls_server_name;
+  bool tls_verify = true;  // false: encrypt without checking who answers (tests only)
 };
 
 // Connects lazily (on the first Send) and reconnects on the next Send after a failure, so one
 // Connection outlives broker restarts. Never fails itself; connection errors reach callbacks.
 std::shared_ptr<Connection> ConnectTcp(const TcpOptions& options);
-// "host:port" (or ":port", or "host" for the default port 7070) -> TcpOptions.
+// "host:port" (or ":port", or "host" for the default port 7070) -> TcpOptions; a "tls://"
+// prefix turns TLS on. Token and CA file come from the environment when set: RUNNEL_TOKEN,
+// RUNNEL_TLS_CA (which also turns TLS on).
 Result<TcpOptions> ParseBrokerAddress(std::string_view address);
 
 // Typed helpers. The request is encoded on the calling thread.

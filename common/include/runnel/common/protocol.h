@@ -248,6 +248,19 @@ struct InitProducerIdResponse {
   template <class V> void Visit(V& v) { v(producer_id, producer_epoch); }
 };
 
+// ---- 9 Authenticate ---------------------------------------------------------------------------
+// The first request on a connection to a broker started with --auth-tokens; until it succeeds
+// every other request is answered `unauthenticated` and the connection is closed.
+struct AuthenticateRequest {
+  static constexpr wire::Api kApi = wire::Api::kAuthenticate;
+  std::string token;
+  template <class V> void Visit(V& v) { v(token); }
+};
+struct AuthenticateResponse {
+  std::string principal;  // the token's name
+  template <class V> void Visit(V& v) { v(principal); }
+};
+
 // ---- 10 JoinGroup / 11 Heartbeat / 12 LeaveGroup ----------------------------------------------
 struct JoinGroupRequest {
   static constexpr wire::Api kApi = wire::Api::kJoinGroup;

@@ -25,6 +25,8 @@ enum class StatusCode : uint8_t {
   kFenced,              // idempotent producer epoch is older than the current one
   kShutdown,            // the component is stopping or stopped
   kNoSpace,             // the disk is full
+  kUnauthenticated,     // no valid credentials were presented
+  kPermissionDenied,    // the credentials do not allow this operation on this resource
 };
 
 // Returns a stable lower_snake name for `code`, e.g. "not_found".
@@ -56,6 +58,12 @@ class [[nodiscard]] Status {
   static Status Fenced(std::string_view msg) { return Status(StatusCode::kFenced, msg); }
   static Status Shutdown(std::string_view msg) { return Status(StatusCode::kShutdown, msg); }
   static Status NoSpace(std::string_view msg) { return Status(StatusCode::kNoSpace, msg); }
+  static Status Unauthenticated(std::string_view msg) {
+    return Status(StatusCode::kUnauthenticated, msg);
+  }
+  static Status PermissionDenied(std::string_view msg) {
+    return Status(StatusCode::kPermissionDenied, msg);
+  }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

@@ -29,6 +29,7 @@ enum class Api : uint16_t {
   kDeleteTopic = 6,
   kAlterTopic = 7,
   kInitProducerId = 8,
+  kAuthenticate = 9,
   kJoinGroup = 10,
   kHeartbeat = 11,
   kLeaveGroup = 12,
@@ -73,6 +74,8 @@ enum class ErrorCode : uint16_t {
   kUnsupportedVersion = 15,
   kUnknownApi = 16,
   kMalformedRequest = 17,
+  kUnauthenticated = 18,
+  kPermissionDenied = 19,
 };
 
 std::string_view ErrorCodeName(ErrorCode code);
