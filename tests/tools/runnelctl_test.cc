@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <fstream>
 #include <thread>
 
 #include "../broker/test_broker.h"
@@ -354,6 +355,48 @@ TEST_CASE("runnelctl: errors give the documented exit code and one line on stder
   r = ctl({"topic", "create", "../x", "-p", "1"});
   CHECK(r.exit_code == 1);
   CHECK(one_line(r));
+}
+
+TEST_CASE("runnelctl: token new makes a working token; refusals exit 4") {
+  if (testing::EmbeddedMode()) return;
+  testing::TempDir dir;
+  auto run = [](std::vector<std::string> args) {
+    args.insert(args.begin(), RUNNEL_RUNNELCTL);
+    return broker::RunProcess(args);
+  };
+  auto admin = run({"token", "new", "ops", "--json"});
+  REQUIRE(admin.exit_code == 0);
+  auto doc = ParseJson(admin.out);
+  REQUIRE(doc.ok());
+  const std::string admin_token = doc->Str("token");
+  CHECK(admin_token.size() == 28);
+  CHECK(doc->Str("line").find("sha256:") != std::string::npos);
+  CHECK(doc->Str("line").find(admin_token) == std::string::npos);  // the file never holds it
+  auto reader = run({"token", "new", "reader", "--ops", "consume", "--topics", "orders*",
+                     "--groups", "-", "--json"});
+  REQUIRE(reader.exit_code == 0);
+  auto reader_doc = ParseJson(reader.out);
+  REQUIRE(reader_doc.ok());
+  CHECK(run({"token", "new", "x", "--ops", "write"}).exit_code == 2);  // checked by the parser
+
+  const std::string file = dir.Sub("tokens.txt");
+  std::ofstream(file) << doc->Str("line") << "\n" << reader_doc->Str("line") << "\n";
+  TestBroker b({"--auth-tokens", file});
+  Ctl ctl(b);
+  auto r = ctl({"topic", "list"});
+  CHECK(r.exit_code == 4);
+  CHECK(Contains(r.err, "pass --token or set RUNNEL_TOKEN"));
+  r = ctl({"topic", "list", "--token", "rnl_wrong-wrong-wrong-wrong"});
+  CHECK(r.exit_code == 4);
+  CHECK(Contains(r.err, "invalid token"));
+  r = ctl({"topic", "create", "orders", "-p", "1", "--token", admin_token});
+  CHECK_MESSAGE(r.exit_code == 0, r.err);
+  r = ctl({"topic", "create", "orders2", "-p", "1", "--token", reader_doc->Str("token")});
+  CHECK(r.exit_code == 4);
+  CHECK(Contains(r.err, "may not administer topic 'orders2'"));
+  r = ctl({"topic", "list", "--token", reader_doc->Str("token")});
+  CHECK(r.exit_code == 0);
+  CHECK(Contains(r.out, "orders"));
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
-// stats (live broker) and dump (a stopped broker's data directory, offline)
+// stats (live broker), dump (a stopped broker's data directory, offline) and token new
 #include <CLI/CLI.hpp>
+
+#include <openssl/rand.h>
 
 #include <sys/file.h>
 #include <fcntl.h>
@@ -10,6 +12,7 @@
 #include <thread>
 
 #include "ctl.h"
+#include "runnel/broker/auth.h"
 #include "runnel/common/units.h"
 #include "runnel/storage/inspect.h"
 
@@ -248,9 +251,53 @@ void Dump(Context& ctx, const DumpFlags& f) {
   if (bad > 0) Fail(Status::Corruption(std::to_string(bad) + " of " + std::to_string(batches_total) + " batches failed the check"), "dump");
 }
 
+struct TokenFlags {
+  std::string name;
+  std::string ops = "all";
+  std::string topics = "*";
+  std::string groups = "*";
+};
+
+// A new random token and its --auth-tokens line (with the SHA-256, not the token), checked by
+// the broker's own parser so the line is known to load.
+void NewToken(const Context& ctx, const TokenFlags& f) {
+  unsigned char raw[24];
+  if (RAND_bytes(raw, sizeof raw) != 1) Fail(Status::IOError("no random bytes from OpenSSL"));
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string token = "rnl_";
+  for (unsigned char b : raw) token.push_back(kAlphabet[b & 63]);  // 144 random bits
+  const std::string line = f.name + "  sha256:" + broker::Sha256Hex(token) + "  " + f.ops + "  " +
+                           f.topics + "  " + f.groups;
+  if (auto check = broker::TokenSet::Parse(line, "token"); !check.ok())
+    UsageError(check.status().message());
+  if (ctx.json) {
+    JsonWriter w;
+    w.BeginObject().Field("name", f.name).Field("token", token).Field("line", line).EndObject();
+    PrintJson(w);
+    return;
+  }
+  std::printf("token (give it to the client; it is not stored anywhere):\n  %s\n"
+              "line for the --auth-tokens file:\n  %s\n",
+              token.c_str(), line.c_str());
+}
+
 }  // namespace
 
 void AddBrokerCommands(CLI::App& app, Context& ctx) {
+  auto tf = std::make_shared<TokenFlags>();
+  CLI::App* token = app.add_subcommand("token", "Access tokens for runneld --auth-tokens");
+  token->require_subcommand(1);
+  CLI::App* create = token->add_subcommand("new", "Make a random token and its token-file line");
+  create->add_option("name", tf->name, "The token's name")->required();
+  create->add_option("--ops", tf->ops, "produce, consume, admin (comma list) or all")
+      ->capture_default_str();
+  create->add_option("--topics", tf->topics, "Topic globs, comma list; - for none")
+      ->capture_default_str();
+  create->add_option("--groups", tf->groups, "Group globs, comma list; - for none")
+      ->capture_default_str();
+  create->callback([&ctx, tf] { NewToken(ctx, *tf); });
+
   auto interval = std::make_shared<std::string>("1s");
   CLI::App* stats = app.add_subcommand("stats", "Broker overview: topics, throughput, connections, disk");
   stats->add_option("--interval", *interval, "Sample this long for throughput (0: no rates)")

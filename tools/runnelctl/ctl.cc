@@ -17,7 +17,9 @@ namespace runnel::ctl {
 
 void Fail(const Status& s, const std::string& context) {
   const std::string msg = context.empty() ? s.message() : context + ": " + s.message();
-  throw CommandError(kExitError, msg.empty() ? s.ToString() : msg);
+  const bool denied = s.code() == StatusCode::kUnauthenticated ||
+                      s.code() == StatusCode::kPermissionDenied;
+  throw CommandError(denied ? kExitDenied : kExitError, msg.empty() ? s.ToString() : msg);
 }
 
 void UsageError(const std::string& message) { throw CommandError(kExitUsage, message); }
@@ -135,10 +137,20 @@ std::shared_ptr<client::Connection> Context::Connection() {
   auto opts = client::ParseBrokerAddress(broker);
   if (!opts.ok()) UsageError("--broker: " + opts.status().message());
   opts->connect_timeout_ms = timeout_ms();
+  if (!token.empty()) opts->token = token;
+  if (!tls_ca.empty()) {
+    opts->tls = true;
+    opts->tls_ca_file = tls_ca;
+  }
   conn_ = client::ConnectTcp(*opts);
   // One cheap round trip first, so an unreachable broker is told apart from a failed operation.
   auto probe = client::Call<proto::ApiVersionsResponse>(*conn_, proto::ApiVersionsRequest{},
                                                         timeout_ms());
+  if (probe.status().code() == StatusCode::kUnauthenticated) {
+    throw CommandError(kExitDenied, "the broker at " + broker + " refused the connection: " +
+                                        probe.status().message() +
+                                        (opts->token.empty() ? " (pass --token or set RUNNEL_TOKEN)" : ""));
+  }
   if (!probe.ok()) {
     throw CommandError(kExitUnreachable,
                        "cannot reach the broker at " + broker + ": " + probe.status().message());

@@ -26,6 +26,7 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitError = 1;        // the operation failed (unknown topic, bad range...)
 inline constexpr int kExitUsage = 2;        // bad flags or values
 inline constexpr int kExitUnreachable = 3;  // the broker could not be reached or timed out
+inline constexpr int kExitDenied = 4;       // no token, a bad token, or the token may not do it
 
 // Thrown by commands; main prints "runnelctl: <message>" on stderr and exits with `code`.
 struct CommandError : std::runtime_error {
@@ -62,6 +63,8 @@ struct Context {
   bool json = false;
   std::string timeout = "30s";
   ColorMode color = ColorMode::kAuto;
+  std::string token;   // --token (else RUNNEL_TOKEN)
+  std::string tls_ca;  // --tls-ca (else RUNNEL_TLS_CA); turns TLS on
 
   // --timeout in ms; parsed once (a usage error) before any command runs.
   int64_t timeout_ms() const { return timeout_ms_; }

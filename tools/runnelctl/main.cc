@@ -70,6 +70,11 @@ int Main(int argc, char** argv) {
   if (const char* env = std::getenv("RUNNEL_BROKER"); env && *env) ctx.broker = env;
   app.add_option("--broker,-b", ctx.broker, "Broker host:port (env RUNNEL_BROKER)")
       ->capture_default_str();
+  app.add_option("--token", ctx.token,
+                 "Access token for a broker run with --auth-tokens (env RUNNEL_TOKEN)");
+  app.add_option("--tls-ca", ctx.tls_ca,
+                 "Speak TLS, trusting this PEM CA file (env RUNNEL_TLS_CA; or a tls:// "
+                 "--broker for the system's trust store)");
   app.add_flag("--json", ctx.json, "Print one JSON document on stdout");
   app.add_option("--timeout", ctx.timeout, "Request timeout (5s, 1m)")->capture_default_str();
   std::string color = "auto";
