@@ -2,7 +2,7 @@
 # Builds with clang-14 under AddressSanitizer + UndefinedBehaviorSanitizer in build-asan/ (-O1,
 # line tables), the libFuzzer targets in the same build, and runs the tests there, then each
 # fuzz target for RUNNEL_FUZZ_SECONDS (default 20) from its checked-in seed corpus.
-#   tools/sanitize.sh        # CI (via tools/test.sh): the common, storage, broker and runnelctl
+#   tools/sanitize.sh        # CI (via tools/test.sh): the common, storage, broker, security and runnelctl
 #                            # suites, every crash test, then the fuzz targets
 #   tools/sanitize.sh all    # every suite (adds worker, scenario and bench: 10 more minutes)
 #   tools/sanitize.sh fuzz   # only the fuzz targets; RUNNEL_FUZZ_SECONDS=600 for a long run
@@ -21,7 +21,7 @@ CC=clang-14 CXX=clang++-14 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Re
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 ci_tests=(common_test storage_test storage_crash_test groups_crash_test broker_test
-          broker_crash_test runnelctl_test)
+          broker_crash_test runnelctl_test security_test)
 case "${1:-ci}" in
   fuzz)
     cmake --build "$build" -j2 --target fuzz
