@@ -6,12 +6,26 @@
 #                            # suites, every crash test, then the fuzz targets
 #   tools/sanitize.sh all    # every suite (adds worker, scenario and bench: 10 more minutes)
 #   tools/sanitize.sh fuzz   # only the fuzz targets; RUNNEL_FUZZ_SECONDS=600 for a long run
+#   tools/sanitize.sh tsan   # ThreadSanitizer instead (gcc, build-tsan/): storage, broker, security
 # New fuzz inputs go to build-asan/tests/fuzz/found/<target>/; a crash leaves crash-* files in
 # the working directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/deps.sh
 runnel_install_deps
+
+if [[ "${1:-}" == tsan ]]; then
+  # ThreadSanitizer (gcc, build-tsan/): the storage, broker and security suites against a TSan
+  # runneld. The DataDirInspector case forks a child that opens a store, and TSan deadlocks in
+  # such a child, so it is left out. Not part of CI (about 6 minutes more).
+  cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRUNNEL_SANITIZE=thread
+  cmake --build build-tsan -j2 --target storage_test broker_test security_test runneld
+  export TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp halt_on_error=1 ${TSAN_OPTIONS:-}"
+  build-tsan/tests/storage_test -tce='DataDirInspector*'
+  build-tsan/tests/broker_test
+  build-tsan/tests/security_test
+  exit 0
+fi
 
 build="${ASAN_BUILD_DIR:-build-asan}"
 CC=clang-14 CXX=clang++-14 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -38,7 +52,7 @@ case "${1:-ci}" in
     ctest --test-dir "$build" --output-on-failure -j2 -R "$pattern" ${CTEST_ARGS:-}
     ;;
   *)
-    echo "usage: tools/sanitize.sh [ci|all|fuzz]" >&2
+    echo "usage: tools/sanitize.sh [ci|all|fuzz|tsan]" >&2
     exit 2
     ;;
 esac

@@ -317,6 +317,17 @@ void Broker::Impl::Handle(const std::shared_ptr<Session>& session, wire::Frame f
   if (shutting_down_.load()) {
     return ReplyStatus(c, Status::Shutdown("the broker is shutting down"));
   }
+  // Before anything else: an unauthenticated session learns nothing, not even which apis exist.
+  const bool authenticate = api == static_cast<uint16_t>(Api::kAuthenticate);
+  if (options_.auth && !authenticate) {
+    if (!session->principal) {
+      session->refused = true;
+      metrics().auth_failures.fetch_add(1, std::memory_order_relaxed);
+      return ReplyStatus(c, Status::Unauthenticated(
+                                "authentication required: send Authenticate with a token first"));
+    }
+    c->principal = session->principal;
+  }
   const int served = proto::ServedVersion(api);
   if (served < 0) {
     return ReplyCode<proto::EmptyResponse>(c, ErrorCode::kUnknownApi,
@@ -329,16 +340,7 @@ void Broker::Impl::Handle(const std::shared_ptr<Session>& session, wire::Frame f
             " is not served (max " + std::to_string(served) + ")",
         nullptr);
   }
-  if (options_.auth || api == static_cast<uint16_t>(Api::kAuthenticate)) {
-    if (api == static_cast<uint16_t>(Api::kAuthenticate)) return Authenticate(*session, c);
-    if (!session->principal) {
-      session->refused = true;
-      metrics().auth_failures.fetch_add(1, std::memory_order_relaxed);
-      return ReplyStatus(c, Status::Unauthenticated(
-                                "authentication required: send Authenticate with a token first"));
-    }
-    c->principal = session->principal;
-  }
+  if (authenticate) return Authenticate(*session, c);  // inline: the next frame sees its result
   switch (static_cast<Api>(api)) {
     case Api::kProduce:
       session->produce->Post([this, c] { Produce(c); });

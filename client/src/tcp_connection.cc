@@ -9,6 +9,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -111,6 +112,38 @@ class PlainTransport final : public Transport {
   }
 };
 
+// OpenSSL writes with write(2), not send(MSG_NOSIGNAL): a peer that closed would raise SIGPIPE
+// and kill the application. While one lives, SIGPIPE is blocked on this thread, and one it
+// raised is taken off the thread's pending set before the old mask comes back.
+class SigpipeBlock {
+ public:
+  SigpipeBlock() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+  }
+  ~SigpipeBlock() {
+    sigset_t pending;
+    sigpending(&pending);
+    if (!was_pending_ && sigismember(&pending, SIGPIPE) == 1) {
+      const timespec now{0, 0};
+      while (sigtimedwait(&pipe_, nullptr, &now) < 0 && errno == EINTR) {
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeBlock(const SigpipeBlock&) = delete;
+  SigpipeBlock& operator=(const SigpipeBlock&) = delete;
+
+ private:
+  sigset_t pipe_;
+  sigset_t old_;
+  bool was_pending_ = false;
+};
+
 // OpenSSL over a non-blocking socket. An SSL object must not be used by two threads at once, so
 // the writer and the reader take turns under `mu_`, each call non-blocking, and wait for the
 // socket outside the lock.
@@ -129,6 +162,7 @@ class TlsTransport final : public Transport {
       int err;
       {
         std::lock_guard lk(mu_);
+        SigpipeBlock no_sigpipe;
         ERR_clear_error();
         const int rc = SSL_write_ex(ssl_, data.data() + done, data.size() - done, &written);
         err = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_, rc);
@@ -147,6 +181,7 @@ class TlsTransport final : public Transport {
 
   ssize_t Read(char* buf, size_t n, Status* error) override {
     std::lock_guard lk(mu_);
+    SigpipeBlock no_sigpipe;  // a read may answer a key update
     size_t got = 0;
     while (got < n) {
       size_t r = 0;
@@ -325,7 +360,11 @@ class TcpConnection final : public Connection {
     }
     for (;;) {
       ERR_clear_error();
-      const int rc = SSL_connect(ssl);
+      int rc;
+      {
+        SigpipeBlock no_sigpipe;
+        rc = SSL_connect(ssl);
+      }
       if (rc == 1) break;
       const int err = SSL_get_error(ssl, rc);
       short events = err == SSL_ERROR_WANT_READ ? POLLIN : err == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;

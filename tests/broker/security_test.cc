@@ -7,9 +7,11 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <random>
+#include <thread>
 #include <set>
 
 #include "raw_net.h"
@@ -465,6 +467,55 @@ TEST_CASE("TLS on the native port: verified clients work; plain, untrusted and m
     // Both show up as failed handshakes; the admin token reads the metric over HTTP.
     const std::string as_admin = std::string("Authorization: Bearer ") + kAdminToken + "\r\n";
     CHECK(MetricValue(b.http_port(), "runnel_tls_handshake_failures_total", as_admin) >= 2);
+  }
+
+  SUBCASE("a TLS client outlives a SIGKILLed broker: it reconnects, and nothing acked is lost") {
+    // SIGPIPE kills, as in an application that never touched it (RunProcess ignores it).
+    struct DefaultSigpipe {
+      DefaultSigpipe() { ::signal(SIGPIPE, SIG_DFL); }
+      ~DefaultSigpipe() { ::signal(SIGPIPE, SIG_IGN); }
+    } default_sigpipe;
+    {
+      // A write in progress when the broker dies: 32 MB, most of it to a peer that is gone.
+      auto raw = client::ConnectTcp(tls);
+      REQUIRE(Admin(raw).ListGroups().ok());  // connected and authenticated
+      proto::ProduceRequest big;
+      big.partitions.push_back({"restarts", 0, proto::Payload{std::string(32 << 20, 'x')}});
+      auto pending = std::async(std::launch::async, [&] {
+        return client::Call<proto::ProduceResponse>(*raw, std::move(big), 10'000).status();
+      });
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      b.Kill();
+      const Status failed = pending.get();  // and this process is still alive
+      CHECK(failed.code() == StatusCode::kIOError);
+      b.Start();
+    }
+    auto conn = client::ConnectTcp(tls);
+    auto p = Producer::Create(conn, {});
+    REQUIRE(p.ok());
+    int64_t acked = 0;
+    for (int round = 0; round < 3; ++round) {
+      std::vector<std::future<Result<client::RecordMetadata>>> sends;
+      for (int i = 0; i < 200; ++i)
+        sends.push_back((*p)->Send(ProducerRecord{"restarts", std::nullopt, std::string(50'000, 'x'), {}, 0, 0}));
+      // Kill while 10 MB are being written: writes hit a dead peer (no SIGPIPE may escape).
+      b.Kill();
+      b.Start();
+      for (auto& s : sends) {
+        auto r = s.get();
+        REQUIRE_MESSAGE(r.ok(), r.status().ToString());  // retried across the restart
+        ++acked;
+      }
+    }
+    for (int i = 0; i < 10; ++i) {
+      auto r = (*p)->Send(ProducerRecord{"restarts", std::nullopt, "after", {}, 0, 0}).get();
+      REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+      ++acked;
+    }
+    auto end = Admin(conn).ListOffset("restarts", 0, proto::OffsetSpec::kLatest);
+    REQUIRE(end.ok());
+    CHECK(acked == 610);
+    CHECK(*end == acked);  // idempotent retries: every record once, nothing twice
   }
 
   SUBCASE("over TLS a token is still required") {
