@@ -138,6 +138,11 @@ TEST_CASE("token file: parsing, errors with line numbers, secrets and globs") {
   CHECK_FALSE(GlobMatch("?b", "b"));
   CHECK(GlobMatch("*.dlq.*", "jobs.dlq.workers"));
   CHECK_FALSE(GlobMatch("jobs", "jobs2"));
+  // Found by config_fuzz: a `*` in the text once matched the pattern's `*` as a literal, and
+  // then nothing after it could match.
+  CHECK(GlobMatch("*", "*x"));
+  CHECK(GlobMatch("a*", "a*b"));
+  CHECK(GlobMatch("*b", "**b"));
 }
 
 TEST_CASE("access control on the native port: no token, a bad token, and each token's rights") {
