@@ -66,13 +66,23 @@ bool AnyMatch(const std::vector<std::string>& globs, std::string_view name) {
   return false;
 }
 
-std::string Verb(Op op) {
+std::string_view Verb(Op op) {
   switch (op) {
     case Op::kProduce: return "produce to";
     case Op::kConsume: return "consume from";
     case Op::kAdmin: return "administer";
   }
   return "use";
+}
+
+constexpr Op kOps[] = {Op::kProduce, Op::kConsume, Op::kAdmin};
+
+// OK, or "token 'name' may not <verb> <kind> '<resource>'".
+Status Decide(bool allowed, const Principal& p, std::string_view verb, std::string_view kind,
+              std::string_view resource) {
+  if (allowed) return Status::OK();
+  return Status::PermissionDenied("token '" + p.name + "' may not " + std::string(verb) + " " +
+                                  std::string(kind) + " '" + std::string(resource) + "'");
 }
 
 // Parses one non-comment line into a principal and its secret's hash.
@@ -106,19 +116,15 @@ Status ParseLine(std::string_view line, Principal* p, Hash* hash) {
     *hash = Sha256(secret);
   }
   p->ops = 0;
-  for (const auto& op : SplitCommas(fields[2])) {
-    if (op == "produce") {
-      p->ops |= static_cast<uint8_t>(Op::kProduce);
-    } else if (op == "consume") {
-      p->ops |= static_cast<uint8_t>(Op::kConsume);
-    } else if (op == "admin") {
-      p->ops |= static_cast<uint8_t>(Op::kAdmin);
-    } else if (op == "all") {
-      p->ops |= kAllOps;
-    } else {
-      return Status::InvalidArgument("unknown operation '" + op +
+  for (const auto& name : SplitCommas(fields[2])) {
+    uint8_t bits = name == "all" ? kAllOps : 0;
+    for (Op op : kOps)
+      if (name == OpName(op)) bits = static_cast<uint8_t>(op);
+    if (bits == 0) {
+      return Status::InvalidArgument("unknown operation '" + name +
                                      "' (expected produce, consume, admin or all)");
     }
+    p->ops |= bits;
   }
   for (auto [field, out] : {std::pair{fields[3], &p->topics}, std::pair{fields[4], &p->groups}}) {
     if (field == "-") continue;
@@ -170,15 +176,19 @@ Status Principal::Allows(Op op) const {
 }
 
 Status Principal::OnTopic(Op op, std::string_view topic) const {
-  if (Has(op) && AnyMatch(topics, topic)) return Status::OK();
-  return Status::PermissionDenied("token '" + name + "' may not " + Verb(op) + " topic '" +
-                                  std::string(topic) + "'");
+  return Decide(Has(op) && AnyMatch(topics, topic), *this, Verb(op), "topic", topic);
 }
 
 Status Principal::OnGroup(Op op, std::string_view group) const {
-  if (Has(op) && AnyMatch(groups, group)) return Status::OK();
-  return Status::PermissionDenied("token '" + name + "' may not " + Verb(op) + " group '" +
-                                  std::string(group) + "'");
+  return Decide(Has(op) && AnyMatch(groups, group), *this, Verb(op), "group", group);
+}
+
+Status Principal::SeeTopic(std::string_view topic) const {
+  return Decide(SeesTopic(topic), *this, "see", "topic", topic);
+}
+
+Status Principal::SeeGroup(std::string_view group) const {
+  return Decide(SeesGroup(group), *this, "see", "group", group);
 }
 
 bool Principal::SeesTopic(std::string_view topic) const { return AnyMatch(topics, topic); }

@@ -183,19 +183,14 @@ class Broker::Impl {
       RUNNEL_RETURN_IF_ERROR(p.OnTopic(Op::kConsume, part.topic));
     return Status::OK();
   }
-  // Offsets and status of a topic: any operation on it.
-  Status DescribeTopic(const Principal& p, const std::string& topic) {
-    if (p.SeesTopic(topic) && p.ops != 0) return Status::OK();
-    return p.OnTopic(Op::kConsume, topic);
-  }
   Status Authorize(const Principal& p, const proto::ListOffsetsRequest& r) {
-    for (const auto& part : r.partitions) RUNNEL_RETURN_IF_ERROR(DescribeTopic(p, part.topic));
+    for (const auto& part : r.partitions) RUNNEL_RETURN_IF_ERROR(p.SeeTopic(part.topic));
     return Status::OK();
   }
   Status Authorize(const Principal& p, const proto::MetadataRequest& r) {
     // Without names the answer lists only visible topics (Metadata()); auto-creating a topic
     // needs the right to produce to it (checked there).
-    for (const auto& t : r.topics) RUNNEL_RETURN_IF_ERROR(DescribeTopic(p, t));
+    for (const auto& t : r.topics) RUNNEL_RETURN_IF_ERROR(p.SeeTopic(t));
     return Status::OK();
   }
   Status Authorize(const Principal& p, const proto::CreateTopicRequest& r) {
@@ -233,12 +228,12 @@ class Broker::Impl {
     // An admin reset (no member) moves a group's positions for everyone: admin on the group.
     const bool reset = r.member_id.empty() && r.generation == -1;
     RUNNEL_RETURN_IF_ERROR(p.OnGroup(reset ? Op::kAdmin : Op::kConsume, r.group));
-    for (const auto& o : r.offsets) RUNNEL_RETURN_IF_ERROR(DescribeTopic(p, o.topic));
+    for (const auto& o : r.offsets) RUNNEL_RETURN_IF_ERROR(p.SeeTopic(o.topic));
     return reset ? Status::OK() : OnGroup(p, Op::kConsume, r.group);
   }
   Status Authorize(const Principal& p, const proto::FetchOffsetsRequest& r) {
-    if (!p.SeesGroup(r.group)) return p.OnGroup(Op::kConsume, r.group);
-    for (const auto& o : r.partitions) RUNNEL_RETURN_IF_ERROR(DescribeTopic(p, o.topic));
+    RUNNEL_RETURN_IF_ERROR(p.SeeGroup(r.group));
+    for (const auto& o : r.partitions) RUNNEL_RETURN_IF_ERROR(p.SeeTopic(o.topic));
     return Status::OK();
   }
   Status Authorize(const Principal& p, const proto::CreateQueueGroupRequest& r) {
@@ -268,13 +263,13 @@ class Broker::Impl {
     return Status::OK();  // lists only the visible groups
   }
   Status Authorize(const Principal& p, const proto::DescribeGroupRequest& r) {
-    return p.SeesGroup(r.group) && p.ops != 0 ? Status::OK() : p.OnGroup(Op::kConsume, r.group);
+    return p.SeeGroup(r.group);
   }
   Status Authorize(const Principal& p, const proto::DeleteGroupRequest& r) {
     return p.OnGroup(Op::kAdmin, r.group);
   }
   Status Authorize(const Principal& p, const proto::RecordStatusRequest& r) {
-    return DescribeTopic(p, r.topic);
+    return p.SeeTopic(r.topic);
   }
   Status Authorize(const Principal& p, const proto::StatsRequest&) { return p.Allows(Op::kAdmin); }
   Status Authorize(const Principal&, const proto::AuthenticateRequest&) { return Status::OK(); }

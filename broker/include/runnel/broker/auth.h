@@ -47,6 +47,10 @@ struct Principal {
   // The operation on a topic / group, or PermissionDenied naming the token, operation and name.
   Status OnTopic(Op op, std::string_view topic) const;
   Status OnGroup(Op op, std::string_view group) const;
+  // Any operation on a topic / group its globs match: describe-type requests (offsets, status,
+  // a named Metadata, DescribeGroup). PermissionDenied otherwise.
+  Status SeeTopic(std::string_view topic) const;
+  Status SeeGroup(std::string_view group) const;
   // The operation itself, whatever the resource (InitProducerId, Stats).
   Status Allows(Op op) const;
   // Visible in listings (Metadata without names, ListGroups): some glob matches.
