@@ -71,7 +71,7 @@ struct Common {
 };
 
 void AddCommon(CLI::App* app, Common& c) {
-  app->add_option("--broker,-b", c.broker, "Broker host:port")->capture_default_str();
+  app->add_option("--broker,-b", c.broker, "Broker host:port (tls://host:port for TLS; token and CA from RUNNEL_TOKEN, RUNNEL_TLS_CA)")->capture_default_str();
   app->add_option("--group", c.group, "Consumer group (default: the workload's name)");
   app->add_option("--consumer", c.consumer, "Consumer name (default: host-pid-n)");
   app->add_option("--partitions", c.partitions, "Partitions when the worker creates its topic")
