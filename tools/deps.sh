@@ -4,7 +4,9 @@
 runnel_install_deps() {
   local packages=(cmake g++ ninja-build ccache pkg-config librocksdb-dev liblz4-dev libboost-dev
                   libcli11-dev libspdlog-dev doctest-dev libsqlite3-dev
-                  libssl-dev libhiredis-dev librdkafka-dev redis-server clang-14 libclang-rt-14-dev)
+                  libssl-dev libhiredis-dev librdkafka-dev redis-server clang-14 libclang-rt-14-dev
+                  zlib1g-dev libsnappy-dev libzstd-dev python3
+                  kcat python3-confluent-kafka python3-kafka)
   local missing=() p sudo=""
   for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
