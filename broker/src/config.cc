@@ -2,6 +2,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <limits>
 
 #include "runnel/broker/auth.h"
@@ -20,6 +23,13 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags* f) {
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
   app.add_flag("--no-http", f->no_http, "Do not serve HTTP");
+  app.add_option("--kafka-port", f->kafka_port,
+                 "Kafka protocol port (0: off; any: a free port, reported in --ready-file)")
+      ->each([f](const std::string&) { f->kafka_port_explicit = true; })
+      ->capture_default_str();
+  app.add_option("--kafka-advertised-host", f->kafka_advertised_host,
+                 "Host that Kafka Metadata tells clients to connect to (default: the --bind "
+                 "address, or this machine's host name when binding a wildcard address)");
   app.add_option("--io-threads", f->io_threads, "Network threads")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
@@ -180,6 +190,28 @@ Result<DaemonConfig> ToDaemonConfig(const DaemonFlags& f) {
   c.metrics_public = f.metrics_public;
   c.http_port = f.http_port;
   c.no_http = f.no_http;
+  if (f.kafka_port == "any") {
+    c.kafka.port = 0;
+    c.kafka.enabled = true;
+  } else {
+    char* end = nullptr;
+    const long port = std::strtol(f.kafka_port.c_str(), &end, 10);
+    if (f.kafka_port.empty() || *end != '\0' || port < 0 || port > 65535) {
+      return Status::InvalidArgument("--kafka-port: '" + f.kafka_port +
+                                     "' is not a port (0 to 65535, or any)");
+    }
+    c.kafka.port = static_cast<uint16_t>(port);
+    c.kafka.enabled = port != 0;
+  }
+  c.kafka.explicit_port = f.kafka_port_explicit;
+  c.kafka.advertised_host = f.kafka_advertised_host;
+  if (c.kafka.advertised_host.empty()) {
+    c.kafka.advertised_host = f.bind;
+    if (f.bind == "0.0.0.0" || f.bind == "::" || f.bind.empty()) {
+      char name[256] = {};
+      if (::gethostname(name, sizeof name - 1) == 0 && name[0] != '\0') c.kafka.advertised_host = name;
+    }
+  }
   c.log_level = f.log_level;
   c.ready_file = f.ready_file;
   return c;

@@ -2,12 +2,14 @@
 
 #include <atomic>
 
+#include "runnel/native/frontend.h"
+
 namespace runnel::broker {
 namespace {
 
 class EmbeddedConnection final : public client::Connection {
  public:
-  explicit EmbeddedConnection(Broker& b) : broker_(b), session_(b.NewSession()) {}
+  explicit EmbeddedConnection(FrontEnd& fe) : frontend_(fe), session_(fe.NewSession()) {}
 
   void Send(wire::Api api, std::vector<std::string> body, int64_t /*timeout_ms*/,
             Callback done) override {
@@ -23,7 +25,7 @@ class EmbeddedConnection final : public client::Connection {
       f.body.reserve(n);
       for (const auto& p : body) f.body.append(p);
     }
-    broker_.Handle(session_, std::move(f), [done = std::move(done)](std::vector<std::string> frame) {
+    frontend_.Handle(session_, std::move(f), [done = std::move(done)](std::vector<std::string> frame) {
       // frame[0] is the 12-byte header; the rest is the body.
       std::string out;
       if (frame.size() == 2) {
@@ -38,8 +40,8 @@ class EmbeddedConnection final : public client::Connection {
   std::string Describe() const override { return "embedded"; }
 
  private:
-  Broker& broker_;
-  std::shared_ptr<Session> session_;
+  FrontEnd& frontend_;
+  std::shared_ptr<FrontEndSession> session_;
   std::atomic<uint32_t> next_corr_{1};
 };
 
@@ -50,10 +52,13 @@ Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::Open(const BrokerOptions
   return std::unique_ptr<EmbeddedBroker>(new EmbeddedBroker(std::move(b)));
 }
 
+EmbeddedBroker::EmbeddedBroker(std::unique_ptr<Broker> b)
+    : broker_(std::move(b)), frontend_(std::make_unique<native::NativeFrontEnd>(*broker_)) {}
+
 EmbeddedBroker::~EmbeddedBroker() = default;
 
 std::shared_ptr<client::Connection> EmbeddedBroker::Connect() {
-  return std::make_shared<EmbeddedConnection>(*broker_);
+  return std::make_shared<EmbeddedConnection>(*frontend_);
 }
 
 }  // namespace runnel::broker

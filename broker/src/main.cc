@@ -20,6 +20,7 @@
 #include "runnel/broker/config.h"
 #include "runnel/broker/auth.h"
 #include "runnel/broker/server.h"
+#include "runnel/native/frontend.h"
 
 namespace {
 
@@ -117,7 +118,8 @@ int main(int argc, char** argv) {
   }
 
   const runnel::broker::ServerOptions& so = config->server;
-  auto server = runnel::broker::Server::Start(**broker, so);
+  runnel::native::NativeFrontEnd native(**broker);
+  auto server = runnel::broker::Server::Start(**broker, native, so);
   if (!server.ok()) {
     broker->reset();
     Die(server.status().message());

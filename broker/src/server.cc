@@ -1,6 +1,7 @@
-// The native-protocol TCP server: one io_context per thread, a read coroutine per connection,
-// responses written back in completion order with gathered writes, and byte-bounded backpressure.
-// With TLS the same connection runs over an asio::ssl::stream wrapping the socket.
+// The TCP server of the length-prefixed protocols (native, Kafka): one io_context per thread, a
+// read coroutine per connection, responses written back in completion order (or request order,
+// when the front-end asks) with gathered writes, and byte-bounded backpressure. With TLS the same
+// connection runs over an asio::ssl::stream wrapping the socket.
 #include "runnel/broker/server.h"
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <deque>
 #include <limits>
 #include <list>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -42,7 +44,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
 
  private:
   asio::awaitable<void> ReadLoop();
-  void OnResponse(size_t request_bytes, std::vector<std::string> frame);
+  void OnResponse(size_t request_bytes, uint64_t seq, std::vector<std::string> frame);
+  void Enqueue(std::vector<std::string> frame);
   void StartWrite();
   bool OverLimit() const;
   void MaybeResume();
@@ -57,7 +60,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   std::unique_ptr<char[]> tls_in_;  // TLS reads go through the stream: a buffer of our own
   std::string tls_out_;             // a gathered write, joined (one TLS record per chunk)
   asio::steady_timer resume_;
-  std::shared_ptr<Session> session_;
+  std::shared_ptr<FrontEndSession> session_;
   wire::FrameDecoder decoder_;
   std::deque<std::vector<std::string>> out_;
   std::vector<std::string> writing_;  // buffers of the write in progress
@@ -67,6 +70,10 @@ class Conn : public std::enable_shared_from_this<Conn> {
   bool waiting_ = false;
   int64_t inflight_ = 0;
   size_t pending_requests_ = 0;
+  // Ordered front-ends (Kafka): responses that arrived before an earlier request's answer.
+  uint64_t next_seq_ = 0;      // of the next request read
+  uint64_t next_write_ = 0;    // of the next response to queue
+  std::map<uint64_t, std::vector<std::string>> early_;
   // When the frame now being received began (epoch: none is), and when bytes last arrived.
   std::chrono::steady_clock::time_point partial_since_{};
   std::chrono::steady_clock::time_point last_active_ = std::chrono::steady_clock::now();
@@ -74,8 +81,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
 
 class ServerImpl final : public Server {
  public:
-  ServerImpl(Broker& broker, const ServerOptions& o)
-      : broker_(broker), options_(o), acceptor_(io_for_accept()) {}
+  ServerImpl(Broker& broker, FrontEnd& frontend, const ServerOptions& o)
+      : broker_(broker), frontend_(frontend), options_(o), acceptor_(io_for_accept()) {}
 
   Status Listen();
   uint16_t port() const override { return port_; }
@@ -83,6 +90,7 @@ class ServerImpl final : public Server {
   ~ServerImpl() override { Stop(); }
 
   Broker& broker() { return broker_; }
+  FrontEnd& frontend() { return frontend_; }
   const ServerOptions& options() const { return options_; }
   Metrics& metrics() { return broker_.metrics(); }
   void Forget(const Conn* c) {
@@ -107,6 +115,7 @@ class ServerImpl final : public Server {
   asio::awaitable<void> SweepLoop();
 
   Broker& broker_;
+  FrontEnd& frontend_;
   ServerOptions options_;
   std::unique_ptr<asio::ssl::context> tls_;
   std::vector<std::unique_ptr<asio::io_context>> ios_;
@@ -125,7 +134,7 @@ Conn::Conn(ServerImpl& server, tcp::socket socket, asio::ssl::context* tls)
       socket_(std::move(socket)),
       tls_(tls ? std::make_unique<TlsStream>(socket_, *tls) : nullptr),
       resume_(socket_.get_executor()),
-      session_(server.broker().NewSession()),
+      session_(server.frontend().NewSession()),
       decoder_(server.options().max_frame_bytes) {}
 
 void Conn::Start() {
@@ -207,13 +216,15 @@ asio::awaitable<void> Conn::ReadLoop() {
       if (!next.ok()) {
         // The stream is unusable: answer once, then close after the write.
         server_.metrics().protocol_errors.fetch_add(1);
-        auto frame = ErrorFrame(wire::FrameHeader{}, next.status());
-        int64_t bytes = 0;
-        for (const auto& p : frame) bytes += static_cast<int64_t>(p.size());
-        AddInflight(bytes);
-        out_.push_back(std::move(frame));
+        auto frame = server_.frontend().FramingError(next.status());
         read_done_ = true;
-        StartWrite();
+        if (!frame.empty()) {
+          int64_t bytes = 0;
+          for (const auto& p : frame) bytes += static_cast<int64_t>(p.size());
+          AddInflight(bytes);
+          out_.push_back(std::move(frame));
+          StartWrite();
+        }
         break;
       }
       if (!next->has_value()) break;
@@ -221,19 +232,20 @@ asio::awaitable<void> Conn::ReadLoop() {
       wire::Frame f = std::move(**next);
       // Requests hold their own bytes plus what their answer may take, until it is written.
       const size_t bytes = wire::kFrameHeaderBytes + f.body.size() +
-                           std::min<size_t>(Broker::ResponseReservation(f),
+                           std::min<size_t>(server_.frontend().ResponseReservation(f),
                                             server_.options().max_inflight_bytes_per_connection);
       AddInflight(static_cast<int64_t>(bytes));
       ++pending_requests_;
       auto executor = socket_.get_executor();
-      server_.broker().Handle(
-          session_, std::move(f), [self, bytes, executor](std::vector<std::string> frame) {
-            asio::post(executor, [self, bytes, frame = std::move(frame)]() mutable {
-              self->OnResponse(bytes, std::move(frame));
+      const uint64_t seq = next_seq_++;
+      server_.frontend().Handle(
+          session_, std::move(f), [self, bytes, seq, executor](std::vector<std::string> frame) {
+            asio::post(executor, [self, bytes, seq, frame = std::move(frame)]() mutable {
+              self->OnResponse(bytes, seq, std::move(frame));
             });
           });
       // Refused (no or a bad token): read nothing more; close once the answer is written.
-      if (Broker::Refused(*session_)) read_done_ = true;
+      if (session_->refused) read_done_ = true;
     }
     if (read_done_) break;
     if (OverLimit()) {
@@ -255,16 +267,40 @@ asio::awaitable<void> Conn::ReadLoop() {
   MaybeFinish();
 }
 
-void Conn::OnResponse(size_t request_bytes, std::vector<std::string> frame) {
+void Conn::OnResponse(size_t request_bytes, uint64_t seq, std::vector<std::string> frame) {
   --pending_requests_;
   AddInflight(-static_cast<int64_t>(request_bytes));
   if (closed_) return;
+  if (!server_.frontend().ordered_responses()) {
+    Enqueue(std::move(frame));
+  } else if (seq != next_write_) {
+    // An earlier request is still being answered: hold this one (its bytes count in flight).
+    int64_t bytes = 0;
+    for (const auto& p : frame) bytes += static_cast<int64_t>(p.size());
+    AddInflight(bytes);
+    early_.emplace(seq, std::move(frame));
+  } else {
+    Enqueue(std::move(frame));
+    ++next_write_;
+    for (auto it = early_.begin(); it != early_.end() && it->first == next_write_;
+         it = early_.erase(it), ++next_write_) {
+      int64_t bytes = 0;
+      for (const auto& p : it->second) bytes += static_cast<int64_t>(p.size());
+      AddInflight(-bytes);
+      Enqueue(std::move(it->second));
+    }
+  }
+  StartWrite();
+  MaybeResume();
+  MaybeFinish();
+}
+
+void Conn::Enqueue(std::vector<std::string> frame) {
+  if (frame.empty()) return;  // no answer (Kafka acks=0)
   int64_t bytes = 0;
   for (const auto& p : frame) bytes += static_cast<int64_t>(p.size());
   AddInflight(bytes);
   out_.push_back(std::move(frame));
-  StartWrite();
-  MaybeResume();
 }
 
 void Conn::StartWrite() {
@@ -346,7 +382,10 @@ void Conn::Close() {
   int64_t unsent = 0;
   for (const auto& f : out_)
     for (const auto& p : f) unsent += static_cast<int64_t>(p.size());
+  for (const auto& [seq, f] : early_)
+    for (const auto& p : f) unsent += static_cast<int64_t>(p.size());
   out_.clear();
+  early_.clear();
   AddInflight(-unsent);
   server_.Forget(this);
 }
@@ -380,7 +419,8 @@ Status ServerImpl::Listen() {
   const auto addr = asio::ip::make_address(options_.bind, ec);
   if (ec) return Status::InvalidArgument("bad bind address '" + options_.bind + "': " + ec.message());
   const tcp::endpoint ep(addr, options_.port);
-  const std::string where = options_.bind + ":" + std::to_string(options_.port);
+  const std::string where = options_.bind + ":" + std::to_string(options_.port) + " (" +
+                            std::string(frontend_.name()) + ")";
   acceptor_.open(ep.protocol(), ec);
   if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec) acceptor_.bind(ep, ec);
@@ -487,8 +527,9 @@ void ServerImpl::Stop() {
 
 }  // namespace
 
-Result<std::unique_ptr<Server>> Server::Start(Broker& broker, const ServerOptions& options) {
-  auto s = std::make_unique<ServerImpl>(broker, options);
+Result<std::unique_ptr<Server>> Server::Start(Broker& broker, FrontEnd& frontend,
+                                              const ServerOptions& options) {
+  auto s = std::make_unique<ServerImpl>(broker, frontend, options);
   RUNNEL_RETURN_IF_ERROR(s->Listen());
   return std::unique_ptr<Server>(std::move(s));
 }

@@ -1,28 +1,33 @@
-// The broker core: turns request frames into calls on the LogStore and its Groups and answers
-// them. No sockets and no Asio here: the TCP server (server.h) and the embedded client
-// connection feed it frames the same way.
+// The broker core: the operations every front-end (native, Kafka, later RESP and HTTP) calls, on
+// one LogStore and its Groups, with access control, metrics and long-polls. No sockets, no Asio
+// and no wire structs here: a front-end decodes its protocol, checks rights with its session's
+// Principal, calls these operations and encodes the answer.
 //
-// Threads: Handle() may be called from any thread and never blocks on storage. Produce requests
-// of one Session are submitted to the store in arrival order on the append pool (so an
-// idempotent producer's pipelined batches keep their sequence order); everything else runs on the
-// worker pool. Long-polls (Fetch, Deliver) park without a thread and wake when a durable high
-// watermark moves or their deadline passes. Responses are delivered through the callback, on a
-// pool or committer thread.
+// Threads: every operation may be called from any thread. Blocking storage calls (group
+// operations, admin) must run on the worker pool (`Post`), never on a network thread. Appends of
+// one client connection go through one ProduceLane, so an idempotent producer's pipelined
+// batches reach the store in order. Long-polls (Fetch, Deliver) park without a thread and wake
+// when a durable high watermark moves or their deadline passes; their callbacks run on a pool or
+// on the committer thread and must be quick.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runnel/common/result.h"
-#include "runnel/common/wire.h"
+#include "runnel/storage/groups.h"
 #include "runnel/storage/log_store.h"
 
 namespace runnel::broker {
 
 class TokenSet;
+struct Principal;
+class Metrics;
 
 struct BrokerOptions {
   storage::LogStoreOptions store;  // data_dir, default topic config, committer bounds
@@ -31,17 +36,52 @@ struct BrokerOptions {
   int worker_threads = 4;          // reads, group operations, admin
   int append_threads = 2;          // produce submission (may block on committer backpressure)
   int32_t max_wait_ms = 30'000;    // upper bound of a long-poll
-  // Access control (auth.h): when set, a session must Authenticate with one of these tokens
+  // Access control (auth.h): when set, a session must authenticate with one of these tokens
   // before anything else, and each request is checked against the token's rights. Null: every
   // session may do everything (the loopback default).
   std::shared_ptr<const TokenSet> auth;
 };
 
-class Metrics;
-class Session;
+// Runs tasks one at a time, in post order, on the append pool. Thread-safe. One per client
+// connection: it carries the produce order.
+class ProduceLane {
+ public:
+  virtual ~ProduceLane() = default;
+  virtual void Post(std::function<void()> task) = 0;
+};
 
-// A response frame as buffers (header first); written out back to back.
-using ResponseFn = std::function<void(std::vector<std::string> frame)>;
+// One partition of a fetch, and what was read for it.
+struct FetchPartitionSpec {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  int32_t max_bytes = 1 << 20;
+};
+struct FetchSpec {
+  std::vector<FetchPartitionSpec> partitions;
+  int32_t max_bytes = 50 << 20;  // over all partitions; the first batch is returned whatever its size
+  int32_t min_bytes = 1;         // answer as soon as this much is there (or the deadline passes)
+  int32_t max_wait_ms = 0;       // clamped to BrokerOptions::max_wait_ms
+};
+struct FetchPartitionResult {
+  Status status;                // NotFound (topic / partition), OutOfRange (offset), ...
+  int64_t high_watermark = -1;  // durable high watermark (-1: unknown)
+  int64_t log_start = -1;
+  std::string records;          // whole stored batches, possibly starting before `offset`
+};
+using FetchCallback = std::function<void(std::vector<FetchPartitionResult>)>;
+
+// A queue-group delivery long-poll.
+struct DeliverSpec {
+  std::string group;
+  std::string consumer;
+  int32_t max_records = 100;
+  int32_t max_bytes = 1 << 20;
+  int32_t max_wait_ms = 0;  // clamped to BrokerOptions::max_wait_ms
+};
+// The group's topic ("" if unknown) and the records, or the error.
+using DeliverCallback =
+    std::function<void(const std::string& topic, Result<std::vector<storage::DeliveredRecord>>)>;
 
 class Broker {
  public:
@@ -52,29 +92,69 @@ class Broker {
   // Stops (see BeginShutdown / WaitIdle) and closes the store.
   ~Broker();
 
-  // One per client connection; carries the produce ordering.
-  std::shared_ptr<Session> NewSession();
-
-  // Handles one request frame; `respond` runs exactly once with the response frame.
-  void Handle(const std::shared_ptr<Session>& session, wire::Frame request, ResponseFn respond);
-
-  // True once the session was refused (a request before Authenticate, or a bad token): the
-  // connection should read nothing more and close after writing the answers. Set by Handle on
-  // the calling thread, so the caller may check it right after Handle returns.
-  static bool Refused(const Session& session);
-
-  // The most response bytes `request` can produce beyond its own size, for admission control: a
-  // Fetch reserves its max_bytes, so a connection pipelining fetches is bounded by the answers,
-  // not by its tiny requests. 0 for requests with small answers.
-  static size_t ResponseReservation(const wire::Frame& request);
-
-  // New requests are answered `shutdown`; parked long-polls are answered now.
+  // ---- request accounting, for the front-ends ----
+  // Every request a front-end takes in is counted from BeginRequest to EndRequest (after its
+  // answer was handed back), so that WaitIdle knows when all of them are answered.
+  void BeginRequest();
+  void EndRequest();
+  bool shutting_down() const;
+  // New requests should be answered "shutting down"; parked long-polls are answered now.
   void BeginShutdown();
-  // Blocks until every request handed to Handle has been answered.
+  // Blocks until every request between BeginRequest and EndRequest has ended.
   void WaitIdle();
+
+  // ---- execution ----
+  // Runs `task` on the worker pool (blocking storage calls belong there).
+  void Post(std::function<void()> task);
+  std::shared_ptr<ProduceLane> NewProduceLane();
+
+  // ---- operations ----
+  // The principal of `token`, or Unauthenticated (counted in runnel_auth_failures_total).
+  // Precondition: access control is on (options().auth).
+  Result<std::shared_ptr<const Principal>> Authenticate(std::string_view token);
+  // Counts a request refused for lack of rights (runnel_auth_denied_total) and passes `s` on.
+  Status Denied(Status s);
+
+  // Appends one batch, creating the topic first when it is unknown and auto-create is on.
+  // `done` runs once, on an append-pool or committer thread. Call it from a ProduceLane task for
+  // per-connection order. Counts produced records and bytes.
+  void Append(storage::AppendRequest request,
+              std::function<void(Result<storage::AppendResult>)> done);
+
+  // Reads every partition of `spec` (whole batches, up to the durable high watermark); when less
+  // than min_bytes is there, parks until a partition grows or max_wait_ms passes. `done` runs
+  // exactly once with one result per partition, in order.
+  void Fetch(FetchSpec spec, FetchCallback done);
+
+  // Delivers from a queue group; with nothing deliverable parks until the topic grows, a retry
+  // comes due or max_wait_ms passes. `done` runs exactly once, on the worker pool.
+  void Deliver(DeliverSpec spec, DeliverCallback done);
+
+  // A topic's description. An unknown topic is created first when `auto_create` is set, the
+  // broker auto-creates topics, and `who` (null: access control off) may produce to it.
+  Result<storage::TopicInfo> DescribeTopic(const std::string& name, bool auto_create,
+                                           const Principal* who);
+  // Every topic `who` may see (all of them when `who` is null).
+  std::vector<std::string> ListTopics(const Principal* who);
+  // Topic admin. `config` holds topic config keys (storage/topic_config.h) over the defaults.
+  Status CreateTopic(const std::string& name, int32_t partitions,
+                     const std::vector<std::pair<std::string, std::string>>& config);
+  Status DeleteTopic(const std::string& name);
+  Status AlterTopic(const std::string& name,
+                    const std::vector<std::pair<std::string, std::string>>& config,
+                    int32_t new_partitions);
+
+  // The topic a queue group consumes ("" for a stream group); NotFound for an unknown group.
+  Result<std::string> GroupTopic(const std::string& group);
+  // Forgets cached facts about `group` (after it was created, changed or deleted).
+  void ForgetGroup(const std::string& group);
+
+  // A producer id no other producer of this store got (InitProducerId).
+  int64_t NextProducerId();
 
   Metrics& metrics() { return *metrics_; }
   storage::LogStore& store() { return *store_; }
+  storage::Groups& groups() { return store_->groups(); }
   const BrokerOptions& options() const { return options_; }
 
   // GET /metrics (Prometheus text format) and GET /api/v1/stats (JSON).
@@ -90,8 +170,5 @@ class Broker {
   std::unique_ptr<storage::LogStore> store_;
   std::unique_ptr<Impl> impl_;
 };
-
-// A response frame carrying only `error` (frame-level failures: a frame too large or malformed).
-std::vector<std::string> ErrorFrame(const wire::FrameHeader& request, const Status& error);
 
 }  // namespace runnel::broker

@@ -22,6 +22,9 @@ struct DaemonFlags {
   int port = 7070;
   int http_port = 7071;
   bool no_http = false;
+  std::string kafka_port = "9092";  // a port, 0 (off) or "any"
+  bool kafka_port_explicit = false;  // given as a flag or config key (a taken port is then fatal)
+  std::string kafka_advertised_host;
   int io_threads = 2;
   int worker_threads = 4;
   bool auto_create_topics = true;
@@ -51,9 +54,17 @@ struct DaemonFlags {
 // Registers every flag (and --config) on `app`, writing into `*flags`.
 void AddDaemonFlags(CLI::App& app, DaemonFlags* flags);
 
+struct KafkaListenerConfig {
+  bool enabled = true;
+  uint16_t port = 9092;          // 0 with enabled: any free port
+  bool explicit_port = false;    // false: a taken port is a warning, not an error
+  std::string advertised_host;   // what Metadata answers as this broker's host
+};
+
 struct DaemonConfig {
   BrokerOptions broker;
-  ServerOptions server;
+  ServerOptions server;  // the native port; the Kafka listener takes the same settings but port
+  KafkaListenerConfig kafka;
   int http_port = 7071;
   bool no_http = false;
   bool metrics_public = false;

@@ -1,10 +1,11 @@
-// The broker core in-process: client::Connection objects that hand frames straight to a Broker,
-// with no socket. For tests, tools and small applications that want Runnel as a library.
+// The broker core in-process: client::Connection objects that hand native frames straight to the
+// native front-end over a Broker, with no socket. For tests, tools and small applications that want Runnel as a library.
 #pragma once
 
 #include <memory>
 
 #include "runnel/broker/broker.h"
+#include "runnel/broker/frontend.h"
 #include "runnel/client/connection.h"
 
 namespace runnel::broker {
@@ -20,8 +21,9 @@ class EmbeddedBroker {
   Broker& broker() { return *broker_; }
 
  private:
-  explicit EmbeddedBroker(std::unique_ptr<Broker> b) : broker_(std::move(b)) {}
+  explicit EmbeddedBroker(std::unique_ptr<Broker> b);
   std::unique_ptr<Broker> broker_;
+  std::unique_ptr<FrontEnd> frontend_;  // the native one
 };
 
 }  // namespace runnel::broker

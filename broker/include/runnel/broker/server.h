@@ -1,6 +1,7 @@
-// The network front ends of runneld: the native-protocol TCP server (Asio, C++20 coroutines)
-// and the HTTP server (Beast) for /health, /metrics and /api/v1/stats. These headers are free of
-// Asio; the implementations keep it in two translation units.
+// The network listeners of runneld: the TCP server for the length-prefixed protocols (native,
+// Kafka; Asio, C++20 coroutines) and the HTTP server (Beast) for /health, /metrics and
+// /api/v1/stats. These headers are free of Asio; the implementations keep it in two translation
+// units.
 #pragma once
 
 #include <cstddef>
@@ -9,6 +10,7 @@
 #include <string>
 
 #include "runnel/broker/broker.h"
+#include "runnel/broker/frontend.h"
 #include "runnel/common/result.h"
 
 namespace runnel::broker {
@@ -39,9 +41,11 @@ struct ServerOptions {
 
 class Server {
  public:
-  // Binds and starts serving. IOError with a clear message when the address is unusable (port
-  // taken, bad bind address); InvalidArgument when the TLS files cannot be loaded.
-  static Result<std::unique_ptr<Server>> Start(Broker& broker, const ServerOptions& options);
+  // Binds and starts serving `frontend`'s protocol. IOError with a clear message when the
+  // address is unusable (port taken, bad bind address); InvalidArgument when the TLS files cannot
+  // be loaded. Borrows the broker and the front-end, which must outlive the server.
+  static Result<std::unique_ptr<Server>> Start(Broker& broker, FrontEnd& frontend,
+                                               const ServerOptions& options);
   virtual ~Server() = default;
   virtual uint16_t port() const = 0;
   // Graceful: stops accepting and reading, answers requests in flight (long-polls at once), writes
