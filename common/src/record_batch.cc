@@ -1,7 +1,5 @@
-// Kafka RecordBatch v2 encoding, validation and decoding, plus the LZ4 frame codec.
+// Kafka RecordBatch v2 encoding, validation and decoding.
 #include "runnel/common/record_batch.h"
-
-#include <lz4frame.h>
 
 #include <algorithm>
 #include <limits>
@@ -24,10 +22,6 @@ std::string Fmt(std::string_view a, int64_t n, std::string_view b = {}) {
   s += b;
   return s;
 }
-
-struct Lz4DctxDeleter {
-  void operator()(LZ4F_dctx* d) const { LZ4F_freeDecompressionContext(d); }
-};
 
 // Validates the headers section of one record; on success `*end` is one past it.
 bool SkipHeaders(ByteReader& r, int32_t count) {
@@ -129,29 +123,6 @@ Status ParseRecords(std::string_view data, const BatchHeader& h,
 }
 
 }  // namespace
-
-std::string_view CompressionName(Compression c) {
-  switch (c) {
-    case Compression::kNone:
-      return "none";
-    case Compression::kGzip:
-      return "gzip";
-    case Compression::kSnappy:
-      return "snappy";
-    case Compression::kLz4:
-      return "lz4";
-    case Compression::kZstd:
-      return "zstd";
-  }
-  return "unknown";
-}
-
-Result<Compression> ParseCompression(std::string_view name) {
-  if (name == "none") return Compression::kNone;
-  if (name == "lz4") return Compression::kLz4;
-  return Status::InvalidArgument(std::string("unsupported compression '") + std::string(name) +
-                                 "' (supported: none, lz4)");
-}
 
 int32_t BatchHeader::last_sequence() const {
   if (base_sequence < 0) return -1;
@@ -259,15 +230,15 @@ Status OpenRecords(std::string_view bytes, const DecodeLimits& limits, BatchHead
   switch (h->compression()) {
     case Compression::kNone:
       break;
-    case Compression::kLz4:
-      RUNNEL_RETURN_IF_ERROR(Lz4FrameDecompress(*records, limits.max_uncompressed_bytes, storage));
-      *records = *storage;
-      break;
     case Compression::kGzip:
     case Compression::kSnappy:
+    case Compression::kLz4:
     case Compression::kZstd:
-      return Status::InvalidArgument(std::string("unsupported compression codec ") +
-                                     std::string(CompressionName(h->compression())));
+      storage->clear();
+      RUNNEL_RETURN_IF_ERROR(
+          Decompress(h->compression(), *records, limits.max_uncompressed_bytes, storage));
+      *records = *storage;
+      break;
     default:
       return Status::Corruption(
           Fmt("invalid compression attribute ", h->attributes & kAttrCompressionMask));
@@ -371,14 +342,11 @@ void RecordBatchBuilder::AddEncoded(int64_t timestamp_ms, std::optional<std::str
 
 std::string RecordBatchBuilder::Build() {
   std::string out;
-  if (options_.compression == Compression::kLz4) {
-    out.resize(kBatchHeaderSize);
-    AppendLz4Frame(records_, &out);
-  } else {
+  if (options_.compression == Compression::kNone) {
     out.reserve(kBatchHeaderSize + records_.size());
-    out.resize(kBatchHeaderSize);
-    out.append(records_);
   }
+  out.resize(kBatchHeaderSize);
+  Compress(options_.compression, records_, &out);
   char* p = out.data();
   EncodeFixed64BE(p + L::kBaseOffset, 0);
   EncodeFixed32BE(p + L::kBatchLength, static_cast<uint32_t>(out.size() - L::kLogOverhead));
@@ -408,85 +376,6 @@ void SetBatchProducer(std::string& batch, int64_t producer_id, int16_t producer_
   EncodeFixed16BE(p + L::kProducerEpoch, static_cast<uint16_t>(producer_epoch));
   EncodeFixed32BE(p + L::kBaseSequence, static_cast<uint32_t>(base_sequence));
   EncodeFixed32BE(p + L::kCrc, crc32c::Value(p + L::kAttributes, batch.size() - L::kAttributes));
-}
-
-void AppendLz4Frame(std::string_view input, std::string* out) {
-  LZ4F_preferences_t prefs{};
-  prefs.frameInfo.blockSizeID = LZ4F_max64KB;
-  prefs.frameInfo.blockMode = LZ4F_blockIndependent;  // what Kafka's Java client writes
-  prefs.compressionLevel = 0;                         // fast
-  // The frame states its content size, so a reader allocates the output once (optional in the
-  // LZ4 frame format; readers that ignore it still decode the frame).
-  prefs.frameInfo.contentSize = input.size();
-  const size_t at = out->size();
-  out->resize(at + LZ4F_compressFrameBound(input.size(), &prefs));
-  const size_t n =
-      LZ4F_compressFrame(out->data() + at, out->size() - at, input.data(), input.size(), &prefs);
-  // The bound makes failure impossible short of a library bug; keep the output well-formed anyway.
-  out->resize(at + (LZ4F_isError(n) ? 0 : n));
-}
-
-std::string Lz4FrameCompress(std::string_view input) {
-  std::string out;
-  AppendLz4Frame(input, &out);
-  return out;
-}
-
-Status Lz4FrameDecompress(std::string_view input, size_t max_output, std::string* out) {
-  // A fresh context per frame: a reused one keeps the previous frame's declared content size
-  // when the next frame declares none (LZ4 1.9.4 does not clear it), and fails that frame.
-  std::unique_ptr<LZ4F_dctx, Lz4DctxDeleter> dctx = [] {
-    LZ4F_dctx* d = nullptr;
-    if (LZ4F_isError(LZ4F_createDecompressionContext(&d, LZ4F_VERSION))) d = nullptr;
-    return std::unique_ptr<LZ4F_dctx, Lz4DctxDeleter>(d);
-  }();
-  if (!dctx) return Status::IOError("lz4: cannot allocate a decompression context");
-
-  // With the content size in the frame header, the output is sized once; without it, a guess that
-  // grows.
-  LZ4F_frameInfo_t info{};
-  size_t in_pos = input.size();
-  if (const size_t r = LZ4F_getFrameInfo(dctx.get(), &info, input.data(), &in_pos);
-      LZ4F_isError(r)) {
-    return Status::Corruption(std::string("lz4: ") + LZ4F_getErrorName(r));
-  }
-  if (info.contentSize > max_output) {
-    return Status::TooLarge(Fmt("lz4: the frame declares ", static_cast<int64_t>(info.contentSize),
-                                " bytes, over the limit of ") +
-                            std::to_string(max_output));
-  }
-  out->clear();
-  out->resize(info.contentSize > 0
-                  ? static_cast<size_t>(info.contentSize) + 1  // +1: the end is seen, not assumed
-                  : std::min(max_output, std::max<size_t>(input.size() * 4, 4096)));
-  size_t out_pos = 0;
-  while (true) {
-    size_t dst = out->size() - out_pos;
-    size_t src = input.size() - in_pos;
-    const size_t hint = LZ4F_decompress(dctx.get(), out->data() + out_pos, &dst,
-                                        input.data() + in_pos, &src, nullptr);
-    if (LZ4F_isError(hint)) {
-      return Status::Corruption(std::string("lz4: ") + LZ4F_getErrorName(hint));
-    }
-    in_pos += src;
-    out_pos += dst;
-    if (hint == 0) break;  // frame complete
-    if (out_pos == out->size()) {
-      if (out->size() >= max_output) {
-        return Status::TooLarge(Fmt("lz4: decompressed records exceed the limit of ",
-                                    static_cast<int64_t>(max_output), " bytes"));
-      }
-      out->resize(std::min(max_output, out->size() * 2));
-    } else if (in_pos == input.size()) {
-      return Status::Corruption("lz4: truncated frame");
-    }
-  }
-  if (in_pos != input.size()) {
-    return Status::Corruption(Fmt("lz4: ", static_cast<int64_t>(input.size() - in_pos),
-                                  " trailing bytes after the frame"));
-  }
-  out->resize(out_pos);
-  return Status::OK();
 }
 
 }  // namespace runnel

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runnel/common/coding.h"
+#include "runnel/common/compression.h"
 #include "runnel/common/crc32c.h"
 
 namespace runnel {
@@ -197,12 +198,19 @@ TEST_CASE("RecordBatch: header inconsistencies are rejected") {
     FixCrc(b);
     CHECK(DecodedBatch::Decode(b).status().message().find("max timestamp") != std::string::npos);
   }
-  SUBCASE("unsupported codec") {
+  SUBCASE("a codec that does not match the records") {
     EncodeFixed16BE(b.data() + L::kAttributes, static_cast<uint16_t>(Compression::kZstd));
     FixCrc(b);
     auto d = DecodedBatch::Decode(b);
-    CHECK(d.status().IsInvalidArgument());
+    CHECK(d.status().IsCorruption());
     CHECK(d.status().message().find("zstd") != std::string::npos);
+  }
+  SUBCASE("an invalid codec value") {
+    EncodeFixed16BE(b.data() + L::kAttributes, 5);
+    FixCrc(b);
+    auto d = DecodedBatch::Decode(b);
+    CHECK(d.status().IsCorruption());
+    CHECK(d.status().message().find("invalid compression attribute") != std::string::npos);
   }
 }
 

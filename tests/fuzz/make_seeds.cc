@@ -1,11 +1,15 @@
 // Writes the seed corpora in tests/fuzz/corpus/ (run once by hand; the output is checked in):
 //   make_seeds <tests/fuzz/corpus>
+#include <snappy.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "runnel/common/coding.h"
+#include "runnel/common/crc32c.h"
 #include "runnel/common/protocol.h"
 #include "runnel/common/record_batch.h"
 #include "runnel/common/wire.h"
@@ -32,6 +36,21 @@ std::string Batch(Compression c, int n, bool headers) {
   return b.Build();
 }
 
+// A batch whose records are one raw snappy block, as librdkafka writes snappy.
+std::string RawSnappyBatch(int n) {
+  namespace L = batch_layout;
+  std::string b = Batch(Compression::kNone, n, false);
+  std::string block;
+  snappy::Compress(b.data() + kBatchHeaderSize, b.size() - kBatchHeaderSize, &block);
+  b.resize(kBatchHeaderSize);
+  b += block;
+  EncodeFixed32BE(b.data() + L::kBatchLength, static_cast<uint32_t>(b.size() - L::kLogOverhead));
+  EncodeFixed16BE(b.data() + L::kAttributes, static_cast<uint16_t>(Compression::kSnappy));
+  EncodeFixed32BE(b.data() + L::kCrc,
+                  crc32c::Value(b.data() + L::kAttributes, b.size() - L::kAttributes));
+  return b;
+}
+
 template <class Req> std::string Frame(Req req, uint32_t corr) {
   return wire::EncodeFrame(static_cast<uint16_t>(Req::kApi), 0, corr, proto::EncodeBody(req));
 }
@@ -50,6 +69,10 @@ int main(int argc, char** argv) {
   Write(rb, "plain-5-headers", Batch(Compression::kNone, 5, true));
   Write(rb, "lz4-20", Batch(Compression::kLz4, 20, false));
   Write(rb, "lz4-3-headers", Batch(Compression::kLz4, 3, true));
+  Write(rb, "gzip-10", Batch(Compression::kGzip, 10, false));
+  Write(rb, "snappy-xerial-10-headers", Batch(Compression::kSnappy, 10, true));
+  Write(rb, "snappy-raw-10", RawSnappyBatch(10));
+  Write(rb, "zstd-10", Batch(Compression::kZstd, 10, false));
 
   const auto fr = root / "frame_fuzz";
   const std::string chunk(1, '\x07');  // first byte: the chunk size

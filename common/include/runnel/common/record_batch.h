@@ -5,7 +5,8 @@
 //   attributes:int16 lastOffsetDelta:int32 baseTimestamp:int64 maxTimestamp:int64
 //   producerId:int64 producerEpoch:int16 baseSequence:int32 recordCount:int32 records...
 // The CRC-32C covers attributes..end. With compression the records section (not the count) is
-// one compressed blob; Runnel supports none and LZ4 (LZ4 frame format, as Kafka).
+// one compressed blob; Runnel reads and writes all five Kafka codecs: none, gzip, snappy (xerial
+// framed or raw), LZ4 (frame format) and zstd (see compression.h).
 // Record: length:varint attributes:int8 timestampDelta:varlong offsetDelta:varint
 //   keyLength:varint key valueLength:varint value headerCount:varint
 //   [headerKeyLength:varint headerKey headerValueLength:varint headerValue]...
@@ -21,18 +22,12 @@
 #include <string_view>
 #include <vector>
 
+#include "runnel/common/compression.h"  // Compression, CompressionName, ParseCompression
 #include "runnel/common/ids.h"
 #include "runnel/common/result.h"
 #include "runnel/common/status.h"
 
 namespace runnel {
-
-// Compression codec in attribute bits 0-2. DO NOT CHANGE: Kafka's on-wire and on-disk values.
-enum class Compression : uint8_t { kNone = 0, kGzip = 1, kSnappy = 2, kLz4 = 3, kZstd = 4 };
-
-std::string_view CompressionName(Compression c);
-// Parses "none" / "lz4" (the codecs Runnel can write). InvalidArgument otherwise.
-Result<Compression> ParseCompression(std::string_view name);
 
 inline constexpr int8_t kRecordBatchMagic = 2;
 
@@ -155,8 +150,8 @@ class DecodedBatch {
 };
 
 struct BatchBuilderOptions {
-  Compression compression = Compression::kNone;
-  int64_t producer_id = -1;  // -1: not idempotent
+  Compression compression = Compression::kNone;  // any of the five codecs
+  int64_t producer_id = -1;                      // -1: not idempotent
   int16_t producer_epoch = -1;
   int32_t base_sequence = -1;
 };
@@ -203,13 +198,5 @@ void SetBatchBaseOffset(std::string& batch, int64_t base_offset);
 // before a retry) and recomputes its CRC. Precondition: `batch` is one well-formed batch.
 void SetBatchProducer(std::string& batch, int64_t producer_id, int16_t producer_epoch,
                       int32_t base_sequence);
-
-// LZ4 frame helpers (exposed for tests and tools).
-std::string Lz4FrameCompress(std::string_view input);
-// Appends the LZ4 frame of `input` to `out`.
-void AppendLz4Frame(std::string_view input, std::string* out);
-// Decompresses one complete LZ4 frame; Corruption on malformed input or trailing bytes,
-// TooLarge if the output would exceed `max_output`.
-Status Lz4FrameDecompress(std::string_view input, size_t max_output, std::string* out);
 
 }  // namespace runnel
