@@ -105,7 +105,8 @@ Result<RunneldReady> WaitForReady(pid_t pid, const std::string& ready_file, int6
     const std::string s = ReadTextFile(ready_file);
     if (s.find('}') != std::string::npos) {
       return RunneldReady{static_cast<uint16_t>(field(s, "\"port\":")),
-                          static_cast<uint16_t>(field(s, "\"http_port\":"))};
+                          static_cast<uint16_t>(field(s, "\"http_port\":")),
+                          static_cast<uint16_t>(field(s, "\"kafka_port\":"))};
     }
     int status = 0;
     if (::waitpid(pid, &status, WNOHANG) == pid) {
@@ -138,6 +139,10 @@ Status RunneldProcess::Start() {
   } else {
     args.push_back("--no-http");
   }
+  // Kafka: off unless asked for; the first start takes any free port, later ones the same.
+  args.insert(args.end(), {"--kafka-port", !options_.kafka ? std::string("0")
+                                           : kafka_port_ != 0 ? std::to_string(kafka_port_)
+                                                               : std::string("any")});
   args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   pid_ = SpawnProcess(args, log_path());
   auto r = WaitForReady(pid_, ready, options_.ready_timeout_ms);
@@ -150,6 +155,7 @@ Status RunneldProcess::Start() {
   }
   port_ = r->port;
   http_port_ = r->http_port;
+  kafka_port_ = r->kafka_port;
   return Status::OK();
 }
 

@@ -20,6 +20,7 @@
 #include "runnel/broker/config.h"
 #include "runnel/broker/auth.h"
 #include "runnel/broker/server.h"
+#include "runnel/kafka/frontend.h"
 #include "runnel/native/frontend.h"
 
 namespace {
@@ -124,11 +125,36 @@ int main(int argc, char** argv) {
     broker->reset();
     Die(server.status().message());
   }
+  // The Kafka listener: same settings as the native port (TLS included) on its own port. A taken
+  // default port is a warning, so a machine that runs Kafka too still starts runneld.
+  std::unique_ptr<runnel::kafka::KafkaFrontEnd> kafka;
+  std::unique_ptr<runnel::broker::Server> kafka_server;
+  if (config->kafka.enabled) {
+    runnel::kafka::KafkaOptions ko;
+    ko.advertised_host = config->kafka.advertised_host;
+    ko.advertised_port = config->kafka.port;
+    kafka = std::make_unique<runnel::kafka::KafkaFrontEnd>(**broker, ko);
+    runnel::broker::ServerOptions kso = so;
+    kso.port = config->kafka.port;
+    auto ks = runnel::broker::Server::Start(**broker, *kafka, kso);
+    if (ks.ok()) {
+      kafka_server = std::move(ks).value();
+      kafka->SetAdvertisedPort(kafka_server->port());
+    } else if (config->kafka.explicit_port) {
+      (*server)->Stop();
+      broker->reset();
+      Die(ks.status().message());
+    } else {
+      spdlog::warn("{}; running without the Kafka listener (--kafka-port chooses another port, 0 "
+                   "turns it off)", ks.status().message());
+    }
+  }
   std::unique_ptr<runnel::broker::HttpServer> http;
   if (!f.no_http) {
     auto h = runnel::broker::HttpServer::Start(**broker, f.bind, static_cast<uint16_t>(f.http_port),
                                                config->metrics_public);
     if (!h.ok()) {
+      if (kafka_server) kafka_server->Stop();
       (*server)->Stop();
       broker->reset();
       Die(h.status().message());
@@ -145,14 +171,16 @@ int main(int argc, char** argv) {
   }
   const double startup_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  spdlog::info("runneld listening on {}:{} (http {}), data dir {}, ready in {:.1f} ms", f.bind,
-               (*server)->port(), http ? std::to_string(http->port()) : std::string("off"),
-               f.data_dir, startup_ms);
+  spdlog::info("runneld listening on {}:{} (kafka {}, http {}), data dir {}, ready in {:.1f} ms",
+               f.bind, (*server)->port(),
+               kafka_server ? std::to_string(kafka_server->port()) : std::string("off"),
+               http ? std::to_string(http->port()) : std::string("off"), f.data_dir, startup_ms);
   if (!f.ready_file.empty()) {
     const std::string tmp = f.ready_file + ".tmp";
     {
       std::ofstream out(tmp);
       out << "{\"port\":" << (*server)->port() << ",\"http_port\":" << (http ? http->port() : 0)
+          << ",\"kafka_port\":" << (kafka_server ? kafka_server->port() : 0)
           << ",\"pid\":" << ::getpid() << ",\"startup_ms\":" << startup_ms << "}\n";
     }
     std::filesystem::rename(tmp, f.ready_file);
@@ -163,6 +191,7 @@ int main(int argc, char** argv) {
   spdlog::info("{}: shutting down (finishing requests in flight)", sig == SIGINT ? "SIGINT" : "SIGTERM");
   const auto s0 = std::chrono::steady_clock::now();
   if (http) http->Stop();
+  if (kafka_server) kafka_server->Stop();
   (*server)->Stop();
   broker->reset();  // flushes and closes RocksDB
   ::close(lock_fd);

@@ -15,11 +15,18 @@ Metrics::Metrics()
     : commit_records_({1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000, 50000, 100000}),
       fsync_ms_({0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000}) {
   started_ms = WallClockMs();
+  names_[0].store(&proto::ApiName);
 }
 
-void Metrics::OnRequest(uint16_t api, double latency_ms, bool failed) {
+std::string_view ProtocolName(Protocol p) { return p == Protocol::kKafka ? "kafka" : "native"; }
+
+void Metrics::SetApiNames(Protocol protocol, std::string_view (*name)(uint16_t)) {
+  names_[static_cast<size_t>(protocol)].store(name);
+}
+
+void Metrics::OnRequest(Protocol protocol, uint16_t api, double latency_ms, bool failed) {
   if (api >= kMaxApi) return;
-  PerApi& a = apis_[api];
+  PerApi& a = apis_[static_cast<size_t>(protocol)][api];
   a.requests.fetch_add(1, std::memory_order_relaxed);
   if (failed) a.errors.fetch_add(1, std::memory_order_relaxed);
   a.latency.Observe(latency_ms);
@@ -48,11 +55,16 @@ void Metrics::OnFetched(const std::string& topic, int32_t partition, uint64_t re
 
 std::vector<Metrics::ApiStats> Metrics::Apis() const {
   std::vector<ApiStats> out;
-  for (size_t i = 0; i < kMaxApi; ++i) {
-    const uint64_t n = apis_[i].requests.load(std::memory_order_relaxed);
-    if (n == 0) continue;
-    out.push_back({static_cast<uint16_t>(i), n, apis_[i].errors.load(std::memory_order_relaxed),
-                   apis_[i].latency.Snap()});
+  for (size_t p = 0; p < kProtocols; ++p) {
+    auto* namer = names_[p].load();
+    for (size_t i = 0; i < kMaxApi; ++i) {
+      const PerApi& a = apis_[p][i];
+      const uint64_t n = a.requests.load(std::memory_order_relaxed);
+      if (n == 0) continue;
+      const auto api = static_cast<uint16_t>(i);
+      out.push_back({static_cast<Protocol>(p), api, namer ? namer(api) : "unknown", n,
+                     a.errors.load(std::memory_order_relaxed), a.latency.Snap()});
+    }
   }
   return out;
 }
@@ -63,6 +75,11 @@ std::map<std::pair<std::string, int32_t>, PartitionTraffic> Metrics::Traffic() c
 }
 
 namespace {
+
+std::string Labels(const Metrics::ApiStats& a) {
+  return "protocol=\"" + std::string(ProtocolName(a.protocol)) + "\",api=\"" +
+         std::string(a.name) + "\"";
+}
 
 struct GroupRow {
   storage::GroupDescription d;
@@ -141,18 +158,17 @@ std::string RenderPrometheus(const Metrics& m, storage::LogStore& store) {
   p.Type("runnel_requests_total", "counter", "Requests handled, per API.");
   for (const auto& a : apis) {
     p.Sample("runnel_requests_total",
-             "api=\"" + std::string(proto::ApiName(a.api)) + "\"", static_cast<double>(a.requests));
+             Labels(a), static_cast<double>(a.requests));
   }
   p.Type("runnel_request_errors_total", "counter", "Requests answered with an error, per API.");
   for (const auto& a : apis) {
     p.Sample("runnel_request_errors_total",
-             "api=\"" + std::string(proto::ApiName(a.api)) + "\"", static_cast<double>(a.errors));
+             Labels(a), static_cast<double>(a.errors));
   }
   p.Type("runnel_request_latency_seconds", "histogram",
          "Time from a request's arrival to its response, per API (long-polls include the wait).");
   for (const auto& a : apis) {
-    p.Hist("runnel_request_latency_seconds", "api=\"" + std::string(proto::ApiName(a.api)) + "\"",
-           a.latency, 1e-3);
+    p.Hist("runnel_request_latency_seconds", Labels(a), a.latency, 1e-3);
   }
   p.Type("runnel_commit_batch_records", "histogram", "Records written per group commit.");
   p.Hist("runnel_commit_batch_records", "", m.CommitRecords(), 1);
@@ -253,7 +269,8 @@ std::string RenderStatsJson(const Metrics& m, storage::LogStore& store) {
   w.Key("requests").BeginArray();
   for (const auto& a : m.Apis()) {
     w.BeginObject();
-    w.Field("api", proto::ApiName(a.api));
+    w.Field("protocol", ProtocolName(a.protocol));
+    w.Field("api", a.name);
     w.Field("count", a.requests);
     w.Field("errors", a.errors);
     w.Field("avg_ms", a.latency.count ? a.latency.sum / static_cast<double>(a.latency.count) : 0);

@@ -28,6 +28,7 @@ ProcessOutput RunProcess(const std::vector<std::string>& args, const std::string
 struct RunneldReady {
   uint16_t port = 0;
   uint16_t http_port = 0;
+  uint16_t kafka_port = 0;  // 0: no Kafka listener
 };
 // Waits until the runneld `pid` wrote `ready_file` (its --ready-file). Fails if the process
 // exited first or `timeout_ms` passed.
@@ -42,6 +43,7 @@ struct RunneldOptions {
   std::string dir;     // created if missing
   uint16_t port = 0;   // 0: any free port on the first start
   bool http = true;    // false: --no-http
+  bool kafka = false;  // true: a Kafka listener on a free port (then the same one on restarts)
   std::string log_level = "warn";
   std::vector<std::string> extra_args;
   int64_t ready_timeout_ms = 20'000;
@@ -65,6 +67,7 @@ class RunneldProcess {
   pid_t pid() const { return pid_; }
   uint16_t port() const { return port_; }
   uint16_t http_port() const { return http_port_; }
+  uint16_t kafka_port() const { return kafka_port_; }
   std::string data_dir() const { return options_.dir + "/data"; }
   std::string log_path() const { return options_.dir + "/runneld.log"; }
   std::string Log() const;
@@ -75,6 +78,7 @@ class RunneldProcess {
   pid_t pid_ = -1;
   uint16_t port_;
   uint16_t http_port_ = 0;
+  uint16_t kafka_port_ = 0;
 };
 
 // Signals `pid` and waits for it; returns the wait status (0 if pid <= 0).

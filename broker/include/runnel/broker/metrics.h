@@ -17,6 +17,11 @@
 namespace runnel::broker {
 
 
+// Which front-end a request came through; request metrics are kept per protocol and API.
+enum class Protocol : uint8_t { kNative = 0, kKafka = 1 };
+inline constexpr size_t kProtocols = 2;
+std::string_view ProtocolName(Protocol p);
+
 struct PartitionTraffic {
   uint64_t records_in = 0, bytes_in = 0, records_out = 0, bytes_out = 0;
 };
@@ -25,7 +30,13 @@ class Metrics {
  public:
   Metrics();
 
-  void OnRequest(uint16_t api, double latency_ms, bool failed);
+  void OnRequest(uint16_t api, double latency_ms, bool failed) {
+    OnRequest(Protocol::kNative, api, latency_ms, failed);
+  }
+  void OnRequest(Protocol protocol, uint16_t api, double latency_ms, bool failed);
+  // How a protocol's API numbers are named in metrics (the native names are built in). Call
+  // before the first request of that protocol.
+  void SetApiNames(Protocol protocol, std::string_view (*name)(uint16_t api));
   void OnCommit(const storage::CommitRoundInfo& info);
   void OnProduced(const std::string& topic, int32_t partition, uint64_t records, uint64_t bytes);
   void OnFetched(const std::string& topic, int32_t partition, uint64_t records, uint64_t bytes);
@@ -42,7 +53,9 @@ class Metrics {
   int64_t started_ms = 0;
 
   struct ApiStats {
+    Protocol protocol;
     uint16_t api;
+    std::string_view name;
     uint64_t requests;
     uint64_t errors;
     Histogram::Snapshot latency;
@@ -59,7 +72,8 @@ class Metrics {
     std::atomic<uint64_t> errors{0};
     Histogram latency{LatencyBucketsMs()};
   };
-  std::array<PerApi, kMaxApi> apis_;
+  std::array<std::array<PerApi, kMaxApi>, kProtocols> apis_;
+  std::array<std::atomic<std::string_view (*)(uint16_t)>, kProtocols> names_{};
   Histogram commit_records_;
   Histogram fsync_ms_;
   mutable std::mutex traffic_mu_;

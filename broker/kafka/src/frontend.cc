@@ -1,0 +1,236 @@
+// The Kafka front-end's gate: the versions served, the request header, SASL before anything
+// else, then the handler of the request's API on the right thread.
+#include "runnel/kafka/frontend.h"
+
+#include <array>
+
+#include "kafka_impl.h"
+#include "runnel/common/coding.h"
+
+namespace runnel::kafka {
+namespace {
+
+struct Served {
+  ApiKey key;
+  int16_t min;
+  int16_t max;
+};
+
+// What ApiVersions advertises. Produce is advertised from v0 although only 3-7 are served:
+// librdkafka applies gzip, snappy and lz4 only when Produce v0 is advertised (as Kafka 4 does).
+constexpr std::array kServed = {
+    Served{ApiKey::kProduce, 0, 7},
+    Served{ApiKey::kFetch, 4, 11},
+    Served{ApiKey::kListOffsets, 1, 3},
+    Served{ApiKey::kMetadata, 0, 4},
+    // librdkafka enables lz4 only where FindCoordinator v0 is served (its test for brokers newer
+    // than 0.8.2).
+    Served{ApiKey::kFindCoordinator, 0, 2},
+    Served{ApiKey::kSaslHandshake, 0, 1},
+    Served{ApiKey::kApiVersions, 0, 3},
+    Served{ApiKey::kCreateTopics, 2, 4},
+    Served{ApiKey::kDeleteTopics, 1, 3},
+    Served{ApiKey::kInitProducerId, 0, 1},
+    Served{ApiKey::kDescribeConfigs, 1, 2},
+    Served{ApiKey::kSaslAuthenticate, 0, 1},
+    Served{ApiKey::kCreatePartitions, 0, 1},
+    Served{ApiKey::kIncrementalAlterConfigs, 0, 1},
+};
+
+std::string_view KafkaApiName(uint16_t api) {
+  const ApiInfo* info = FindApi(static_cast<int16_t>(api));
+  return info ? info->name : "unknown";
+}
+
+}  // namespace
+
+std::pair<int16_t, int16_t> KafkaFrontEnd::ServedVersions(int16_t api_key) {
+  for (const auto& s : kServed)
+    if (static_cast<int16_t>(s.key) == api_key) return {s.min, s.max};
+  return {-1, -1};
+}
+
+KafkaFrontEnd::KafkaFrontEnd(Broker& broker, KafkaOptions options)
+    : impl_(std::make_unique<Impl>(broker, std::move(options))) {
+  broker.metrics().SetApiNames(broker::Protocol::kKafka, &KafkaApiName);
+}
+KafkaFrontEnd::~KafkaFrontEnd() = default;
+
+void KafkaFrontEnd::SetAdvertisedPort(int32_t port) { impl_->SetAdvertisedPort(port); }
+
+std::shared_ptr<broker::FrontEndSession> KafkaFrontEnd::NewSession() {
+  return std::make_shared<KafkaSession>(impl_->broker().NewProduceLane());
+}
+
+void KafkaFrontEnd::Handle(const std::shared_ptr<broker::FrontEndSession>& session,
+                           wire::Frame request, ResponseFn respond) {
+  impl_->Handle(static_cast<KafkaSession&>(*session), std::move(request), std::move(respond));
+}
+
+size_t KafkaFrontEnd::ResponseReservation(const wire::Frame& request) const {
+  // Fetch v4-11: client_id (int16 length + bytes), then replica_id, max_wait_ms, min_bytes and
+  // max_bytes (int32 each).
+  if (request.header.api != static_cast<uint16_t>(ApiKey::kFetch)) return 0;
+  const std::string& b = request.body;
+  if (b.size() < 2) return 0;
+  const auto len = static_cast<int16_t>(DecodeFixed16BE(b.data()));
+  const size_t at = 2 + static_cast<size_t>(std::max<int16_t>(len, 0)) + 12;
+  if (b.size() < at + 4) return 0;
+  const auto max_bytes = static_cast<int32_t>(DecodeFixed32BE(b.data() + at));
+  return max_bytes > 0 ? static_cast<size_t>(max_bytes) : 0;
+}
+
+std::vector<std::string> KafkaFrontEnd::FramingError(const Status&) const {
+  return {};  // Kafka closes a connection whose stream it cannot frame
+}
+
+void KafkaFrontEnd::Impl::Send(const CallPtr& c, Writer& w, bool failed) {
+  std::vector<std::string> chunks = w.Finish();
+  size_t n = 0;
+  for (const auto& p : chunks) n += p.size();
+  std::string size(4, '\0');
+  EncodeFixed32BE(size.data(), static_cast<uint32_t>(n));
+  chunks.insert(chunks.begin(), std::move(size));
+  const double ms =
+      std::chrono::duration<double, std::milli>(SteadyClock::now() - c->start).count();
+  metrics().OnRequest(broker::Protocol::kKafka, static_cast<uint16_t>(c->api), ms, failed);
+  c->respond(std::move(chunks));
+  broker_.EndRequest();
+}
+
+void KafkaFrontEnd::Impl::NoReply(const CallPtr& c) {
+  const double ms =
+      std::chrono::duration<double, std::milli>(SteadyClock::now() - c->start).count();
+  metrics().OnRequest(broker::Protocol::kKafka, static_cast<uint16_t>(c->api), ms, false);
+  c->respond({});
+  broker_.EndRequest();
+}
+
+void KafkaFrontEnd::Impl::Refuse(KafkaSession& session, const CallPtr& c, std::string_view) {
+  session.refused = true;
+  metrics().protocol_errors.fetch_add(1, std::memory_order_relaxed);
+  c->respond({});
+  broker_.EndRequest();
+}
+
+template <class Req, class Fn>
+void KafkaFrontEnd::Impl::Route(KafkaSession& session, const CallPtr& c, Reader& r, Where where,
+                                Fn fn) {
+  auto req = std::make_shared<Req>();
+  if (Status s = req->Decode(r, c->version); !s.ok()) return Refuse(session, c, s.message());
+  if (r.remaining() != 0) return Refuse(session, c, "trailing bytes after the request");
+  switch (where) {
+    case Where::kInline:
+      return fn(*req);
+    case Where::kLane:
+      return session.produce->Post([req, fn] { fn(*req); });
+    case Where::kPool:
+      return broker_.Post([req, fn] { fn(*req); });
+  }
+}
+
+void KafkaFrontEnd::Impl::ApiVersions(const CallPtr& c, bool supported) {
+  ApiVersionsResponse resp;
+  resp.error_code = supported ? Code(Error::kNone) : Code(Error::kUnsupportedVersion);
+  for (const auto& s : kServed)
+    resp.api_keys.push_back({static_cast<int16_t>(s.key), s.min, s.max});
+  if (supported) return Reply(c, resp);
+  // A version this broker does not know: answer in v0 (header v0 too), so that any client can
+  // read the list and retry with a version both sides know (KIP-511).
+  Writer w;
+  WriteResponseHeader(w, c->api, 0, c->correlation_id);
+  resp.Encode(w, 0);
+  Send(c, w, true);
+}
+
+void KafkaFrontEnd::Impl::Handle(KafkaSession& session, wire::Frame f, ResponseFn respond) {
+  auto c = std::make_shared<Call>();
+  c->api = static_cast<int16_t>(f.header.api);
+  c->version = static_cast<int16_t>(f.header.version);
+  c->correlation_id = static_cast<int32_t>(f.header.correlation_id);
+  c->respond = std::move(respond);
+  c->start = SteadyClock::now();
+  broker_.BeginRequest();
+  if (broker_.shutting_down()) return Refuse(session, c, "shutting down");
+  if (session.sasl == KafkaSession::Sasl::kRaw) return RawSaslToken(session, f, c);
+
+  const auto [min_version, max_version] = ServedVersions(c->api);
+  const auto api = static_cast<ApiKey>(c->api);
+  if (api == ApiKey::kApiVersions && c->version > max_version) return ApiVersions(c, false);
+  if (min_version < 0) return Refuse(session, c, "unknown api key");
+  if (c->version < min_version || c->version > max_version)
+    return Refuse(session, c, "version not served");
+  Reader r(f.body);
+  std::optional<std::string> client_id;
+  if (!DecodeRequestHeaderRest(r, RequestHeaderIsFlexible(c->api, c->version), &client_id).ok())
+    return Refuse(session, c, "malformed request header");
+
+  // With access control on, only ApiVersions and SASL are answered before authentication.
+  if (broker_.options().auth) {
+    const bool sasl = api == ApiKey::kApiVersions || api == ApiKey::kSaslHandshake ||
+                      api == ApiKey::kSaslAuthenticate;
+    if (session.sasl != KafkaSession::Sasl::kDone && !sasl) {
+      metrics().auth_failures.fetch_add(1, std::memory_order_relaxed);
+      return Refuse(session, c, "not authenticated");
+    }
+    c->principal = session.principal;
+  }
+
+  KafkaSession* s = &session;  // borrowed by inline handlers only
+  switch (api) {
+    case ApiKey::kApiVersions:
+      return Route<ApiVersionsRequest>(session, c, r, Where::kInline,
+                                       [this, c](ApiVersionsRequest&) { ApiVersions(c, true); });
+    case ApiKey::kSaslHandshake:
+      return Route<SaslHandshakeRequest>(
+          session, c, r, Where::kInline,
+          [this, c, s](SaslHandshakeRequest& req) { SaslHandshake(*s, c, req); });
+    case ApiKey::kSaslAuthenticate:
+      return Route<SaslAuthenticateRequest>(
+          session, c, r, Where::kInline,
+          [this, c, s](SaslAuthenticateRequest& req) { SaslAuthenticate(*s, c, req); });
+    case ApiKey::kProduce:
+      return Route<ProduceRequest>(session, c, r, Where::kLane,
+                                   [this, c](ProduceRequest& req) { Produce(c, req); });
+    case ApiKey::kInitProducerId:
+      return Route<InitProducerIdRequest>(
+          session, c, r, Where::kInline,
+          [this, c](InitProducerIdRequest& req) { InitProducerId(c, req); });
+    case ApiKey::kFetch:
+      return Route<FetchRequest>(session, c, r, Where::kPool,
+                                 [this, c](FetchRequest& req) { Fetch(c, req); });
+    case ApiKey::kListOffsets:
+      return Route<ListOffsetsRequest>(session, c, r, Where::kPool,
+                                       [this, c](ListOffsetsRequest& req) { ListOffsets(c, req); });
+    case ApiKey::kMetadata:
+      return Route<MetadataRequest>(session, c, r, Where::kPool,
+                                    [this, c](MetadataRequest& req) { Metadata(c, req); });
+    case ApiKey::kFindCoordinator:
+      return Route<FindCoordinatorRequest>(
+          session, c, r, Where::kInline,
+          [this, c](FindCoordinatorRequest& req) { FindCoordinator(c, req); });
+    case ApiKey::kCreateTopics:
+      return Route<CreateTopicsRequest>(
+          session, c, r, Where::kPool,
+          [this, c](CreateTopicsRequest& req) { CreateTopics(c, req); });
+    case ApiKey::kDeleteTopics:
+      return Route<DeleteTopicsRequest>(
+          session, c, r, Where::kPool,
+          [this, c](DeleteTopicsRequest& req) { DeleteTopics(c, req); });
+    case ApiKey::kCreatePartitions:
+      return Route<CreatePartitionsRequest>(
+          session, c, r, Where::kPool,
+          [this, c](CreatePartitionsRequest& req) { CreatePartitions(c, req); });
+    case ApiKey::kDescribeConfigs:
+      return Route<DescribeConfigsRequest>(
+          session, c, r, Where::kPool,
+          [this, c](DescribeConfigsRequest& req) { DescribeConfigs(c, req); });
+    case ApiKey::kIncrementalAlterConfigs:
+      return Route<IncrementalAlterConfigsRequest>(
+          session, c, r, Where::kPool,
+          [this, c](IncrementalAlterConfigsRequest& req) { IncrementalAlterConfigs(c, req); });
+  }
+  Refuse(session, c, "unknown api key");
+}
+
+}  // namespace runnel::kafka
