@@ -71,6 +71,8 @@ void AddWorkloadOptions(CLI::App* app, Flags& f, WorkloadSpec& spec, TargetOptio
   app->add_option("--redis-server", to.redis_server, "redis-server binary")->capture_default_str();
   app->add_option("--redis", to.redis_url, "redis://host:port of a running Redis (target redis)");
   app->add_option("--kafka", to.kafka, "Bootstrap servers of a running Kafka (target kafka)");
+  app->add_flag("--kafka-assign", to.kafka_assign,
+                "Kafka consumers assign partitions instead of joining a group");
   app->add_flag("--json", f.json, "Print one JSON document instead of tables");
   app->add_option("--json-out", f.json_out, "Also write the JSON document to this file");
 }

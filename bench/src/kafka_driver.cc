@@ -123,14 +123,23 @@ class KafkaProducer final : public ProducerDriver {
 
 class KafkaConsumer final : public ConsumerDriver {
  public:
+  // `partitions` empty: subscribe (group management); else assign these from the start.
   static Result<std::unique_ptr<ConsumerDriver>> Create(
-      const std::vector<std::pair<std::string, std::string>>& config, const std::string& topic) {
+      const std::vector<std::pair<std::string, std::string>>& config, const std::string& topic,
+      const std::vector<int32_t>& partitions) {
     auto h = NewHandle(RD_KAFKA_CONSUMER, config);
     if (!h.ok()) return h.status();
     rd_kafka_poll_set_consumer(h->get());
     rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(topics, topic.c_str(), RD_KAFKA_PARTITION_UA);
-    const rd_kafka_resp_err_t e = rd_kafka_subscribe(h->get(), topics);
+    rd_kafka_resp_err_t e;
+    if (partitions.empty()) {
+      rd_kafka_topic_partition_list_add(topics, topic.c_str(), RD_KAFKA_PARTITION_UA);
+      e = rd_kafka_subscribe(h->get(), topics);
+    } else {
+      for (int32_t p : partitions)
+        rd_kafka_topic_partition_list_add(topics, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+      e = rd_kafka_assign(h->get(), topics);
+    }
     rd_kafka_topic_partition_list_destroy(topics);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) return KafkaError(e);
     return std::unique_ptr<ConsumerDriver>(new KafkaConsumer(std::move(h).value()));
@@ -191,6 +200,7 @@ class KafkaDriver final : public Driver {
 
   std::string Settings(const WorkloadSpec& spec) const override {
     std::string s = mock_ ? "librdkafka mock cluster (not a Kafka broker)" : "kafka at " + options_.kafka;
+    if (options_.kafka_assign) s += "; consumers by assign";
     s += "; acks=" + Acks(spec);
     if (spec.acks == AckMode::kDurable) s += ", topic flush.messages=1 (fsync before ack), idempotent";
     s += ", linger.ms=" + std::to_string(spec.linger_ms) +
@@ -235,18 +245,25 @@ class KafkaDriver final : public Driver {
     return KafkaProducer::Create(config, topic, listener);
   }
 
-  Result<std::unique_ptr<ConsumerDriver>> NewConsumer(const WorkloadSpec&, const std::string& topic,
+  Result<std::unique_ptr<ConsumerDriver>> NewConsumer(const WorkloadSpec& spec,
+                                                      const std::string& topic,
                                                       const std::string& group, ConsumerMode,
-                                                      int) override {
+                                                      int index) override {
+    std::vector<int32_t> partitions;
+    if (options_.kafka_assign) {
+      for (int32_t p = index; p < spec.partitions; p += std::max(1, spec.consumers))
+        partitions.push_back(p);
+      if (partitions.empty()) return Status::InvalidArgument("more consumers than partitions");
+    }
     std::vector<std::pair<std::string, std::string>> config = {
         {"bootstrap.servers", bootstrap_},
         {"group.id", group},
         {"auto.offset.reset", "earliest"},
-        {"enable.auto.commit", "true"},
+        {"enable.auto.commit", options_.kafka_assign ? "false" : "true"},
         {"fetch.wait.max.ms", "10"},
         {"session.timeout.ms", "10000"},
         {"log_level", "3"}};
-    return KafkaConsumer::Create(config, topic);
+    return KafkaConsumer::Create(config, topic, partitions);
   }
 
   void Finish() override {

@@ -31,6 +31,9 @@ constexpr FixedConfig kFixed[] = {
     {"unclean.leader.election.enable", "", "false"},
     {"segment.bytes", "", "1073741824"},  // no segments: retention works on index intervals
     {"segment.ms", "", "604800000"},
+    // Runnel fsyncs before every durable ack, whatever these ask for (at least as often).
+    {"flush.messages", "", "1"},
+    {"flush.ms", "", "0"},
 };
 
 const FixedConfig* FindFixed(std::string_view name) {

@@ -93,6 +93,9 @@ struct TargetOptions {
   std::string redis_server = "redis-server";  // binary
   std::string redis_url;                     // redis://host:port of a running server
   std::string kafka;                         // bootstrap servers of a running Kafka
+  // Kafka consumers assign partitions themselves (consumer i of n: every n-th partition from
+  // the start) instead of joining a group: for brokers without the group APIs.
+  bool kafka_assign = false;
 };
 
 // Targets: runnel, runnel-embedded, redis[:always|:everysec|:no], kafka, kafka-mock.
