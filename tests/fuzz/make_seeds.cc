@@ -2,6 +2,7 @@
 //   make_seeds <tests/fuzz/corpus>
 #include <snappy.h>
 
+#include <concepts>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +14,8 @@
 #include "runnel/common/protocol.h"
 #include "runnel/common/record_batch.h"
 #include "runnel/common/wire.h"
+#include "runnel/kafka/codec.h"
+#include "runnel/kafka/messages.h"
 
 using namespace runnel;
 
@@ -53,6 +56,101 @@ std::string RawSnappyBatch(int n) {
 
 template <class Req> std::string Frame(Req req, uint32_t corr) {
   return wire::EncodeFrame(static_cast<uint16_t>(Req::kApi), 0, corr, proto::EncodeBody(req));
+}
+
+// ---- kafka_request_fuzz ----
+
+// Gives every field of a Kafka message a small deterministic value (lists of two elements).
+struct KafkaFiller {
+  int next = 1;
+  template <class T> void operator()(std::string_view, T& field) { Fill(field); }
+  void Fill(bool& v) { v = next++ % 2 != 0; }
+  template <std::integral T> void Fill(T& v) { v = static_cast<T>(next++); }
+  void Fill(double& v) { v = next++; }
+  void Fill(kafka::Uuid& v) { v.fill(static_cast<uint8_t>(next++)); }
+  void Fill(std::string& v) { v = "s" + std::to_string(next++); }
+  template <class T> void Fill(std::optional<T>& v) { Fill(v.emplace()); }
+  template <class T> void Fill(std::vector<T>& v) {
+    v.resize(2);
+    for (auto& e : v) Fill(e);
+  }
+  template <class T>
+    requires std::is_class_v<T>
+  void Fill(T& v) {
+    ForEachField(v, *this);
+  }
+};
+
+// A kafka_request_fuzz input: the api key (2 bytes little-endian; the top bit marks a
+// response), the version (2 bytes big-endian), then for a request the header after the
+// correlation id (client_id, tagged fields in header v2), then the body.
+template <class M> std::string KafkaInput(M m, int16_t version, bool response) {
+  kafka::Writer w;
+  if (!response) {
+    w.WriteString(false, "seed-client");
+    if (kafka::RequestHeaderIsFlexible(M::kApiKey, version)) w.WriteEmptyTaggedFields();
+  }
+  m.Encode(w, version);
+  std::string out;
+  out.push_back(static_cast<char>(M::kApiKey & 0xff));
+  out.push_back(static_cast<char>((M::kApiKey >> 8) | (response ? 0x80 : 0)));
+  out.push_back(static_cast<char>(version >> 8));
+  out.push_back(static_cast<char>(version & 0xff));
+  return out + kafka::JoinChunks(w.Finish());
+}
+
+template <class M> void KafkaFilled(const std::filesystem::path& dir, int16_t version) {
+  M m;
+  KafkaFiller().Fill(m);
+  const bool response = M::kName.ends_with("Response");
+  Write(dir, std::string(M::kName) + "-v" + std::to_string(version),
+        KafkaInput(std::move(m), version, response));
+}
+
+template <class... M> void KafkaFilledAll(const std::filesystem::path& dir, kafka::TypeList<M...>) {
+  ((KafkaFilled<M>(dir, M::kMinVersion), KafkaFilled<M>(dir, M::kMaxVersion)), ...);
+}
+
+void KafkaSeeds(const std::filesystem::path& dir) {
+  // Every message at its lowest and highest version, every field set.
+  KafkaFilledAll(dir, kafka::AllRequestTypes{});
+  KafkaFilledAll(dir, kafka::AllResponseTypes{});
+
+  // What clients send first and most.
+  Write(dir, "api-versions-v0", KafkaInput(kafka::ApiVersionsRequest{}, 0, false));
+  kafka::ApiVersionsRequest av;
+  av.client_software_name = "librdkafka";
+  av.client_software_version = "2.0.2";
+  Write(dir, "api-versions-v3", KafkaInput(av, 3, false));
+  Write(dir, "metadata-v1-all-topics", KafkaInput(kafka::MetadataRequest{}, 1, false));
+  kafka::MetadataRequest md;
+  md.topics.emplace().push_back({{}, "scans"});
+  Write(dir, "metadata-v4-one-topic", KafkaInput(md, 4, false));
+  for (int16_t v : {3, 7}) {
+    kafka::ProduceRequest pr;
+    pr.acks = -1;
+    pr.timeout_ms = 30000;
+    pr.topic_data.push_back({"scans", {{0, Batch(Compression::kLz4, 4, true)},
+                                       {1, Batch(Compression::kNone, 2, false)}}});
+    Write(dir, "produce-v" + std::to_string(v) + "-batches", KafkaInput(std::move(pr), v, false));
+  }
+  for (int16_t v : {4, 11, 12}) {
+    kafka::FetchRequest fe;
+    fe.max_wait_ms = 500;
+    fe.min_bytes = 1;
+    fe.max_bytes = 52428800;
+    fe.topics.push_back({"scans", {{0, -1, 42, -1, -1, 1048576}, {1, -1, 0, -1, -1, 1048576}}});
+    Write(dir, "fetch-v" + std::to_string(v), KafkaInput(fe, v, false));
+  }
+  kafka::FetchResponse fr;
+  auto& topic = fr.responses.emplace_back();
+  topic.topic = "scans";
+  auto& part = topic.partitions.emplace_back();
+  part.high_watermark = 4;
+  part.last_stable_offset = 4;
+  part.log_start_offset = 0;
+  part.records = Batch(Compression::kLz4, 4, true);
+  Write(dir, "fetch-response-v11", KafkaInput(fr, 11, true));
 }
 
 }  // namespace
@@ -124,5 +222,7 @@ int main(int argc, char** argv) {
         "max-inflight-bytes-per-connection = \"64MiB\"\nmax-inflight-bytes = \"1GiB\"\n"
         "max-queued-bytes = \"256MiB\"\nmax-wait = \"30s\"\nlog-level = \"info\"\n");
   Write(cf, "small.toml", "port = 0\nno-http = true\nretention = \"-1\"\n");
+
+  KafkaSeeds(root / "kafka_request_fuzz");
   return 0;
 }
