@@ -35,7 +35,9 @@ CC=clang-14 CXX=clang++-14 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Re
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 ci_tests=(common_test storage_test storage_crash_test groups_crash_test broker_test
-          broker_crash_test runnelctl_test security_test)
+          broker_crash_test runnelctl_test security_test kafka_codec_test)
+# The Kafka client suites are Python scripts driving the ASan runneld (built for broker_test).
+ci_scripts=(kafka_clients_test kafka_wire_test kafka_security_test)
 case "${1:-ci}" in
   fuzz)
     cmake --build "$build" -j2 --target fuzz
@@ -47,7 +49,7 @@ case "${1:-ci}" in
     ;;
   ci)
     cmake --build "$build" -j2 --target "${ci_tests[@]}" fuzz
-    pattern="^($(IFS='|'; echo "${ci_tests[*]}")|broker_test_embedded)\$"
+    pattern="^($(IFS='|'; echo "${ci_tests[*]} ${ci_scripts[*]}" | tr ' ' '|')|broker_test_embedded)\$"
     # shellcheck disable=SC2086
     ctest --test-dir "$build" --output-on-failure -j2 -R "$pattern" ${CTEST_ARGS:-}
     ;;

@@ -2,6 +2,7 @@
 // else, then the handler of the request's API on the right thread.
 #include "runnel/kafka/frontend.h"
 
+#include <algorithm>
 #include <array>
 
 #include "kafka_impl.h"
@@ -68,16 +69,25 @@ void KafkaFrontEnd::Handle(const std::shared_ptr<broker::FrontEndSession>& sessi
 }
 
 size_t KafkaFrontEnd::ResponseReservation(const wire::Frame& request) const {
-  // Fetch v4-11: client_id (int16 length + bytes), then replica_id, max_wait_ms, min_bytes and
-  // max_bytes (int32 each).
-  if (request.header.api != static_cast<uint16_t>(ApiKey::kFetch)) return 0;
-  const std::string& b = request.body;
-  if (b.size() < 2) return 0;
-  const auto len = static_cast<int16_t>(DecodeFixed16BE(b.data()));
-  const size_t at = 2 + static_cast<size_t>(std::max<int16_t>(len, 0)) + 12;
-  if (b.size() < at + 4) return 0;
-  const auto max_bytes = static_cast<int32_t>(DecodeFixed32BE(b.data() + at));
-  return max_bytes > 0 ? static_cast<size_t>(max_bytes) : 0;
+  // A fetch's answer is bounded by its max_bytes and by the sum of its partitions' max bytes
+  // (each may exceed its own only by one batch of at most max.message.bytes); clients ask for
+  // 50 MiB overall but 1 MiB per partition, so the sum is the bound that matters.
+  const auto api = static_cast<int16_t>(request.header.api);
+  const auto version = static_cast<int16_t>(request.header.version);
+  if (api != static_cast<int16_t>(ApiKey::kFetch)) return 0;
+  const auto [min_version, max_version] = ServedVersions(api);
+  if (version < min_version || version > max_version) return 0;
+  Reader r(request.body);
+  std::optional<std::string> client_id;
+  FetchRequest req;
+  if (!DecodeRequestHeaderRest(r, RequestHeaderIsFlexible(api, version), &client_id).ok() ||
+      !req.Decode(r, version).ok()) {
+    return 0;  // refused when handled
+  }
+  int64_t partitions = 0;
+  for (const auto& t : req.topics)
+    for (const auto& p : t.partitions) partitions += std::max(0, p.partition_max_bytes);
+  return static_cast<size_t>(std::clamp<int64_t>(partitions, 0, std::max(0, req.max_bytes)));
 }
 
 std::vector<std::string> KafkaFrontEnd::FramingError(const Status&) const {
