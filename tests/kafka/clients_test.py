@@ -181,8 +181,7 @@ class KafkaClientsTest(unittest.TestCase):
         # Visible natively, with its partitions and config.
         d = self.broker.ctl("topic", "describe", topic, json_out=True)
         self.assertEqual(len(d["partitions"]), 3)
-        self.assertEqual(dict(d["config"])["retention.ms"] if isinstance(d["config"], list)
-                         else d["config"]["retention.ms"], "3600000")
+        self.assertEqual(d["config"]["retention.ms"], "3600000")
         # Creating it again is refused with TOPIC_ALREADY_EXISTS.
         with self.assertRaises(KafkaException) as e:
             admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
@@ -197,6 +196,18 @@ class KafkaClientsTest(unittest.TestCase):
         configs = admin.describe_configs([res])[res].result(30)
         self.assertEqual(configs["retention.ms"].value, "3600000")
         self.assertEqual(configs["cleanup.policy"].value, "delete")
+        # AlterConfigs (the legacy API) replaces the whole configuration: retention.ms, not
+        # given, goes back to the default.
+        res = ConfigResource(ConfigResource.Type.TOPIC, topic,
+                             set_config={"retention.bytes": "1048576"})
+        admin.alter_configs([res])[res].result(30)
+        config = self.broker.ctl("topic", "describe", topic, json_out=True)["config"]
+        self.assertEqual(config["retention.bytes"], "1048576")
+        self.assertNotEqual(config["retention.ms"], "3600000")
+        bad = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"cleanup.policy": "compact"})
+        with self.assertRaises(KafkaException) as e:
+            admin.alter_configs([bad])[bad].result(30)
+        self.assertEqual(e.exception.args[0].code(), KafkaError.INVALID_CONFIG)
         # CreatePartitions grows it.
         admin.create_partitions([NewPartitions(topic, 5)])[topic].result(30)
         self.assertEqual(len(self.broker.ctl("topic", "describe", topic, json_out=True)["partitions"]), 5)

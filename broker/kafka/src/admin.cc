@@ -221,58 +221,88 @@ void KafkaFrontEnd::Impl::DescribeConfigs(const CallPtr& c, DescribeConfigsReque
   Reply(c, resp, failed);
 }
 
+std::pair<Error, std::string> KafkaFrontEnd::Impl::AlterTopicConfigs(
+    const CallPtr& c, int8_t resource_type, const std::string& topic,
+    const std::vector<std::pair<std::string, std::string>>& changes, Status bad,
+    bool validate_only) {
+  if (resource_type != kResourceTopic)
+    return {Error::kInvalidRequest, "only topic configs can be altered (broker settings are flags)"};
+  if (c->principal && !Check(c, c->principal->OnTopic(Op::kAdmin, topic)).ok())
+    return {Error::kTopicAuthorizationFailed, "this token may not alter topic " + topic};
+  auto info = broker_.store().DescribeTopic(topic);
+  if (!info.ok()) return {ToKafka(info.status()), info.status().message()};
+  std::vector<std::pair<std::string, std::string>> kept;
+  if (bad.ok()) bad = RunnelConfigs(changes, info->config, &kept);
+  if (!bad.ok()) return {Error::kInvalidConfig, bad.message()};
+  if (!validate_only && !kept.empty()) {
+    if (Status s = broker_.AlterTopic(topic, kept, 0); !s.ok())
+      return {TopicAdminError(s), s.message()};
+  }
+  return {Error::kNone, ""};
+}
+
+template <class Out> static void SetResult(Out& out, std::pair<Error, std::string> result) {
+  out.error_code = Code(result.first);
+  if (result.first != Error::kNone) out.error_message = std::move(result.second);
+}
+
 void KafkaFrontEnd::Impl::IncrementalAlterConfigs(const CallPtr& c,
                                                   IncrementalAlterConfigsRequest& req) {
   IncrementalAlterConfigsResponse resp;
   bool failed = false;
-  const auto& defaults = broker_.options().store.default_topic_config;
-  const auto default_list = defaults.ToList();
+  const auto defaults = broker_.options().store.default_topic_config.ToList();
   for (const auto& res : req.resources) {
     IncrementalAlterConfigsResponse::AlterConfigsResourceResponse out;
     out.resource_type = res.resource_type;
     out.resource_name = res.resource_name;
-    auto fail = [&](Error e, std::string message) {
-      out.error_code = Code(e);
-      out.error_message = std::move(message);
-      failed = true;
-    };
-    if (res.resource_type != kResourceTopic) {
-      fail(Error::kInvalidRequest, "only topic configs can be altered (broker settings are flags)");
-    } else if (c->principal &&
-               !Check(c, c->principal->OnTopic(Op::kAdmin, res.resource_name)).ok()) {
-      fail(Error::kTopicAuthorizationFailed, "this token may not alter topic " + res.resource_name);
-    } else if (auto info = broker_.store().DescribeTopic(res.resource_name); !info.ok()) {
-      fail(ToKafka(info.status()), info.status().message());
-    } else {
-      std::vector<std::pair<std::string, std::string>> changes, kept;
-      Status bad;
-      for (const auto& cfg : res.configs) {
-        switch (cfg.config_operation) {
-          case 0:  // SET
-            changes.emplace_back(cfg.name, cfg.value.value_or(""));
-            break;
-          case 1: {  // DELETE: back to the broker default
-            auto it = std::find_if(default_list.begin(), default_list.end(),
-                                   [&](const auto& kv) { return kv.first == cfg.name; });
-            if (it != default_list.end()) {
-              changes.emplace_back(cfg.name, it->second);
-            } else if (!FindFixed(cfg.name)) {
-              bad = Status::InvalidArgument("unknown topic config " + cfg.name);
-            }
-            break;
+    std::vector<std::pair<std::string, std::string>> changes;
+    Status bad;
+    for (const auto& cfg : res.configs) {
+      switch (cfg.config_operation) {
+        case 0:  // SET
+          changes.emplace_back(cfg.name, cfg.value.value_or(""));
+          break;
+        case 1: {  // DELETE: back to the broker default
+          auto it = std::find_if(defaults.begin(), defaults.end(),
+                                 [&](const auto& kv) { return kv.first == cfg.name; });
+          if (it != defaults.end()) {
+            changes.emplace_back(cfg.name, it->second);
+          } else if (!FindFixed(cfg.name)) {
+            bad = Status::InvalidArgument("unknown topic config " + cfg.name);
           }
-          default:  // APPEND, SUBTRACT
-            bad = Status::InvalidArgument(cfg.name + " is not a list config");
+          break;
         }
-      }
-      if (bad.ok()) bad = RunnelConfigs(changes, info->config, &kept);
-      if (!bad.ok()) {
-        fail(Error::kInvalidConfig, bad.message());
-      } else if (!req.validate_only && !kept.empty()) {
-        if (Status s = broker_.AlterTopic(res.resource_name, kept, 0); !s.ok())
-          fail(TopicAdminError(s), s.message());
+        default:  // APPEND, SUBTRACT
+          bad = Status::InvalidArgument(cfg.name + " is not a list config");
       }
     }
+    SetResult(out, AlterTopicConfigs(c, res.resource_type, res.resource_name, changes, bad,
+                                     req.validate_only));
+    failed |= out.error_code != 0;
+    resp.responses.push_back(std::move(out));
+  }
+  Reply(c, resp, failed);
+}
+
+void KafkaFrontEnd::Impl::AlterConfigs(const CallPtr& c, AlterConfigsRequest& req) {
+  // The whole configuration is replaced: every Runnel key not given goes back to the default.
+  AlterConfigsResponse resp;
+  bool failed = false;
+  const auto defaults = broker_.options().store.default_topic_config.ToList();
+  for (const auto& res : req.resources) {
+    AlterConfigsResponse::AlterConfigsResourceResponse out;
+    out.resource_type = res.resource_type;
+    out.resource_name = res.resource_name;
+    std::vector<std::pair<std::string, std::string>> changes;
+    for (const auto& [k, v] : defaults) {
+      const bool given = std::any_of(res.configs.begin(), res.configs.end(),
+                                     [&](const auto& cfg) { return cfg.name == k; });
+      if (!given) changes.emplace_back(k, v);
+    }
+    for (const auto& cfg : res.configs) changes.emplace_back(cfg.name, cfg.value.value_or(""));
+    SetResult(out, AlterTopicConfigs(c, res.resource_type, res.resource_name, changes,
+                                     Status::OK(), req.validate_only));
+    failed |= out.error_code != 0;
     resp.responses.push_back(std::move(out));
   }
   Reply(c, resp, failed);

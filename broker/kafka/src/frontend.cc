@@ -33,6 +33,7 @@ constexpr std::array kServed = {
     Served{ApiKey::kDeleteTopics, 1, 3},
     Served{ApiKey::kInitProducerId, 0, 1},
     Served{ApiKey::kDescribeConfigs, 1, 2},
+    Served{ApiKey::kAlterConfigs, 0, 1},
     Served{ApiKey::kSaslAuthenticate, 0, 1},
     Served{ApiKey::kCreatePartitions, 0, 1},
     Served{ApiKey::kIncrementalAlterConfigs, 0, 1},
@@ -235,6 +236,10 @@ void KafkaFrontEnd::Impl::Handle(KafkaSession& session, wire::Frame f, ResponseF
       return Route<DescribeConfigsRequest>(
           session, c, r, Where::kPool,
           [this, c](DescribeConfigsRequest& req) { DescribeConfigs(c, req); });
+    case ApiKey::kAlterConfigs:
+      return Route<AlterConfigsRequest>(
+          session, c, r, Where::kPool,
+          [this, c](AlterConfigsRequest& req) { AlterConfigs(c, req); });
     case ApiKey::kIncrementalAlterConfigs:
       return Route<IncrementalAlterConfigsRequest>(
           session, c, r, Where::kPool,

@@ -40,6 +40,7 @@ enum class ApiKey : int16_t {
   kDeleteTopics = 20,
   kInitProducerId = 22,
   kDescribeConfigs = 32,
+  kAlterConfigs = 33,
   kSaslAuthenticate = 36,
   kCreatePartitions = 37,
   kIncrementalAlterConfigs = 44,
@@ -131,6 +132,13 @@ class KafkaFrontEnd::Impl {
   void CreatePartitions(const CallPtr& c, CreatePartitionsRequest& req);
   void DescribeConfigs(const CallPtr& c, DescribeConfigsRequest& req);
   void IncrementalAlterConfigs(const CallPtr& c, IncrementalAlterConfigsRequest& req);
+  void AlterConfigs(const CallPtr& c, AlterConfigsRequest& req);
+  // Checks and applies (unless validate_only) config changes to one topic; OK or the error and
+  // its message.
+  std::pair<Error, std::string> AlterTopicConfigs(
+      const CallPtr& c, int8_t resource_type, const std::string& topic,
+      const std::vector<std::pair<std::string, std::string>>& changes, Status bad,
+      bool validate_only);
 
   Broker& broker_;
   KafkaOptions options_;
