@@ -144,31 +144,34 @@ class KafkaConsumer final : public ConsumerDriver {
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) return KafkaError(e);
     return std::unique_ptr<ConsumerDriver>(new KafkaConsumer(std::move(h).value()));
   }
-  ~KafkaConsumer() override { rd_kafka_consumer_close(rk_.get()); }
+  ~KafkaConsumer() override {
+    queue_.reset();
+    rd_kafka_consumer_close(rk_.get());
+  }
 
+  // Takes up to `max` messages from the consumer queue in one call (librdkafka's batch API; a
+  // poll per message cost more than the broker's side of the fetch).
   Status Poll(int64_t timeout_ms, int max, std::vector<InMessage>* out) override {
-    int64_t wait = timeout_ms;
-    for (int n = 0; n < max; ++n) {
-      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_.get(), static_cast<int>(wait));
-      if (!m) break;
-      wait = 0;  // the first waits; the rest take what is already fetched
-      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-        rd_kafka_message_destroy(m);
-        continue;
+    if (max <= 0) return Status::OK();
+    batch_.resize(static_cast<size_t>(max));
+    const ssize_t n = rd_kafka_consume_batch_queue(queue_.get(), static_cast<int>(timeout_ms),
+                                                   batch_.data(), batch_.size());
+    if (n < 0) return KafkaError(rd_kafka_last_error());
+    Status status;
+    for (ssize_t i = 0; i < n; ++i) {
+      rd_kafka_message_t* m = batch_[static_cast<size_t>(i)];
+      if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        InMessage in;
+        in.value.assign(static_cast<const char*>(m->payload), m->len);
+        in.partition = m->partition;
+        in.offset = m->offset;
+        out->push_back(std::move(in));
+      } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && status.ok()) {
+        status = KafkaError(m->err);
       }
-      if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        const Status s = KafkaError(m->err);
-        rd_kafka_message_destroy(m);
-        return s;
-      }
-      InMessage in;
-      in.value.assign(static_cast<const char*>(m->payload), m->len);
-      in.partition = m->partition;
-      in.offset = m->offset;
-      out->push_back(std::move(in));
       rd_kafka_message_destroy(m);
     }
-    return Status::OK();
+    return status;
   }
 
   // Kafka acknowledges by committing offsets (here: auto-commit of what was polled).
@@ -187,8 +190,14 @@ class KafkaConsumer final : public ConsumerDriver {
   }
 
  private:
-  explicit KafkaConsumer(Handle rk) : rk_(std::move(rk)) {}
+  struct QueueDeleter {
+    void operator()(rd_kafka_queue_t* q) const { rd_kafka_queue_destroy(q); }
+  };
+  explicit KafkaConsumer(Handle rk)
+      : rk_(std::move(rk)), queue_(rd_kafka_queue_get_consumer(rk_.get())) {}
   Handle rk_;
+  std::unique_ptr<rd_kafka_queue_t, QueueDeleter> queue_;
+  std::vector<rd_kafka_message_t*> batch_;
 };
 
 class KafkaDriver final : public Driver {
