@@ -126,7 +126,7 @@ class KafkaConsumer final : public ConsumerDriver {
   // `partitions` empty: subscribe (group management); else assign these from the start.
   static Result<std::unique_ptr<ConsumerDriver>> Create(
       const std::vector<std::pair<std::string, std::string>>& config, const std::string& topic,
-      const std::vector<int32_t>& partitions) {
+      const std::vector<int32_t>& partitions, bool drain) {
     auto h = NewHandle(RD_KAFKA_CONSUMER, config);
     if (!h.ok()) return h.status();
     rd_kafka_poll_set_consumer(h->get());
@@ -142,21 +142,34 @@ class KafkaConsumer final : public ConsumerDriver {
     }
     rd_kafka_topic_partition_list_destroy(topics);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) return KafkaError(e);
-    return std::unique_ptr<ConsumerDriver>(new KafkaConsumer(std::move(h).value()));
+    return std::unique_ptr<ConsumerDriver>(new KafkaConsumer(std::move(h).value(), drain));
   }
   ~KafkaConsumer() override {
     queue_.reset();
     rd_kafka_consumer_close(rk_.get());
   }
 
-  // Takes up to `max` messages from the consumer queue in one call (librdkafka's batch API; a
-  // poll per message cost more than the broker's side of the fetch).
+  // Takes up to `max` messages with librdkafka's batch API (a poll per message cost more than
+  // the broker's side of the fetch). The batch call waits until the batch is full or the
+  // timeout passed: right for draining a backlog (`drain_`); for latency runs the first message
+  // is awaited alone and the rest taken as far as they are there.
   Status Poll(int64_t timeout_ms, int max, std::vector<InMessage>* out) override {
     if (max <= 0) return Status::OK();
     batch_.resize(static_cast<size_t>(max));
-    const ssize_t n = rd_kafka_consume_batch_queue(queue_.get(), static_cast<int>(timeout_ms),
-                                                   batch_.data(), batch_.size());
-    if (n < 0) return KafkaError(rd_kafka_last_error());
+    ssize_t n = 0;
+    if (drain_) {
+      n = rd_kafka_consume_batch_queue(queue_.get(), static_cast<int>(timeout_ms), batch_.data(),
+                                       batch_.size());
+      if (n < 0) return KafkaError(rd_kafka_last_error());
+    } else {
+      rd_kafka_message_t* first = rd_kafka_consumer_poll(rk_.get(), static_cast<int>(timeout_ms));
+      if (!first) return Status::OK();
+      batch_[0] = first;
+      n = 1;
+      const ssize_t more =
+          rd_kafka_consume_batch_queue(queue_.get(), 0, batch_.data() + 1, batch_.size() - 1);
+      if (more > 0) n += more;
+    }
     Status status;
     for (ssize_t i = 0; i < n; ++i) {
       rd_kafka_message_t* m = batch_[static_cast<size_t>(i)];
@@ -193,10 +206,11 @@ class KafkaConsumer final : public ConsumerDriver {
   struct QueueDeleter {
     void operator()(rd_kafka_queue_t* q) const { rd_kafka_queue_destroy(q); }
   };
-  explicit KafkaConsumer(Handle rk)
-      : rk_(std::move(rk)), queue_(rd_kafka_queue_get_consumer(rk_.get())) {}
+  KafkaConsumer(Handle rk, bool drain)
+      : rk_(std::move(rk)), queue_(rd_kafka_queue_get_consumer(rk_.get())), drain_(drain) {}
   Handle rk_;
   std::unique_ptr<rd_kafka_queue_t, QueueDeleter> queue_;
+  bool drain_;
   std::vector<rd_kafka_message_t*> batch_;
 };
 
@@ -272,7 +286,7 @@ class KafkaDriver final : public Driver {
         {"fetch.wait.max.ms", "10"},
         {"session.timeout.ms", "10000"},
         {"log_level", "3"}};
-    return KafkaConsumer::Create(config, topic, partitions);
+    return KafkaConsumer::Create(config, topic, partitions, spec.kind == WorkloadKind::kConsume);
   }
 
   void Finish() override {
