@@ -43,10 +43,10 @@ struct RunneldOptions {
   std::string dir;     // created if missing
   uint16_t port = 0;   // 0: any free port on the first start
   bool http = true;    // false: --no-http
-  bool kafka = false;  // true: a Kafka listener on a free port (then the same one on restarts)
   std::string log_level = "warn";
   std::vector<std::string> extra_args;
   int64_t ready_timeout_ms = 20'000;
+  bool kafka = false;  // true: a Kafka listener on a free port (then the same one on restarts)
 };
 
 class RunneldProcess {
