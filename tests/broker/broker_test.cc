@@ -505,7 +505,7 @@ TEST_CASE("HTTP serves health, Prometheus metrics and JSON stats") {
   CHECK(metrics.find("runnel_partition_log_end_offset{topic=\"metered\",partition=\"0\"} 10") !=
         std::string::npos);
   CHECK(metrics.find("runnel_group_lag{group=\"mg\"} 10") != std::string::npos);
-  CHECK(metrics.find("runnel_request_latency_seconds_bucket{api=\"Produce\",le=\"+Inf\"}") !=
+  CHECK(metrics.find("runnel_request_latency_seconds_bucket{protocol=\"native\",api=\"Produce\",le=\"+Inf\"}") !=
         std::string::npos);
   CHECK(metrics.find("runnel_fsync_latency_seconds_count") != std::string::npos);
   const std::string stats = HttpGet(b.http_port(), "/api/v1/stats");
