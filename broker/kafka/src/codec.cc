@@ -5,6 +5,7 @@
 #include <cstring>
 #include <utility>
 
+#include "runnel/common/coding.h"
 #include "runnel/kafka/messages.h"
 
 namespace runnel::kafka {
@@ -12,12 +13,6 @@ namespace runnel::kafka {
 namespace {
 
 constexpr int16_t kApiVersionsKey = 18;
-
-uint64_t LoadBigEndian(const char* p, size_t n) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < n; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
-  return v;
-}
 
 }  // namespace
 
@@ -35,53 +30,28 @@ bool Reader::Need(size_t n, const char* what) {
                  std::to_string(remaining()) + " left)");
 }
 
+template <class T, class Decode>
+bool Reader::ReadFixed(T* out, size_t n, const char* what, Decode decode) {
+  if (!Need(n, what)) return false;
+  *out = static_cast<T>(decode(data_.data() + pos_));
+  pos_ += n;
+  return true;
+}
+
 bool Reader::ReadInt8(int8_t* out) {
-  if (!Need(1, "int8")) return false;
-  *out = static_cast<int8_t>(static_cast<uint8_t>(data_[pos_]));
-  pos_ += 1;
-  return true;
+  return ReadFixed(out, 1, "int8", [](const char* p) { return static_cast<uint8_t>(*p); });
 }
-
-bool Reader::ReadInt16(int16_t* out) {
-  if (!Need(2, "int16")) return false;
-  *out = static_cast<int16_t>(static_cast<uint16_t>(LoadBigEndian(data_.data() + pos_, 2)));
-  pos_ += 2;
-  return true;
-}
-
-bool Reader::ReadInt32(int32_t* out) {
-  if (!Need(4, "int32")) return false;
-  *out = static_cast<int32_t>(static_cast<uint32_t>(LoadBigEndian(data_.data() + pos_, 4)));
-  pos_ += 4;
-  return true;
-}
-
-bool Reader::ReadInt64(int64_t* out) {
-  if (!Need(8, "int64")) return false;
-  *out = static_cast<int64_t>(LoadBigEndian(data_.data() + pos_, 8));
-  pos_ += 8;
-  return true;
-}
-
-bool Reader::ReadUint16(uint16_t* out) {
-  if (!Need(2, "uint16")) return false;
-  *out = static_cast<uint16_t>(LoadBigEndian(data_.data() + pos_, 2));
-  pos_ += 2;
-  return true;
-}
-
+bool Reader::ReadInt16(int16_t* out) { return ReadFixed(out, 2, "int16", DecodeFixed16BE); }
+bool Reader::ReadInt32(int32_t* out) { return ReadFixed(out, 4, "int32", DecodeFixed32BE); }
+bool Reader::ReadInt64(int64_t* out) { return ReadFixed(out, 8, "int64", DecodeFixed64BE); }
+bool Reader::ReadUint16(uint16_t* out) { return ReadFixed(out, 2, "uint16", DecodeFixed16BE); }
 bool Reader::ReadBool(bool* out) {
-  if (!Need(1, "bool")) return false;
-  *out = data_[pos_] != 0;
-  pos_ += 1;
-  return true;
+  // Any non-zero byte is true, as in Kafka's own reader.
+  return ReadFixed(out, 1, "bool", [](const char* p) { return *p != 0; });
 }
-
 bool Reader::ReadFloat64(double* out) {
-  if (!Need(8, "float64")) return false;
-  *out = std::bit_cast<double>(LoadBigEndian(data_.data() + pos_, 8));
-  pos_ += 8;
-  return true;
+  return ReadFixed(out, 8, "float64",
+                   [](const char* p) { return std::bit_cast<double>(DecodeFixed64BE(p)); });
 }
 
 bool Reader::ReadUuid(Uuid* out) {
@@ -91,49 +61,41 @@ bool Reader::ReadUuid(Uuid* out) {
   return true;
 }
 
+// Varints are decoded by common's ByteReader; this adds the position and the messages.
 bool Reader::ReadUnsignedVarlong(uint64_t* out) {
   if (failed()) return false;
-  uint64_t v = 0;
-  for (int i = 0; i < 10; ++i) {
-    if (pos_ >= data_.size()) return Problem("truncated varint");
-    const auto b = static_cast<uint8_t>(data_[pos_++]);
-    if (i == 9 && b > 1) return Problem("varint overflows 64 bits");
-    v |= static_cast<uint64_t>(b & 0x7f) << (7 * i);
-    if ((b & 0x80) == 0) {
-      *out = v;
-      return true;
-    }
-  }
-  return Problem("varint longer than 10 bytes");
+  ByteReader in(rest());
+  if (!in.ReadVarint64(out))
+    return Problem(in.empty() ? "truncated varint" : "varint overflows 64 bits");
+  pos_ += remaining() - in.remaining();
+  return true;
 }
 
 bool Reader::ReadUnsignedVarint(uint32_t* out) {
   if (failed()) return false;
-  uint32_t v = 0;
-  for (int i = 0; i < 5; ++i) {
-    if (pos_ >= data_.size()) return Problem("truncated varint");
-    const auto b = static_cast<uint8_t>(data_[pos_++]);
-    if (i == 4 && b > 0x0f) return Problem("varint overflows 32 bits");
-    v |= static_cast<uint32_t>(b & 0x7f) << (7 * i);
-    if ((b & 0x80) == 0) {
-      *out = v;
-      return true;
-    }
-  }
-  return Problem("varint longer than 5 bytes");
+  ByteReader in(rest());
+  uint64_t v = 0;
+  if (!in.ReadVarint64(&v))
+    return Problem(in.empty() ? "truncated varint" : "varint overflows 32 bits");
+  const size_t used = remaining() - in.remaining();
+  if (v > UINT32_MAX || used > static_cast<size_t>(kMaxVarint32Bytes))
+    return Problem("varint overflows 32 bits");
+  *out = static_cast<uint32_t>(v);
+  pos_ += used;
+  return true;
 }
 
 bool Reader::ReadVarint(int32_t* out) {
   uint32_t u = 0;
   if (!ReadUnsignedVarint(&u)) return false;
-  *out = static_cast<int32_t>((u >> 1) ^ (~(u & 1) + 1));
+  *out = ZigZagDecode32(u);
   return true;
 }
 
 bool Reader::ReadVarlong(int64_t* out) {
   uint64_t u = 0;
   if (!ReadUnsignedVarlong(&u)) return false;
-  *out = static_cast<int64_t>((u >> 1) ^ (~(u & 1) + 1));
+  *out = ZigZagDecode64(u);
   return true;
 }
 
@@ -288,22 +250,20 @@ void Writer::WriteInt8(int8_t v) {
 }
 
 void Writer::WriteInt16(int16_t v) {
-  const auto u = static_cast<uint16_t>(v);
-  const char b[2] = {static_cast<char>(u >> 8), static_cast<char>(u)};
+  char b[2];
+  EncodeFixed16BE(b, static_cast<uint16_t>(v));
   Append(b, 2);
 }
 
 void Writer::WriteInt32(int32_t v) {
-  const auto u = static_cast<uint32_t>(v);
-  const char b[4] = {static_cast<char>(u >> 24), static_cast<char>(u >> 16),
-                     static_cast<char>(u >> 8), static_cast<char>(u)};
+  char b[4];
+  EncodeFixed32BE(b, static_cast<uint32_t>(v));
   Append(b, 4);
 }
 
 void Writer::WriteInt64(int64_t v) {
-  const auto u = static_cast<uint64_t>(v);
   char b[8];
-  for (int i = 0; i < 8; ++i) b[i] = static_cast<char>(u >> (56 - 8 * i));
+  EncodeFixed64BE(b, static_cast<uint64_t>(v));
   Append(b, 8);
 }
 
@@ -316,27 +276,15 @@ void Writer::WriteFloat64(double v) { WriteInt64(std::bit_cast<int64_t>(v)); }
 void Writer::WriteUuid(const Uuid& v) { Append(v.data(), v.size()); }
 
 void Writer::WriteUnsignedVarlong(uint64_t v) {
-  char b[10];
-  size_t n = 0;
-  while (v >= 0x80) {
-    b[n++] = static_cast<char>((v & 0x7f) | 0x80);
-    v >>= 7;
-  }
-  b[n++] = static_cast<char>(v);
-  Append(b, n);
+  char b[kMaxVarint64Bytes];
+  Append(b, static_cast<size_t>(EncodeVarint64(b, v) - b));
 }
 
 void Writer::WriteUnsignedVarint(uint32_t v) { WriteUnsignedVarlong(v); }
 
-void Writer::WriteVarint(int32_t v) {
-  const auto u = static_cast<uint32_t>(v);
-  WriteUnsignedVarint((u << 1) ^ (v < 0 ? 0xffffffffu : 0u));
-}
+void Writer::WriteVarint(int32_t v) { WriteUnsignedVarint(ZigZagEncode32(v)); }
 
-void Writer::WriteVarlong(int64_t v) {
-  const auto u = static_cast<uint64_t>(v);
-  WriteUnsignedVarlong((u << 1) ^ (v < 0 ? ~uint64_t{0} : uint64_t{0}));
-}
+void Writer::WriteVarlong(int64_t v) { WriteUnsignedVarlong(ZigZagEncode64(v)); }
 
 void Writer::WriteRaw(std::string_view bytes) { Append(bytes.data(), bytes.size()); }
 

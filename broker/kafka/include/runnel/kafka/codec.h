@@ -85,6 +85,7 @@ class Reader {
 
  private:
   bool Need(size_t n, const char* what);
+  template <class T, class Decode> bool ReadFixed(T* out, size_t n, const char* what, Decode decode);
   bool Problem(std::string problem);
   bool ReadLength(bool compact, bool is_string, bool nullable, int64_t* len);
 
