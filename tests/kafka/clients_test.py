@@ -8,18 +8,14 @@ import json
 import subprocess
 import time
 import unittest
-import uuid
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
+from kafka_util import consume_assigned, unique
 from runneld import Runneld
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
-
-
-def unique(prefix):
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def produce_all(bootstrap, topic, records, **config):
@@ -39,26 +35,6 @@ def produce_all(bootstrap, topic, records, **config):
     left = p.flush(30)
     assert left == 0, f"{left} records not delivered"
     return reports
-
-
-def consume_assigned(bootstrap, topic, partitions, count, timeout=30):
-    """Reads `count` records from the start of `partitions` by assign (no group management)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("assign"),
-                  "enable.auto.commit": False, "enable.partition.eof": False})
-    try:
-        c.assign([TopicPartition(topic, p, 0) for p in partitions])
-        out = []
-        deadline = time.monotonic() + timeout
-        while len(out) < count and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                raise KafkaException(m.error())
-            out.append(m)
-        return out
-    finally:
-        c.close()
 
 
 class KafkaClientsTest(unittest.TestCase):

@@ -12,12 +12,12 @@ import subprocess
 import tempfile
 import time
 import unittest
-import uuid
 from fnmatch import fnmatchcase
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from kafka_util import consume_assigned, unique
 from runneld import Runneld
 
 # Tokens of the test's token file: name -> secret (random per run, at least 16 characters).
@@ -56,10 +56,6 @@ def cert():
     return os.path.join(CERTS, "cert.pem")
 
 
-def unique(prefix):
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
 def sasl(password, protocol="SASL_PLAINTEXT"):
     conf = {"security.protocol": protocol, "sasl.mechanisms": "PLAIN",
             "sasl.username": "anyone", "sasl.password": password}
@@ -90,26 +86,6 @@ def produce(bootstrap, topic, values, timeout_ms=60000, **config):
     assert left == 0, f"{left} records without a delivery report"
     p.poll(0)
     return reports, errors
-
-
-def consume(bootstrap, topic, partitions, count, timeout=60, **config):
-    """Reads `count` records from offset 0 of `partitions` by assign."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("assign"),
-                  "enable.auto.commit": False, "enable.partition.eof": False, **config})
-    try:
-        c.assign([TopicPartition(topic, p, 0) for p in partitions])
-        out = []
-        deadline = time.monotonic() + timeout
-        while len(out) < count and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                raise KafkaException(m.error())
-            out.append(m)
-        return out
-    finally:
-        c.close()
 
 
 def list_topics_fails(bootstrap, expect_error=None, timeout=8, **config):
@@ -166,7 +142,7 @@ class SaslPlainTest(unittest.TestCase):
             "enable.idempotence": True, "acks": "all"})
         self.assertEqual([r for r in reports if r[0] is not None], [])
         self.assertEqual(errors, [])
-        got = consume(self.bootstrap, topic, [0, 1], len(values), **sasl(WRITER))
+        got = consume_assigned(self.bootstrap, topic, [0, 1], len(values), **sasl(WRITER))
         self.assertEqual(sorted(m.value() for m in got), sorted(values))
         acked = {(p, o, v) for _, p, o, v in reports}
         self.assertEqual({(m.partition(), m.offset(), m.value()) for m in got}, acked)
@@ -214,7 +190,7 @@ class SaslPlainTest(unittest.TestCase):
         # Nothing was stored but the one record of the good token; nothing was created.
         self.assertEqual(self.stored(existing), 1)
         self.assertNotIn(absent, self.topic_names())
-        got = consume(self.bootstrap, existing, [0], 1, **sasl(ADMIN))
+        got = consume_assigned(self.bootstrap, existing, [0], 1, **sasl(ADMIN))
         self.assertEqual([m.value() for m in got], [b"real"])
 
     def test_topic_globs_limit_produce_and_metadata(self):
@@ -306,7 +282,7 @@ class SaslPlainTest(unittest.TestCase):
         reports, errors = produce(self.bootstrap, topic, [b"after"], **sasl(WRITER),
                                   **{"acks": "all"})
         self.assertEqual([r[0] for r in reports], [None])
-        got = consume(self.bootstrap, topic, [0], 1, **sasl(WRITER))
+        got = consume_assigned(self.bootstrap, topic, [0], 1, **sasl(WRITER))
         self.assertEqual([m.value() for m in got], [b"after"])
         r = subprocess.run(["kcat", "-b", self.bootstrap, *kcat_sasl(WRITER), "-L", "-t", topic],
                            capture_output=True, text=True, timeout=120)
@@ -398,7 +374,7 @@ class TlsTest(unittest.TestCase):
         reports, errors = produce(self.bootstrap, topic, values, **self.ssl, **{
             "enable.idempotence": True, "acks": "all", "compression.type": "lz4"})
         self.assertEqual([r for r in reports if r[0] is not None], [])
-        got = consume(self.bootstrap, topic, [0, 1], len(values), **self.ssl)
+        got = consume_assigned(self.bootstrap, topic, [0, 1], len(values), **self.ssl)
         self.assertEqual({(m.partition(), m.offset(), m.value()) for m in got},
                          {(p, o, v) for _, p, o, v in reports})
         self.assertEqual(self.records(topic), len(values))
@@ -503,7 +479,7 @@ class SaslSslTest(unittest.TestCase):
                                   **{"enable.idempotence": True, "acks": "all"})
         self.assertEqual([r for r in reports if r[0] is not None], [])
         self.assertEqual(errors, [])
-        got = consume(self.bootstrap, topic, [0, 1], len(values), **sasl(WRITER, "SASL_SSL"))
+        got = consume_assigned(self.bootstrap, topic, [0, 1], len(values), **sasl(WRITER, "SASL_SSL"))
         self.assertEqual({(m.partition(), m.offset(), m.value()) for m in got},
                          {(p, o, v) for _, p, o, v in reports})
         self.assertEqual(self.records(topic), len(values))
