@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -74,7 +75,12 @@ using CallPtr = std::shared_ptr<Call>;
 class KafkaFrontEnd::Impl {
  public:
   Impl(Broker& b, KafkaOptions o)
-      : broker_(b), options_(std::move(o)), advertised_port_(options_.advertised_port) {}
+      : broker_(b),
+        options_(std::move(o)),
+        advertised_port_(options_.advertised_port),
+        // Stable for a data directory; clients only compare it.
+        cluster_id_("runnel-" + std::to_string(std::hash<std::string>{}(b.options().store.data_dir) %
+                                               1000000007)) {}
   void SetAdvertisedPort(int32_t port) { advertised_port_.store(port); }
 
   void Handle(KafkaSession& session, wire::Frame f, ResponseFn respond);
@@ -143,6 +149,7 @@ class KafkaFrontEnd::Impl {
   Broker& broker_;
   KafkaOptions options_;
   std::atomic<int32_t> advertised_port_;
+  const std::string cluster_id_;
 };
 
 }  // namespace runnel::kafka

@@ -1,8 +1,6 @@
 // Kafka Metadata and FindCoordinator: this broker is the only broker, the controller and every partition's leader
 // and only replica. Named unknown topics are created when the client allows it, the broker
 // auto-creates topics and the token may produce to them.
-#include <functional>
-
 #include "kafka_impl.h"
 #include "runnel/storage/topic_config.h"
 
@@ -12,8 +10,7 @@ void KafkaFrontEnd::Impl::Metadata(const CallPtr& c, MetadataRequest& req) {
   MetadataResponse resp;
   resp.brokers.push_back(
       {options_.node_id, options_.advertised_host, advertised_port_.load(), std::nullopt});
-  resp.cluster_id = "runnel-" + std::to_string(std::hash<std::string>{}(
-                                    broker_.options().store.data_dir) % 1000000007);
+  resp.cluster_id = cluster_id_;
   resp.controller_id = options_.node_id;
   const Principal* who = c->principal.get();
   // v0: an empty list means every topic; v1+: null does (and an empty list none).
