@@ -55,7 +55,13 @@ Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::Open(const BrokerOptions
 EmbeddedBroker::EmbeddedBroker(std::unique_ptr<Broker> b)
     : broker_(std::move(b)), frontend_(std::make_unique<native::NativeFrontEnd>(*broker_)) {}
 
-EmbeddedBroker::~EmbeddedBroker() = default;
+EmbeddedBroker::~EmbeddedBroker() {
+  // Requests still in flight (a parked long-poll) answer through the front-end: let them all
+  // end before it goes, then the broker closes the store.
+  broker_->BeginShutdown();
+  broker_->WaitIdle();
+  frontend_.reset();
+}
 
 std::shared_ptr<client::Connection> EmbeddedBroker::Connect() {
   return std::make_shared<EmbeddedConnection>(*frontend_);
