@@ -22,6 +22,13 @@ namespace runnel::broker {
 namespace {
 
 class ServerImpl;
+
+int64_t FrameBytes(const std::vector<std::string>& frame) {
+  int64_t n = 0;
+  for (const auto& p : frame) n += static_cast<int64_t>(p.size());
+  return n;
+}
+
 using TlsStream = asio::ssl::stream<tcp::socket&>;
 
 class Conn : public std::enable_shared_from_this<Conn> {
@@ -219,9 +226,7 @@ asio::awaitable<void> Conn::ReadLoop() {
         auto frame = server_.frontend().FramingError(next.status());
         read_done_ = true;
         if (!frame.empty()) {
-          int64_t bytes = 0;
-          for (const auto& p : frame) bytes += static_cast<int64_t>(p.size());
-          AddInflight(bytes);
+          AddInflight(FrameBytes(frame));
           out_.push_back(std::move(frame));
           StartWrite();
         }
@@ -275,18 +280,14 @@ void Conn::OnResponse(size_t request_bytes, uint64_t seq, std::vector<std::strin
     Enqueue(std::move(frame));
   } else if (seq != next_write_) {
     // An earlier request is still being answered: hold this one (its bytes count in flight).
-    int64_t bytes = 0;
-    for (const auto& p : frame) bytes += static_cast<int64_t>(p.size());
-    AddInflight(bytes);
+    AddInflight(FrameBytes(frame));
     early_.emplace(seq, std::move(frame));
   } else {
     Enqueue(std::move(frame));
     ++next_write_;
     for (auto it = early_.begin(); it != early_.end() && it->first == next_write_;
          it = early_.erase(it), ++next_write_) {
-      int64_t bytes = 0;
-      for (const auto& p : it->second) bytes += static_cast<int64_t>(p.size());
-      AddInflight(-bytes);
+      AddInflight(-FrameBytes(it->second));
       Enqueue(std::move(it->second));
     }
   }
@@ -297,9 +298,7 @@ void Conn::OnResponse(size_t request_bytes, uint64_t seq, std::vector<std::strin
 
 void Conn::Enqueue(std::vector<std::string> frame) {
   if (frame.empty()) return;  // no answer (Kafka acks=0)
-  int64_t bytes = 0;
-  for (const auto& p : frame) bytes += static_cast<int64_t>(p.size());
-  AddInflight(bytes);
+  AddInflight(FrameBytes(frame));
   out_.push_back(std::move(frame));
 }
 
@@ -380,10 +379,8 @@ void Conn::Close() {
   resume_.cancel();
   // Unsent responses are dropped: give their bytes back.
   int64_t unsent = 0;
-  for (const auto& f : out_)
-    for (const auto& p : f) unsent += static_cast<int64_t>(p.size());
-  for (const auto& [seq, f] : early_)
-    for (const auto& p : f) unsent += static_cast<int64_t>(p.size());
+  for (const auto& f : out_) unsent += FrameBytes(f);
+  for (const auto& [seq, f] : early_) unsent += FrameBytes(f);
   out_.clear();
   early_.clear();
   AddInflight(-unsent);
