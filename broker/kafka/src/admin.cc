@@ -294,10 +294,10 @@ void KafkaFrontEnd::Impl::AlterConfigs(const CallPtr& c, AlterConfigsRequest& re
     out.resource_type = res.resource_type;
     out.resource_name = res.resource_name;
     std::vector<std::pair<std::string, std::string>> changes;
-    for (const auto& [k, v] : defaults) {
+    for (const auto& kv : defaults) {
       const bool given = std::any_of(res.configs.begin(), res.configs.end(),
-                                     [&](const auto& cfg) { return cfg.name == k; });
-      if (!given) changes.emplace_back(k, v);
+                                     [&](const auto& cfg) { return cfg.name == kv.first; });
+      if (!given) changes.push_back(kv);
     }
     for (const auto& cfg : res.configs) changes.emplace_back(cfg.name, cfg.value.value_or(""));
     SetResult(out, AlterTopicConfigs(c, res.resource_type, res.resource_name, changes,
