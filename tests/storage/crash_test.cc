@@ -39,8 +39,10 @@ TEST_CASE("Crash: SIGKILL at random moments never loses or duplicates an acknowl
   size_t rounds_with_acks = 0;
   for (int round = 0; round < rounds; ++round) {
     CAPTURE(round);
+    // Killed at a random moment after its first acknowledgement of this round (16 bytes), so
+    // every round cuts a writer in the middle of its appends, whatever the machine's load.
     const auto child = testing::RunAndKill(RUNNEL_CRASH_CHILD, {data, std::to_string(round)},
-                                           std::uniform_int_distribution<int>(20, 700)(rng));
+                                           std::uniform_int_distribution<int>(0, 680)(rng), 16);
     CHECK_MESSAGE(child.killed_by_sigkill, "child exited on its own (status "
                                                << child.wait_status << ") instead of being killed");
     const std::string& buf = child.output;
@@ -57,6 +59,7 @@ TEST_CASE("Crash: SIGKILL at random moments never loses or duplicates an acknowl
       CHECK_MESSAGE(fresh, "offset " << off << " of partition " << p << " acknowledged twice");
       new_acks += fresh ? 1 : 0;
     }
+    CHECK_MESSAGE(new_acks > 0, "the child acknowledged nothing new before it was killed");
     if (new_acks > 0) ++rounds_with_acks;
 
     // Reopen and verify everything acknowledged so far.
@@ -92,7 +95,6 @@ TEST_CASE("Crash: SIGKILL at random moments never loses or duplicates an acknowl
   }
   MESSAGE("crash rounds: " << rounds << ", rounds with new acks: " << rounds_with_acks
                            << ", acknowledged records verified: " << acked.size());
-  CHECK(rounds_with_acks * 2 >= static_cast<size_t>(rounds));  // the test really exercised appends
 }
 
 }  // namespace

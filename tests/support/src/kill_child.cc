@@ -13,7 +13,7 @@
 namespace runnel::testing {
 
 KilledChild RunAndKill(const std::string& program, const std::vector<std::string>& args,
-                       int run_ms) {
+                       int run_ms, size_t after_bytes) {
   int fds[2];
   if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
   std::vector<std::string> argv_storage = args;
@@ -39,6 +39,11 @@ KilledChild RunAndKill(const std::string& program, const std::vector<std::string
       result.output.append(chunk, static_cast<size_t>(n));
     return n;
   };
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (result.output.size() < after_bytes && std::chrono::steady_clock::now() < give_up) {
+    drain();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(run_ms);
   while (std::chrono::steady_clock::now() < deadline) {
     drain();

@@ -14,9 +14,11 @@ struct KilledChild {
 };
 
 // Starts `program` with `args` plus the report pipe's file descriptor as its last argument, lets
-// it run for `run_ms`, SIGKILLs it, waits for it and drains the pipe. Call only from a process
-// with no other threads running (it forks).
+// it run for `run_ms`, SIGKILLs it, waits for it and drains the pipe. With `after_bytes`, the
+// `run_ms` start only once the child reported that many bytes (so every round kills a child
+// that was doing its work, however slow the machine), or after 120 s without them. Call only
+// from a process with no other threads running (it forks).
 KilledChild RunAndKill(const std::string& program, const std::vector<std::string>& args,
-                       int run_ms);
+                       int run_ms, size_t after_bytes = 0);
 
 }  // namespace runnel::testing
