@@ -151,15 +151,20 @@ Status Broker::CreateTopic(const std::string& name, int32_t partitions,
 
 Status Broker::DeleteTopic(const std::string& name) {
   Status s = store_->DeleteTopic(name);
-  std::lock_guard lk(impl_->cache_mu);
-  impl_->known_topics.erase(name);
+  {
+    std::lock_guard lk(impl_->cache_mu);
+    impl_->known_topics.erase(name);
+  }
+  if (s.ok()) impl_->TopicChanged(name);
   return s;
 }
 
 Status Broker::AlterTopic(const std::string& name,
                           const std::vector<std::pair<std::string, std::string>>& config,
                           int32_t new_partitions) {
-  return store_->AlterTopic(name, config, new_partitions);
+  Status s = store_->AlterTopic(name, config, new_partitions);
+  if (s.ok() && new_partitions > 0) impl_->TopicChanged(name);
+  return s;
 }
 
 Result<std::string> Broker::GroupTopic(const std::string& group) {
@@ -177,6 +182,29 @@ Result<std::string> Broker::GroupTopic(const std::string& group) {
 void Broker::ForgetGroup(const std::string& group) {
   std::lock_guard lk(impl_->cache_mu);
   impl_->group_topics.erase(group);
+}
+
+void Broker::SetLiveGroups(storage::GroupProtocol protocol, LiveGroups* source) {
+  if (protocol != storage::GroupProtocol::kKafka) return;  // the only external protocol yet
+  std::lock_guard lk(impl_->live_mu);
+  impl_->live_groups = source;
+}
+
+std::optional<LiveGroup> Broker::DescribeLiveGroup(const std::string& group,
+                                                   storage::GroupProtocol protocol) {
+  if (protocol != storage::GroupProtocol::kKafka) return std::nullopt;
+  std::lock_guard lk(impl_->live_mu);  // held so the source cannot unregister meanwhile
+  return impl_->live_groups ? impl_->live_groups->Describe(group) : std::nullopt;
+}
+
+Status Broker::CheckGroupIdle(const std::string& group) {
+  auto d = groups().DescribeGroup(group);
+  if (!d.ok() || d->protocol == storage::GroupProtocol::kNative) return Status::OK();
+  auto live = DescribeLiveGroup(group, d->protocol);
+  if (!live || live->members.empty()) return Status::OK();
+  return Status::Busy("group '" + group + "' has " + std::to_string(live->members.size()) + " live " +
+                      std::string(storage::GroupProtocolName(d->protocol)) +
+                      " members; stop its consumers first");
 }
 
 int64_t Broker::NextProducerId() {

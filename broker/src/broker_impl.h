@@ -63,6 +63,14 @@ class Broker::Impl {
   std::mutex cache_mu;
   std::set<std::string, std::less<>> known_topics;
   std::unordered_map<std::string, std::string> group_topics;
+  std::mutex live_mu;
+  LiveGroups* live_groups = nullptr;  // the Kafka front-end's coordinator, when it runs
+
+  // Tells the live-group source that a topic's partitions changed.
+  void TopicChanged(const std::string& topic) {
+    std::lock_guard lk(live_mu);  // held so the source cannot unregister meanwhile
+    if (live_groups) live_groups->OnTopicChanged(topic);
+  }
 };
 
 }  // namespace runnel::broker

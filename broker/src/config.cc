@@ -30,6 +30,10 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags* f) {
   app.add_option("--kafka-advertised-host", f->kafka_advertised_host,
                  "Host that Kafka Metadata tells clients to connect to (default: the --bind "
                  "address, or this machine's host name when binding a wildcard address)");
+  app.add_option("--kafka-group-initial-delay", f->kafka_group_initial_delay,
+                 "How long the first rebalance of an empty Kafka consumer group waits for more "
+                 "members (Kafka's group.initial.rebalance.delay.ms; 0: none)")
+      ->capture_default_str();
   app.add_option("--io-threads", f->io_threads, "Network threads")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
@@ -204,6 +208,13 @@ Result<DaemonConfig> ToDaemonConfig(const DaemonFlags& f) {
     c.kafka.enabled = port != 0;
   }
   c.kafka.explicit_port = f.kafka_port_explicit;
+  {
+    RUNNEL_ASSIGN_OR_RETURN(const int64_t ms, NonNegativeDuration("kafka-group-initial-delay",
+                                                                  f.kafka_group_initial_delay));
+    if (ms > 300'000)
+      return Status::InvalidArgument("--kafka-group-initial-delay: at most 5m");
+    c.kafka.group_initial_delay_ms = static_cast<int32_t>(ms);
+  }
   c.kafka.advertised_host = f.kafka_advertised_host;
   if (c.kafka.advertised_host.empty()) {
     c.kafka.advertised_host = f.bind;

@@ -9,7 +9,7 @@ namespace {
 
 class EmbeddedConnection final : public client::Connection {
  public:
-  explicit EmbeddedConnection(FrontEnd& fe) : frontend_(fe), session_(fe.NewSession()) {}
+  explicit EmbeddedConnection(FrontEnd& fe) : frontend_(fe), session_(fe.NewSession("embedded")) {}
 
   void Send(wire::Api api, std::vector<std::string> body, int64_t /*timeout_ms*/,
             Callback done) override {

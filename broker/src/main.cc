@@ -140,6 +140,7 @@ int main(int argc, char** argv) {
     runnel::kafka::KafkaOptions ko;
     ko.advertised_host = config->kafka.advertised_host;
     ko.advertised_port = config->kafka.port;
+    ko.group_initial_rebalance_delay_ms = config->kafka.group_initial_delay_ms;
     kafka = std::make_unique<runnel::kafka::KafkaFrontEnd>(**broker, ko);
     runnel::broker::ServerOptions kso = so;
     kso.port = config->kafka.port;

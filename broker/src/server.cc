@@ -23,6 +23,12 @@ namespace {
 
 class ServerImpl;
 
+std::string PeerAddress(const tcp::socket& socket) {
+  boost::system::error_code ec;
+  const tcp::endpoint peer = socket.remote_endpoint(ec);
+  return ec ? std::string("unknown") : peer.address().to_string();
+}
+
 int64_t FrameBytes(const std::vector<std::string>& frame) {
   int64_t n = 0;
   for (const auto& p : frame) n += static_cast<int64_t>(p.size());
@@ -141,7 +147,7 @@ Conn::Conn(ServerImpl& server, tcp::socket socket, asio::ssl::context* tls)
       socket_(std::move(socket)),
       tls_(tls ? std::make_unique<TlsStream>(socket_, *tls) : nullptr),
       resume_(socket_.get_executor()),
-      session_(server.frontend().NewSession()),
+      session_(server.frontend().NewSession(PeerAddress(socket_))),
       decoder_(server.options().max_frame_bytes) {}
 
 void Conn::Start() {

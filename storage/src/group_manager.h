@@ -138,6 +138,7 @@ struct GroupState {
   std::string name;
   uint32_t id = 0;
   GroupMode mode = GroupMode::kQueue;
+  GroupProtocol protocol = GroupProtocol::kNative;  // stream groups
   int64_t created_ms = 0;
 
   mutable std::mutex mu;  // guards everything below
@@ -189,6 +190,11 @@ class GroupManager final : public Groups {
                           std::function<void(Status)> done) override;
   Result<std::vector<CommittedOffset>> FetchOffsets(
       std::string_view group, const std::vector<TopicPartition>& partitions) const override;
+  Status EnsureExternalGroup(std::string_view name, GroupProtocol protocol) override;
+  void CommitExternalAsync(std::string_view group, const std::vector<OffsetCommit>& offsets,
+                           std::function<void(Status)> done) override;
+  Status DeleteOffsets(std::string_view group,
+                       const std::vector<TopicPartition>& partitions) override;
 
   Result<std::vector<DeliveredRecord>> Deliver(std::string_view group, std::string_view consumer,
                                                int32_t max_records, size_t max_bytes) override;
@@ -287,13 +293,21 @@ class GroupManager final : public Groups {
   void FlushAll();
 
  private:
+  // The GroupValue.config entry naming an external group's protocol.
+  static constexpr std::string_view kProtocolKey = "protocol";
+  static format::GroupValue GroupValueOf(const GroupState& g);
+  // The stream group `group`, created (durably) with `protocol` when missing; InvalidArgument
+  // when it is a queue group or has another protocol.
+  Result<std::shared_ptr<GroupState>> FindOrCreateStream(std::string_view group,
+                                                         GroupProtocol protocol);
   Status PersistGroup(const GroupState& g, bool durable);
   void PersistGroupAsync(const GroupState& g);
   // NotFound if the group was deleted or its queue topic was deleted (and maybe recreated).
   Status CheckLive(const GroupState& g) const;
   // Validates a commit and queues its durable write, taking *done; returns the error otherwise.
   Status StageCommit(std::string_view group, std::string_view member_id, int32_t generation,
-                     const std::vector<OffsetCommit>& offsets, std::function<void(Status)>* done);
+                     const std::vector<OffsetCommit>& offsets, std::function<void(Status)>* done,
+                     bool external);
   void ExpireMembers(GroupState& g, int64_t now, bool* changed);
   void Rebalance(GroupState& g);
   Membership MembershipOf(const GroupState& g, const std::string& member) const;

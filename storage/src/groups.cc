@@ -79,6 +79,10 @@ DeliveredRecord ToDelivered(int32_t p, int64_t offset, LoadedRecord rec, const P
 
 }  // namespace
 
+std::string_view GroupProtocolName(GroupProtocol p) {
+  return p == GroupProtocol::kKafka ? "kafka" : "native";
+}
+
 std::string_view RecordStateName(RecordState s) {
   switch (s) {
     case RecordState::kUndelivered:
@@ -956,11 +960,17 @@ Status GroupManager::CheckLive(const GroupState& g) const {
   return Status::OK();
 }
 
+fmt::GroupValue GroupManager::GroupValueOf(const GroupState& g) {
+  fmt::GroupValue v{g.id, static_cast<uint8_t>(g.mode), g.generation, g.created_ms, {}};
+  if (g.mode == GroupMode::kQueue) v.config = g.config.ToList();
+  if (g.protocol != GroupProtocol::kNative)
+    v.config.emplace_back(std::string(kProtocolKey), std::string(GroupProtocolName(g.protocol)));
+  return v;
+}
+
 void GroupManager::PersistGroupAsync(const GroupState& g) {
   MetaWrites w;
-  w.Put(fmt::GroupKey(g.name),
-        fmt::Encode(fmt::GroupValue{g.id, static_cast<uint8_t>(g.mode), g.generation, g.created_ms,
-                                    g.config.ToList()}));
+  w.Put(fmt::GroupKey(g.name), fmt::Encode(GroupValueOf(g)));
   const std::string name = g.name;
   SubmitAsync(std::move(w), /*durable=*/true, [name](Status s) {
     if (!s.ok())
@@ -970,9 +980,7 @@ void GroupManager::PersistGroupAsync(const GroupState& g) {
 
 Status GroupManager::PersistGroup(const GroupState& g, bool durable) {
   MetaWrites w;
-  w.Put(fmt::GroupKey(g.name),
-        fmt::Encode(fmt::GroupValue{g.id, static_cast<uint8_t>(g.mode), g.generation, g.created_ms,
-                                    g.config.ToList()}));
+  w.Put(fmt::GroupKey(g.name), fmt::Encode(GroupValueOf(g)));
   return Submit(std::move(w), durable).get();
 }
 
@@ -1059,6 +1067,76 @@ Membership GroupManager::MembershipOf(const GroupState& g, const std::string& me
   return Membership{member, g.generation, g.members.at(member).assignment};
 }
 
+Result<std::shared_ptr<GroupState>> GroupManager::FindOrCreateStream(std::string_view group,
+                                                                     GroupProtocol protocol) {
+  std::shared_ptr<GroupState> g = Find(group);
+  if (!g) {
+    RUNNEL_RETURN_IF_ERROR(ValidateTopicName(group).WithContext("group name"));
+    std::lock_guard admin(store_.admin_mu_);
+    std::unique_lock lk(mu_);
+    if (auto it = groups_.find(group); it != groups_.end()) {
+      g = it->second;
+    } else {
+      g = std::make_shared<GroupState>();
+      g->name = std::string(group);
+      g->mode = GroupMode::kStream;
+      g->protocol = protocol;
+      g->created_ms = store_.clock_->NowMs();
+      RUNNEL_ASSIGN_OR_RETURN(fmt::CountersValue counters, store_.ReadCounters());
+      g->id = counters.next_group_id++;
+      rocksdb::WriteBatch wb;
+      wb.Put(store_.meta_cf_, fmt::CountersKey(), fmt::Encode(counters));
+      wb.Put(store_.meta_cf_, fmt::GroupKey(group), fmt::Encode(GroupValueOf(*g)));
+      RUNNEL_RETURN_IF_ERROR(store_.WriteMeta(&wb, "creating group '" + g->name + "'"));
+      groups_[g->name] = g;
+    }
+  }
+  if (g->mode != GroupMode::kStream) {
+    return Status::InvalidArgument("group '" + std::string(group) +
+                                   "' is a queue group, not a stream group");
+  }
+  if (g->protocol != protocol) {
+    return Status::InvalidArgument(
+        "group '" + std::string(group) + "' is a " + std::string(GroupProtocolName(g->protocol)) +
+        " consumer group; a " + std::string(GroupProtocolName(protocol)) +
+        " client cannot join it (use another group id)");
+  }
+  return g;
+}
+
+Status GroupManager::EnsureExternalGroup(std::string_view name, GroupProtocol protocol) {
+  if (protocol == GroupProtocol::kNative)
+    return Status::InvalidArgument("a native group's membership is kept by the store");
+  return FindOrCreateStream(name, protocol).status();
+}
+
+void GroupManager::CommitExternalAsync(std::string_view group,
+                                       const std::vector<OffsetCommit>& offsets,
+                                       std::function<void(Status)> done) {
+  if (offsets.empty()) return done(Status::InvalidArgument("no offsets to commit"));
+  Status s = StageCommit(group, {}, -1, offsets, &done, /*external=*/true);
+  if (done) done(std::move(s));  // not handed to the committer: validation failed
+}
+
+Status GroupManager::DeleteOffsets(std::string_view group,
+                                   const std::vector<TopicPartition>& partitions) {
+  RUNNEL_ASSIGN_OR_RETURN(auto g, FindStream(group));
+  std::future<Status> done;
+  {
+    std::lock_guard lk(g->mu);
+    RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
+    MetaWrites writes;
+    for (const TopicPartition& tp : partitions) {
+      if (!g->committed.erase(tp)) continue;
+      if (auto topic = store_.FindTopic(tp.topic))
+        writes.Delete(fmt::OffsetKey(g->id, topic->id, tp.partition.value()));
+    }
+    if (writes.empty()) return Status::OK();
+    done = Submit(std::move(writes), /*durable=*/true);
+  }
+  return done.get();
+}
+
 Result<Membership> GroupManager::Join(std::string_view group, std::string_view member_id,
                                       const std::vector<std::string>& topics,
                                       int64_t session_timeout_ms) {
@@ -1071,32 +1149,7 @@ Result<Membership> GroupManager::Join(std::string_view group, std::string_view m
   if (session_timeout_ms < 1 || session_timeout_ms > 3'600'000) {
     return Status::InvalidArgument("session timeout must be between 1 ms and 1 hour");
   }
-  std::shared_ptr<GroupState> g = Find(group);
-  if (!g) {
-    std::lock_guard admin(store_.admin_mu_);
-    std::unique_lock lk(mu_);
-    if (auto it = groups_.find(group); it != groups_.end()) {
-      g = it->second;
-    } else {
-      g = std::make_shared<GroupState>();
-      g->name = std::string(group);
-      g->mode = GroupMode::kStream;
-      g->created_ms = store_.clock_->NowMs();
-      RUNNEL_ASSIGN_OR_RETURN(fmt::CountersValue counters, store_.ReadCounters());
-      g->id = counters.next_group_id++;
-      rocksdb::WriteBatch wb;
-      wb.Put(store_.meta_cf_, fmt::CountersKey(), fmt::Encode(counters));
-      wb.Put(
-          store_.meta_cf_, fmt::GroupKey(group),
-          fmt::Encode(fmt::GroupValue{g->id, static_cast<uint8_t>(g->mode), 0, g->created_ms, {}}));
-      RUNNEL_RETURN_IF_ERROR(store_.WriteMeta(&wb, "creating group '" + g->name + "'"));
-      groups_[g->name] = g;
-    }
-  }
-  if (g->mode != GroupMode::kStream) {
-    return Status::InvalidArgument("group '" + std::string(group) +
-                                   "' is a queue group, not a stream group");
-  }
+  RUNNEL_ASSIGN_OR_RETURN(auto g, FindOrCreateStream(group, GroupProtocol::kNative));
   std::lock_guard lk(g->mu);
   RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
   const int64_t now = store_.clock_->NowMs();
@@ -1193,17 +1246,21 @@ void GroupManager::CommitOffsetsAsync(std::string_view group, std::string_view m
       return;
     }
   }
-  Status s = StageCommit(group, member_id, generation, offsets, &done);
+  Status s = StageCommit(group, member_id, generation, offsets, &done, /*external=*/false);
   if (done) done(std::move(s));  // not handed to the committer: validation failed
 }
 
 Status GroupManager::StageCommit(std::string_view group, std::string_view member_id,
                                  int32_t generation, const std::vector<OffsetCommit>& offsets,
-                                 std::function<void(Status)>* done) {
+                                 std::function<void(Status)>* done, bool external) {
   RUNNEL_ASSIGN_OR_RETURN(auto g, FindStream(group));
   {
     std::lock_guard lk(g->mu);
     RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
+    if (external && g->protocol == GroupProtocol::kNative) {
+      return Status::InvalidArgument("group '" + g->name +
+                                     "' is a native consumer group; commit as its member");
+    }
     const int64_t now = store_.clock_->NowMs();
     bool changed = false;
     ExpireMembers(*g, now, &changed);
@@ -1242,7 +1299,14 @@ Status GroupManager::StageCommit(std::string_view group, std::string_view member
           Offset lo, store_.ListOffset(c.tp.topic, c.tp.partition, OffsetQuery::Earliest()));
       RUNNEL_ASSIGN_OR_RETURN(Offset hi,
                               store_.ListOffset(c.tp.topic, c.tp.partition, OffsetQuery::Latest()));
-      if (c.offset < lo || c.offset > hi) {
+      if (external) {
+        // A Kafka client may commit any position (one past a compacted or future offset).
+        if (c.offset.value() < 0) {
+          return Status::OutOfRange("negative offset " + std::to_string(c.offset.value()) +
+                                    " for " + c.tp.topic + "/" +
+                                    std::to_string(c.tp.partition.value()));
+        }
+      } else if (c.offset < lo || c.offset > hi) {
         return Status::OutOfRange("offset " + std::to_string(c.offset.value()) + " is outside [" +
                                   std::to_string(lo.value()) + ", " + std::to_string(hi.value()) +
                                   "] of " + c.tp.topic + "/" +
@@ -1282,7 +1346,8 @@ Result<GroupDescription> GroupManager::DescribeGroup(std::string_view name) cons
   if (!g) return Status::NotFound("unknown group '" + std::string(name) + "'");
   std::lock_guard lk(g->mu);
   const int64_t now = store_.clock_->NowMs();
-  GroupDescription d{g->name, g->mode, g->config, g->generation, {}, {}, g->counters};
+  GroupDescription d{g->name, g->mode,   g->protocol, g->config, g->generation,
+                     {},      {},        g->counters};
   auto log_end = [&](const std::string& topic, int32_t p) {
     auto r = store_.ListOffset(topic, Partition(p), OffsetQuery::Latest());
     return r.ok() ? r->value() : 0;
@@ -1672,7 +1737,15 @@ Status GroupManager::Load() {
                                                                       : GroupMode::kQueue;
         g->generation = gv.generation;
         g->created_ms = gv.created_ms;
-        for (const auto& [ck, cv] : gv.config) RUNNEL_RETURN_IF_ERROR(g->config.Set(ck, cv));
+        for (const auto& [ck, cv] : gv.config) {
+          if (ck == kProtocolKey) {
+            if (cv != GroupProtocolName(GroupProtocol::kKafka))
+              return Status::Corruption("group '" + g->name + "' has unknown protocol '" + cv + "'");
+            g->protocol = GroupProtocol::kKafka;
+            continue;
+          }
+          RUNNEL_RETURN_IF_ERROR(g->config.Set(ck, cv));
+        }
         if (g->mode == GroupMode::kQueue) {
           if (auto t = store_.FindTopic(g->config.topic)) {
             g->topic_id = t->id;

@@ -12,6 +12,10 @@ namespace runnel::ctl {
 namespace {
 
 bool IsQueue(const proto::DescribeGroupResponse& g) { return g.mode == proto::GroupModeWire::kQueue; }
+bool IsKafka(const proto::DescribeGroupResponse& g) { return g.protocol == "kafka"; }
+std::string ModeName(const proto::DescribeGroupResponse& g) {
+  return IsQueue(g) ? "queue" : IsKafka(g) ? "kafka" : "stream";
+}
 
 std::string GroupTopicOf(const proto::DescribeGroupResponse& g) {
   for (const auto& [k, v] : g.config)
@@ -56,6 +60,10 @@ void GroupJson(JsonWriter& w, const proto::DescribeGroupResponse& g) {
   w.BeginObject()
       .Field("name", g.name)
       .Field("mode", IsQueue(g) ? "queue" : "stream")
+      .Field("protocol", g.protocol)
+      .Field("state", g.state)
+      .Field("protocol_type", g.protocol_type)
+      .Field("assignor", g.assignor)
       .Field("topic", GroupTopicOf(g))
       .Field("generation", g.generation)
       .Field("lag", totals.lag)
@@ -79,6 +87,9 @@ void GroupJson(JsonWriter& w, const proto::DescribeGroupResponse& g) {
   w.Key("members").BeginArray();
   for (const auto& c : g.consumers) {
     w.BeginObject().Field("consumer", c.consumer).Field("pending", c.pending).Field("idle_ms", c.idle_ms);
+    if (IsKafka(g)) {
+      w.Field("client_id", c.client_id).Field("host", c.host).Field("instance_id", c.instance_id);
+    }
     w.Key("partitions").BeginArray();
     for (const auto& tp : c.assignment)
       w.BeginObject().Field("topic", tp.topic).Field("partition", tp.partition).EndObject();
@@ -162,7 +173,7 @@ void AddGroup(CLI::App& app, Context& ctx, const std::shared_ptr<Flags>& f) {
     Table t({"GROUP", "MODE", "TOPIC", "LAG", "PENDING", "MEMBERS"});
     for (const auto& g : groups) {
       const GroupTotals totals = Totals(g);
-      t.Row({g.name, IsQueue(g) ? "queue" : "stream", GroupTopicOf(g), LagCell(totals.lag),
+      t.Row({g.name, ModeName(g), GroupTopicOf(g), LagCell(totals.lag),
              IsQueue(g) ? Table::Cell(totals.pending) : Table::Cell("-"),
              static_cast<int64_t>(g.consumers.size())});
     }
@@ -179,9 +190,16 @@ void AddGroup(CLI::App& app, Context& ctx, const std::shared_ptr<Flags>& f) {
       return PrintJson(w);
     }
     const bool queue = IsQueue(g);
+    const bool kafka = IsKafka(g);
     std::vector<std::pair<std::string, std::string>> fields{
         {"Group", g.name}, {"Mode", queue ? "queue" : "stream"}, {"Topic", GroupTopicOf(g)}};
-    if (!queue) fields.emplace_back("Generation", std::to_string(g.generation));
+    if (!queue) {
+      fields.emplace_back("Protocol", kafka ? "kafka (" + (g.protocol_type.empty() ? std::string("consumer") : g.protocol_type) +
+                                                  (g.assignor.empty() ? "" : ", assignor " + g.assignor) + ")"
+                                            : "native");
+      fields.emplace_back("State", g.state);
+      fields.emplace_back("Generation", std::to_string(g.generation));
+    }
     if (queue) {
       const auto& k = g.counters;
       fields.emplace_back("Counters", "deliveries " + std::to_string(k.deliveries) +
@@ -193,17 +211,34 @@ void AddGroup(CLI::App& app, Context& ctx, const std::shared_ptr<Flags>& f) {
     }
     PrintFields(fields);
     std::printf("\n");
-    Table parts(queue ? std::vector<std::string>{"PARTITION", "DELIVERED", "LOG-END", "LAG",
-                                                 "PENDING", "OLDEST-PENDING"}
-                      : std::vector<std::string>{"TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG"});
+    // Who owns each partition (stream groups), as kafka-consumer-groups --describe shows it.
+    auto owner = [&](const std::string& topic, int32_t partition) -> const proto::ConsumerInfoWire* {
+      for (const auto& c : g.consumers)
+        for (const auto& tp : c.assignment)
+          if (tp.topic == topic && tp.partition == partition) return &c;
+      return nullptr;
+    };
+    std::vector<std::string> columns =
+        queue ? std::vector<std::string>{"PARTITION", "DELIVERED", "LOG-END", "LAG", "PENDING",
+                                         "OLDEST-PENDING"}
+              : std::vector<std::string>{"TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG", "MEMBER"};
+    if (kafka) columns.insert(columns.end(), {"HOST", "CLIENT-ID"});
+    Table parts(columns);
     for (const auto& p : g.partitions) {
       const Table::Cell pos = p.position >= 0 ? Table::Cell(p.position) : Table::Cell("-");
       if (queue) {
         parts.Row({p.partition, pos, p.log_end, LagCell(p.lag), p.pending,
                    Age(p.oldest_pending_age_ms)});
-      } else {
-        parts.Row({p.topic, p.partition, pos, p.log_end, LagCell(p.lag)});
+        continue;
       }
+      const proto::ConsumerInfoWire* c = owner(p.topic, p.partition);
+      std::vector<Table::Cell> row{p.topic, p.partition, pos, p.log_end, LagCell(p.lag),
+                                   c ? Table::Cell(c->consumer) : Table::Cell("-")};
+      if (kafka) {
+        row.push_back(c ? Table::Cell(c->host) : Table::Cell("-"));
+        row.push_back(c ? Table::Cell(c->client_id) : Table::Cell("-"));
+      }
+      parts.Row(row);
     }
     parts.Print(ctx);
     std::printf("\n");
@@ -211,13 +246,22 @@ void AddGroup(CLI::App& app, Context& ctx, const std::shared_ptr<Flags>& f) {
       std::printf("no members\n");
       return;
     }
-    Table members({"MEMBER", queue ? "PENDING" : "PARTITIONS", "IDLE"});
+    std::vector<std::string> member_columns{"MEMBER", queue ? "PENDING" : "PARTITIONS"};
+    if (kafka) member_columns.insert(member_columns.end(), {"CLIENT-ID", "HOST", "INSTANCE-ID"});
+    else member_columns.push_back("IDLE");
+    Table members(member_columns);
     for (const auto& c : g.consumers) {
       std::string assigned;
       for (const auto& tp : c.assignment)
         assigned += (assigned.empty() ? "" : ",") + tp.topic + "/" + std::to_string(tp.partition);
-      members.Row({c.consumer, queue ? Table::Cell(c.pending) : Table::Cell(assigned.empty() ? "-" : assigned),
-                   FormatDurationMs(c.idle_ms)});
+      std::vector<Table::Cell> row{c.consumer, queue ? Table::Cell(c.pending)
+                                                     : Table::Cell(assigned.empty() ? "-" : assigned)};
+      if (kafka) {
+        row.insert(row.end(), {c.client_id, c.host, c.instance_id.empty() ? "-" : c.instance_id});
+      } else {
+        row.push_back(FormatDurationMs(c.idle_ms));
+      }
+      members.Row(row);
     }
     members.Print(ctx);
   });

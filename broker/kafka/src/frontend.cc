@@ -24,9 +24,17 @@ constexpr std::array kServed = {
     Served{ApiKey::kFetch, 4, 11},
     Served{ApiKey::kListOffsets, 1, 3},
     Served{ApiKey::kMetadata, 0, 4},
+    Served{ApiKey::kOffsetCommit, 2, 7},
+    Served{ApiKey::kOffsetFetch, 1, 5},
     // librdkafka enables lz4 only where FindCoordinator v0 is served (its test for brokers newer
     // than 0.8.2).
     Served{ApiKey::kFindCoordinator, 0, 2},
+    Served{ApiKey::kJoinGroup, 0, 5},
+    Served{ApiKey::kHeartbeat, 0, 3},
+    Served{ApiKey::kLeaveGroup, 0, 3},
+    Served{ApiKey::kSyncGroup, 0, 3},
+    Served{ApiKey::kDescribeGroups, 0, 4},
+    Served{ApiKey::kListGroups, 0, 3},
     Served{ApiKey::kSaslHandshake, 0, 1},
     Served{ApiKey::kApiVersions, 0, 3},
     Served{ApiKey::kCreateTopics, 2, 4},
@@ -36,7 +44,9 @@ constexpr std::array kServed = {
     Served{ApiKey::kAlterConfigs, 0, 1},
     Served{ApiKey::kSaslAuthenticate, 0, 1},
     Served{ApiKey::kCreatePartitions, 0, 1},
+    Served{ApiKey::kDeleteGroups, 0, 1},
     Served{ApiKey::kIncrementalAlterConfigs, 0, 1},
+    Served{ApiKey::kOffsetDelete, 0, 0},
 };
 
 std::string_view KafkaApiName(uint16_t api) {
@@ -52,6 +62,50 @@ std::pair<int16_t, int16_t> KafkaFrontEnd::ServedVersions(int16_t api_key) {
   return {-1, -1};
 }
 
+KafkaFrontEnd::Impl::Impl(Broker& b, KafkaOptions o)
+    : broker_(b),
+      options_(std::move(o)),
+      advertised_port_(options_.advertised_port),
+      // Stable for a data directory; clients only compare it.
+      cluster_id_("runnel-" +
+                  std::to_string(std::hash<std::string>{}(b.options().store.data_dir) % 1000000007)),
+      coordinator_(
+          CoordinatorOptions{.initial_rebalance_delay_ms = options_.group_initial_rebalance_delay_ms},
+          [] {
+            return std::chrono::duration_cast<std::chrono::milliseconds>(
+                       SteadyClock::now().time_since_epoch())
+                .count();
+          },
+          [&b](const std::string& group) {
+            return b.groups().EnsureExternalGroup(group, storage::GroupProtocol::kKafka);
+          }) {
+  broker_.SetLiveGroups(storage::GroupProtocol::kKafka, &coordinator_);
+  timer_ = std::thread([this] { GroupTimer(); });
+}
+
+KafkaFrontEnd::Impl::~Impl() {
+  {
+    std::lock_guard lk(timer_mu_);
+    timer_stop_ = true;
+  }
+  timer_cv_.notify_all();
+  timer_.join();
+  broker_.SetLiveGroups(storage::GroupProtocol::kKafka, nullptr);
+  coordinator_.FailParked(Error::kNotCoordinator);
+}
+
+void KafkaFrontEnd::Impl::GroupTimer() {
+  std::unique_lock lk(timer_mu_);
+  while (!timer_stop_) {
+    timer_cv_.wait_for(lk, std::chrono::milliseconds(100));
+    lk.unlock();
+    coordinator_.Tick();
+    // Parked joins and syncs would hold the shutdown up: answer them so clients look again.
+    if (broker_.shutting_down()) coordinator_.FailParked(Error::kNotCoordinator);
+    lk.lock();
+  }
+}
+
 KafkaFrontEnd::KafkaFrontEnd(Broker& broker, KafkaOptions options)
     : impl_(std::make_unique<Impl>(broker, std::move(options))) {
   broker.metrics().SetApiNames(broker::Protocol::kKafka, &KafkaApiName);
@@ -60,8 +114,8 @@ KafkaFrontEnd::~KafkaFrontEnd() = default;
 
 void KafkaFrontEnd::SetAdvertisedPort(int32_t port) { impl_->SetAdvertisedPort(port); }
 
-std::shared_ptr<broker::FrontEndSession> KafkaFrontEnd::NewSession() {
-  return std::make_shared<KafkaSession>(impl_->broker().NewProduceLane());
+std::shared_ptr<broker::FrontEndSession> KafkaFrontEnd::NewSession(std::string_view peer) {
+  return std::make_shared<KafkaSession>(impl_->broker().NewProduceLane(), std::string(peer));
 }
 
 void KafkaFrontEnd::Handle(const std::shared_ptr<broker::FrontEndSession>& session,
@@ -186,6 +240,8 @@ void KafkaFrontEnd::Impl::Handle(KafkaSession& session, wire::Frame f, ResponseF
     }
     c->principal = session.principal;
   }
+  c->client_id = client_id.value_or("");
+  c->host = session.host;
 
   KafkaSession* s = &session;  // borrowed by inline handlers only
   switch (api) {
@@ -240,6 +296,40 @@ void KafkaFrontEnd::Impl::Handle(KafkaSession& session, wire::Frame f, ResponseF
       return Route<AlterConfigsRequest>(
           session, c, r, Where::kPool,
           [this, c](AlterConfigsRequest& req) { AlterConfigs(c, req); });
+    case ApiKey::kJoinGroup:
+      return Route<JoinGroupRequest>(session, c, r, Where::kPool,
+                                     [this, c](JoinGroupRequest& req) { JoinGroup(c, req); });
+    case ApiKey::kSyncGroup:
+      return Route<SyncGroupRequest>(session, c, r, Where::kInline,
+                                     [this, c](SyncGroupRequest& req) { SyncGroup(c, req); });
+    case ApiKey::kHeartbeat:
+      return Route<HeartbeatRequest>(session, c, r, Where::kInline,
+                                     [this, c](HeartbeatRequest& req) { Heartbeat(c, req); });
+    case ApiKey::kLeaveGroup:
+      return Route<LeaveGroupRequest>(session, c, r, Where::kInline,
+                                      [this, c](LeaveGroupRequest& req) { LeaveGroup(c, req); });
+    case ApiKey::kOffsetCommit:
+      return Route<OffsetCommitRequest>(
+          session, c, r, Where::kPool,
+          [this, c](OffsetCommitRequest& req) { OffsetCommit(c, req); });
+    case ApiKey::kOffsetFetch:
+      return Route<OffsetFetchRequest>(session, c, r, Where::kPool,
+                                       [this, c](OffsetFetchRequest& req) { OffsetFetch(c, req); });
+    case ApiKey::kDescribeGroups:
+      return Route<DescribeGroupsRequest>(
+          session, c, r, Where::kPool,
+          [this, c](DescribeGroupsRequest& req) { DescribeGroups(c, req); });
+    case ApiKey::kListGroups:
+      return Route<ListGroupsRequest>(session, c, r, Where::kPool,
+                                      [this, c](ListGroupsRequest& req) { ListGroups(c, req); });
+    case ApiKey::kDeleteGroups:
+      return Route<DeleteGroupsRequest>(
+          session, c, r, Where::kPool,
+          [this, c](DeleteGroupsRequest& req) { DeleteGroups(c, req); });
+    case ApiKey::kOffsetDelete:
+      return Route<OffsetDeleteRequest>(
+          session, c, r, Where::kPool,
+          [this, c](OffsetDeleteRequest& req) { OffsetDelete(c, req); });
     case ApiKey::kIncrementalAlterConfigs:
       return Route<IncrementalAlterConfigsRequest>(
           session, c, r, Where::kPool,

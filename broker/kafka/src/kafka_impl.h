@@ -8,10 +8,14 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "coordinator.h"
 #include "errors.h"
 #include "runnel/broker/auth.h"
 #include "runnel/broker/broker.h"
@@ -34,7 +38,15 @@ enum class ApiKey : int16_t {
   kFetch = 1,
   kListOffsets = 2,
   kMetadata = 3,
+  kOffsetCommit = 8,
+  kOffsetFetch = 9,
   kFindCoordinator = 10,
+  kJoinGroup = 11,
+  kHeartbeat = 12,
+  kLeaveGroup = 13,
+  kSyncGroup = 14,
+  kDescribeGroups = 15,
+  kListGroups = 16,
   kSaslHandshake = 17,
   kApiVersions = 18,
   kCreateTopics = 19,
@@ -44,12 +56,15 @@ enum class ApiKey : int16_t {
   kAlterConfigs = 33,
   kSaslAuthenticate = 36,
   kCreatePartitions = 37,
+  kDeleteGroups = 42,
   kIncrementalAlterConfigs = 44,
+  kOffsetDelete = 47,
 };
 
 class KafkaSession final : public broker::FrontEndSession {
  public:
-  explicit KafkaSession(std::shared_ptr<broker::ProduceLane> lane) : produce(std::move(lane)) {}
+  KafkaSession(std::shared_ptr<broker::ProduceLane> lane, std::string peer)
+      : produce(std::move(lane)), host("/" + std::move(peer)) {}
   enum class Sasl : uint8_t {
     kNone,       // nothing yet
     kHandshake,  // SaslHandshake v1 done: SaslAuthenticate next
@@ -59,6 +74,7 @@ class KafkaSession final : public broker::FrontEndSession {
   std::shared_ptr<broker::ProduceLane> produce;
   Sasl sasl = Sasl::kNone;
   std::shared_ptr<const Principal> principal;  // set by a successful authentication
+  const std::string host;  // the peer's address as Kafka shows it ("/127.0.0.1")
 };
 
 // One request in flight.
@@ -69,18 +85,16 @@ struct Call {
   ResponseFn respond;
   SteadyClock::time_point start;
   std::shared_ptr<const Principal> principal;  // null: access control is off
+  std::string client_id;                       // from the request header
+  std::string host;                            // the session's peer
 };
 using CallPtr = std::shared_ptr<Call>;
 
 class KafkaFrontEnd::Impl {
  public:
-  Impl(Broker& b, KafkaOptions o)
-      : broker_(b),
-        options_(std::move(o)),
-        advertised_port_(options_.advertised_port),
-        // Stable for a data directory; clients only compare it.
-        cluster_id_("runnel-" + std::to_string(std::hash<std::string>{}(b.options().store.data_dir) %
-                                               1000000007)) {}
+  Impl(Broker& b, KafkaOptions o);
+  // Stops the group timer and unregisters the coordinator.
+  ~Impl();
   void SetAdvertisedPort(int32_t port) { advertised_port_.store(port); }
 
   void Handle(KafkaSession& session, wire::Frame f, ResponseFn respond);
@@ -132,6 +146,25 @@ class KafkaFrontEnd::Impl {
   // metadata.cc
   void Metadata(const CallPtr& c, MetadataRequest& req);
   void FindCoordinator(const CallPtr& c, FindCoordinatorRequest& req);
+  // groups.cc
+  void JoinGroup(const CallPtr& c, JoinGroupRequest& req);
+  void SyncGroup(const CallPtr& c, SyncGroupRequest& req);
+  void Heartbeat(const CallPtr& c, HeartbeatRequest& req);
+  void LeaveGroup(const CallPtr& c, LeaveGroupRequest& req);
+  void OffsetCommit(const CallPtr& c, OffsetCommitRequest& req);
+  void OffsetFetch(const CallPtr& c, OffsetFetchRequest& req);
+  void DescribeGroups(const CallPtr& c, DescribeGroupsRequest& req);
+  void ListGroups(const CallPtr& c, ListGroupsRequest& req);
+  void DeleteGroups(const CallPtr& c, DeleteGroupsRequest& req);
+  void OffsetDelete(const CallPtr& c, OffsetDeleteRequest& req);
+  // kNone when the session may act on `group`: `op` on it, or (nullopt) see it;
+  // GROUP_AUTHORIZATION_FAILED otherwise.
+  Error GroupAccess(const CallPtr& c, const std::string& group, std::optional<Op> op = std::nullopt);
+  // The store's record of a group: kNone (a Kafka group, or none: *exists says which),
+  // kInconsistentGroupProtocol (a native or queue group).
+  Error StoredGroup(const std::string& group, bool* exists);
+  // The timer thread: expiries and rebalance deadlines, and parked calls answered at shutdown.
+  void GroupTimer();
   // admin.cc
   void CreateTopics(const CallPtr& c, CreateTopicsRequest& req);
   void DeleteTopics(const CallPtr& c, DeleteTopicsRequest& req);
@@ -150,6 +183,11 @@ class KafkaFrontEnd::Impl {
   KafkaOptions options_;
   std::atomic<int32_t> advertised_port_;
   const std::string cluster_id_;
+  GroupCoordinator coordinator_;
+  std::mutex timer_mu_;
+  std::condition_variable timer_cv_;
+  bool timer_stop_ = false;
+  std::thread timer_;
 };
 
 }  // namespace runnel::kafka

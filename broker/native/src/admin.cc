@@ -3,6 +3,60 @@
 #include "native_impl.h"
 
 namespace runnel::native {
+namespace {
+
+// A group's description; an external group's live membership (Kafka's) supplies its state,
+// assignor, members and their assigned partitions.
+proto::DescribeGroupResponse DescriptionToWire(const storage::GroupDescription& d,
+                                               const std::optional<broker::LiveGroup>& live) {
+  proto::DescribeGroupResponse resp;
+  resp.name = d.name;
+  resp.mode = static_cast<proto::GroupModeWire>(d.mode);
+  resp.generation = d.generation;
+  if (d.mode == storage::GroupMode::kQueue) resp.config = d.config.ToList();
+  for (const auto& p : d.partitions) {
+    resp.partitions.push_back({p.tp.topic, p.tp.partition.value(), p.position.value(),
+                               p.log_end.value(), p.lag, p.pending, p.oldest_pending_age_ms});
+  }
+  for (const auto& ci : d.consumers)
+    resp.consumers.push_back({ci.consumer, ci.pending, ci.idle_ms, ToWire(ci.assignment), {}, {}, {}});
+  const auto& k = d.counters;
+  resp.counters = {k.deliveries, k.redeliveries, k.acks, k.nacks, k.rejects,
+                   k.dead_lettered, k.ack_latency_ms_total};
+  if (d.mode == storage::GroupMode::kQueue) return resp;
+  resp.protocol = std::string(storage::GroupProtocolName(d.protocol));
+  if (d.protocol == storage::GroupProtocol::kNative) {
+    resp.state = d.consumers.empty() ? "Empty" : "Stable";
+    return resp;
+  }
+  resp.state = "Empty";
+  resp.protocol_type = "consumer";
+  if (!live) return resp;
+  resp.state = live->state;
+  resp.protocol_type = live->protocol_type;
+  resp.assignor = live->assignor;
+  resp.generation = live->generation;
+  for (const auto& m : live->members) {
+    resp.consumers.push_back(
+        {m.member_id, 0, 0, ToWire(m.assignment), m.client_id, m.host, m.instance_id});
+    // Assigned partitions without a committed offset yet are shown too (lag from the start).
+    for (const auto& tp : m.assignment) {
+      const bool listed = std::any_of(resp.partitions.begin(), resp.partitions.end(), [&](const auto& p) {
+        return p.topic == tp.topic && p.partition == tp.partition.value();
+      });
+      if (!listed) {
+        proto::PartitionLagWire p;
+        p.topic = tp.topic;
+        p.partition = tp.partition.value();
+        p.position = -1;
+        resp.partitions.push_back(std::move(p));
+      }
+    }
+  }
+  return resp;
+}
+
+}  // namespace
 
 void NativeFrontEnd::Impl::AdminRequest(const CallPtr& c) {
   switch (static_cast<Api>(c->header.api)) {
@@ -59,25 +113,12 @@ void NativeFrontEnd::Impl::AdminRequest(const CallPtr& c) {
       return WithRequest<proto::DescribeGroupRequest>(c, [&](proto::DescribeGroupRequest& req) {
         auto r = groups().DescribeGroup(req.group);
         if (!r.ok()) return Reply<proto::DescribeGroupResponse>(c, r.status(), nullptr);
-        proto::DescribeGroupResponse resp;
-        resp.name = r->name;
-        resp.mode = static_cast<proto::GroupModeWire>(r->mode);
-        resp.generation = r->generation;
-        if (r->mode == storage::GroupMode::kQueue) resp.config = r->config.ToList();
-        for (const auto& p : r->partitions) {
-          resp.partitions.push_back({p.tp.topic, p.tp.partition.value(), p.position.value(),
-                                     p.log_end.value(), p.lag, p.pending,
-                                     p.oldest_pending_age_ms});
-        }
-        for (const auto& ci : r->consumers)
-          resp.consumers.push_back({ci.consumer, ci.pending, ci.idle_ms, ToWire(ci.assignment)});
-        const auto& k = r->counters;
-        resp.counters = {k.deliveries, k.redeliveries, k.acks, k.nacks, k.rejects,
-                         k.dead_lettered, k.ack_latency_ms_total};
+        proto::DescribeGroupResponse resp = DescriptionToWire(*r, broker_.DescribeLiveGroup(r->name, r->protocol));
         Reply(c, Status::OK(), &resp);
       });
     case Api::kDeleteGroup:
       return WithRequest<proto::DeleteGroupRequest>(c, [&](proto::DeleteGroupRequest& req) {
+        if (Status busy = broker_.CheckGroupIdle(req.group); !busy.ok()) return ReplyStatus(c, busy);
         broker_.ForgetGroup(req.group);
         ReplyStatus(c, groups().DeleteGroup(req.group));
       });

@@ -22,7 +22,7 @@ NativeFrontEnd::NativeFrontEnd(Broker& broker)
     : broker_(broker), impl_(std::make_unique<Impl>(broker)) {}
 NativeFrontEnd::~NativeFrontEnd() = default;
 
-std::shared_ptr<broker::FrontEndSession> NativeFrontEnd::NewSession() {
+std::shared_ptr<broker::FrontEndSession> NativeFrontEnd::NewSession(std::string_view) {
   return std::make_shared<NativeSession>(broker_.NewProduceLane());
 }
 

@@ -60,6 +60,11 @@ void NativeFrontEnd::Impl::GroupRequest(const CallPtr& c) {
           offsets.push_back(
               {{o.topic, Partition(o.partition)}, Offset(o.offset), std::move(o.metadata)});
         }
+        // An admin reset (no member) of a Kafka group waits until it has no live members.
+        if (req.member_id.empty() && req.generation == -1) {
+          if (Status busy = broker_.CheckGroupIdle(req.group); !busy.ok())
+            return ReplyStatus(c, busy);
+        }
         // The callback runs on the committer thread: encoding and handing the bytes to the
         // connection is quick and never calls back into the store.
         groups().CommitOffsetsAsync(req.group, req.member_id, req.generation, offsets,

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -83,6 +84,34 @@ struct DeliverSpec {
 using DeliverCallback =
     std::function<void(const std::string& topic, Result<std::vector<storage::DeliveredRecord>>)>;
 
+// A stream group whose membership a front-end keeps (Kafka's classic groups): what the core and
+// the native admin show of it. Its offsets live in the store like any stream group's.
+struct LiveGroupMember {
+  std::string member_id;
+  std::string instance_id;  // static membership; "" when dynamic
+  std::string client_id;
+  std::string host;
+  std::vector<storage::TopicPartition> assignment;  // decoded when the protocol is known
+};
+struct LiveGroup {
+  std::string state;          // Kafka's: Empty, PreparingRebalance, CompletingRebalance, Stable
+  std::string protocol_type;  // "consumer" for Kafka consumers
+  std::string assignor;       // the chosen protocol: range, roundrobin, cooperative-sticky, ...
+  int32_t generation = 0;
+  std::vector<LiveGroupMember> members;
+};
+
+// Implemented by a front-end that keeps group membership. Thread-safe; registered with
+// Broker::SetLiveGroups and unregistered before it goes away.
+class LiveGroups {
+ public:
+  virtual ~LiveGroups() = default;
+  // The group's live state, or nullopt when this front-end holds nothing for it.
+  virtual std::optional<LiveGroup> Describe(const std::string& group) = 0;
+  // A topic's partitions changed (or it was deleted): groups subscribed to it rebalance.
+  virtual void OnTopicChanged(const std::string& topic) = 0;
+};
+
 class Broker {
  public:
   // Opens the data directory and starts the pools. IOError (directory unusable or locked by
@@ -148,6 +177,16 @@ class Broker {
   Result<std::string> GroupTopic(const std::string& group);
   // Forgets cached facts about `group` (after it was created, changed or deleted).
   void ForgetGroup(const std::string& group);
+
+  // Groups whose membership a front-end keeps, by protocol (one source per protocol; null
+  // unregisters).
+  void SetLiveGroups(storage::GroupProtocol protocol, LiveGroups* source);
+  // The live state of an external group (nullopt: none, or a native group).
+  std::optional<LiveGroup> DescribeLiveGroup(const std::string& group,
+                                             storage::GroupProtocol protocol);
+  // Busy when `group` is external and has live members: admin changes to its offsets and its
+  // deletion wait until it is empty (as kafka-consumer-groups requires).
+  Status CheckGroupIdle(const std::string& group);
 
   // A producer id no other producer of this store got (InitProducerId).
   int64_t NextProducerId();

@@ -25,6 +25,7 @@ struct DaemonFlags {
   std::string kafka_port = "9092";  // a port, 0 (off) or "any"
   bool kafka_port_explicit = false;  // given as a flag or config key (a taken port is then fatal)
   std::string kafka_advertised_host;
+  std::string kafka_group_initial_delay = "3s";
   int io_threads = 2;
   int worker_threads = 4;
   bool auto_create_topics = true;
@@ -59,6 +60,7 @@ struct KafkaListenerConfig {
   uint16_t port = 9092;          // 0 with enabled: any free port
   bool explicit_port = false;    // false: a taken port is a warning, not an error
   std::string advertised_host;   // what Metadata answers as this broker's host
+  int32_t group_initial_delay_ms = 3000;  // group.initial.rebalance.delay.ms
 };
 
 struct DaemonConfig {

@@ -34,7 +34,8 @@ class FrontEnd {
   virtual ~FrontEnd() = default;
   // For logs and metrics: "native", "kafka".
   virtual std::string_view name() const = 0;
-  virtual std::shared_ptr<FrontEndSession> NewSession() = 0;
+  // A session for a connection from `peer` (its IP address).
+  virtual std::shared_ptr<FrontEndSession> NewSession(std::string_view peer) = 0;
   // Handles one request frame; `respond` runs exactly once, on any thread. Called by one
   // connection one frame at a time; the session's `refused` is final once Handle returns.
   virtual void Handle(const std::shared_ptr<FrontEndSession>& session, wire::Frame request,

@@ -513,7 +513,13 @@ struct ConsumerInfoWire {
   int64_t pending = 0;
   int64_t idle_ms = 0;
   std::vector<TopicPartitionRef> assignment;
-  template <class V> void Visit(V& v) { v(consumer, pending, idle_ms, assignment); }
+  // Kafka groups: the member's client.id, address and group.instance.id ("" when dynamic).
+  std::string client_id;
+  std::string host;
+  std::string instance_id;
+  template <class V> void Visit(V& v) {
+    v(consumer, pending, idle_ms, assignment, client_id, host, instance_id);
+  }
 };
 // Counters since the broker started (queue groups).
 struct GroupCountersWire {
@@ -537,8 +543,16 @@ struct DescribeGroupResponse {
   std::vector<PartitionLagWire> partitions;
   std::vector<ConsumerInfoWire> consumers;
   GroupCountersWire counters;
+  // Stream groups: who keeps the membership ("native" or "kafka"), the group's state (Kafka's
+  // names: Empty, PreparingRebalance, CompletingRebalance, Stable) and, for Kafka groups, the
+  // protocol type and the assignor the members chose.
+  std::string protocol;
+  std::string state;
+  std::string protocol_type;
+  std::string assignor;
   template <class V> void Visit(V& v) {
-    v(name, mode, generation, config, partitions, consumers, counters);
+    v(name, mode, generation, config, partitions, consumers, counters, protocol, state,
+      protocol_type, assignor);
   }
 };
 struct DeleteGroupRequest {

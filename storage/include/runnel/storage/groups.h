@@ -21,6 +21,13 @@ namespace runnel::storage {
 // Persisted in GroupValue.mode: DO NOT CHANGE.
 enum class GroupMode : uint8_t { kStream = 1, kQueue = 2 };
 
+// Who keeps a stream group's membership: the store (native Join / Heartbeat) or a front-end
+// (Kafka's classic group protocol, whose coordinator lives in the Kafka front-end). Offsets live
+// in the store either way. A group has one protocol for life: the other kind's clients are
+// refused. Persisted as the "protocol" entry of GroupValue.config ("kafka"; absent: native).
+enum class GroupProtocol : uint8_t { kNative = 0, kKafka = 1 };
+std::string_view GroupProtocolName(GroupProtocol p);
+
 // Queue-group settings. A value type. Keys are the string names used by Set / ToList.
 struct GroupConfig {
   std::string topic;                 // "topic": the topic a queue group consumes
@@ -124,6 +131,7 @@ struct GroupCounters {
 struct GroupDescription {
   std::string name;
   GroupMode mode = GroupMode::kQueue;
+  GroupProtocol protocol = GroupProtocol::kNative;
   GroupConfig config;
   int32_t generation = 0;
   std::vector<PartitionLag> partitions;
@@ -229,6 +237,20 @@ class Groups {
                        const std::vector<OffsetCommit>& offsets);
   virtual Result<std::vector<CommittedOffset>> FetchOffsets(
       std::string_view group, const std::vector<TopicPartition>& partitions) const = 0;
+
+  // Stream groups whose membership a front-end keeps (GroupProtocol other than native).
+  // EnsureExternalGroup creates the group (durably) unless it exists with this protocol;
+  // InvalidArgument, naming what the group is, when it is a queue group or has another protocol.
+  virtual Status EnsureExternalGroup(std::string_view name, GroupProtocol protocol) = 0;
+  // Commits for a member the front-end vouches for: the group must be external; each partition
+  // must exist (NotFound) and each offset be >= 0 (OutOfRange); any offset past the log end is
+  // kept as given, as Kafka does. Durable: `done` runs as for CommitOffsetsAsync.
+  virtual void CommitExternalAsync(std::string_view group, const std::vector<OffsetCommit>& offsets,
+                                   std::function<void(Status)> done) = 0;
+  // Forgets the committed offsets of `partitions` (Kafka's OffsetDelete); durable. Partitions
+  // without one are ignored. NotFound (group), InvalidArgument (a queue group).
+  virtual Status DeleteOffsets(std::string_view group,
+                               const std::vector<TopicPartition>& partitions) = 0;
 
   // Queue groups. Deliver hands out due retries, records whose lock expired and never-delivered
   // records, each locked to `consumer` until now + lock.timeout.ms. Records past max.deliveries

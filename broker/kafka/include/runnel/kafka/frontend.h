@@ -20,6 +20,9 @@ struct KafkaOptions {
   std::string advertised_host = "127.0.0.1";
   int32_t advertised_port = 9092;
   int32_t node_id = 0;  // this broker's id: leader and controller of everything
+  // How long the first rebalance of an empty consumer group waits for more members to join
+  // (Kafka's group.initial.rebalance.delay.ms).
+  int32_t group_initial_rebalance_delay_ms = 3000;
 };
 
 // Thread-safe. Borrows the broker, which must outlive it.
@@ -36,7 +39,7 @@ class KafkaFrontEnd final : public broker::FrontEnd {
   ~KafkaFrontEnd() override;
 
   std::string_view name() const override { return "kafka"; }
-  std::shared_ptr<broker::FrontEndSession> NewSession() override;
+  std::shared_ptr<broker::FrontEndSession> NewSession(std::string_view peer) override;
   void Handle(const std::shared_ptr<broker::FrontEndSession>& session, wire::Frame request,
               broker::ResponseFn respond) override;
   size_t ResponseReservation(const wire::Frame& request) const override;

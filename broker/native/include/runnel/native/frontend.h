@@ -24,7 +24,7 @@ class NativeFrontEnd final : public broker::FrontEnd {
   ~NativeFrontEnd() override;
 
   std::string_view name() const override { return "native"; }
-  std::shared_ptr<broker::FrontEndSession> NewSession() override;
+  std::shared_ptr<broker::FrontEndSession> NewSession(std::string_view peer) override;
   void Handle(const std::shared_ptr<broker::FrontEndSession>& session, wire::Frame request,
               broker::ResponseFn respond) override;
   size_t ResponseReservation(const wire::Frame& request) const override;
