@@ -318,6 +318,7 @@ std::string RenderStatsJson(const Metrics& m, storage::LogStore& store) {
     w.BeginObject();
     w.Field("name", g.d.name);
     w.Field("mode", g.d.mode == storage::GroupMode::kQueue ? "queue" : "stream");
+    w.Field("protocol", storage::GroupProtocolName(g.d.protocol));  // who keeps the membership
     w.Field("topic", g.d.config.topic);
     w.Field("pending", g.pending);
     w.Field("in_flight", g.in_flight);

@@ -1,6 +1,7 @@
 // KafkaJS 2.2.4 (npm; a client nobody here wrote) against runneld's Kafka listener: admin
-// (create, describe, offsets, offsets by time, configs, partitions, delete) and an idempotent
-// producer with acks -1, plain and gzip; what it wrote is read back with runnelctl.
+// (create, describe, offsets, offsets by time, configs, partitions, delete), an idempotent
+// producer with acks -1, plain and gzip (what it wrote is read back with runnelctl), and a group
+// consumer whose commits the admin client and runnelctl read back.
 // Run by kafkajs_test.sh with RUNNELD, RUNNELCTL and NODE_PATH set.
 'use strict';
 const assert = require('assert');
@@ -14,7 +15,8 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'runnel-kafkajs-'));
 const ready = path.join(dir, 'ready.json');
 const runneld = spawn(process.env.RUNNELD, [
   '--data-dir', path.join(dir, 'data'), '--port', '0', '--kafka-port', 'any', '--no-http',
-  '--ready-file', ready, '--log-level', 'warn'], { stdio: 'inherit' });
+  '--ready-file', ready, '--log-level', 'warn', '--kafka-group-initial-delay', '0s'],
+  { stdio: 'inherit' });
 
 function stop() {
   runneld.kill('SIGTERM');
@@ -73,6 +75,37 @@ async function main() {
     const want = `${i % 3} ${Math.floor(i / 3)} k${i} v${i} n=${i}`;
     assert.ok(lines.includes(want), `missing "${want}" in ${lines.join(' | ')}`);
   }
+
+  // A group consumer: joins, reads all 30 records from the beginning and commits them.
+  const groupId = 'kafkajs-group';
+  const consumer = kafka.consumer({ groupId, sessionTimeout: 10000, heartbeatInterval: 1000 });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  const seen = new Set();
+  let allSeen;
+  const done = new Promise((resolve) => { allSeen = resolve; });
+  await consumer.run({
+    autoCommitThreshold: 1,
+    eachMessage: async ({ partition, message }) => {
+      seen.add(`${partition}:${message.offset}`);
+      if (seen.size === 30) allSeen();
+    },
+  });
+  let timer;
+  await Promise.race([done, new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`consumed ${seen.size} of 30`)), 60000);
+  })]);
+  clearTimeout(timer);
+  await consumer.disconnect();  // commits what it consumed, then leaves the group
+  const committed = await admin.fetchOffsets({ groupId, topics: [topic] });
+  assert.deepStrictEqual(committed[0].partitions.map((p) => [p.partition, p.offset]).sort(),
+                         [[0, '10'], [1, '10'], [2, '10']]);
+  const described = JSON.parse(ctl('--json', 'group', 'describe', groupId));
+  assert.strictEqual(described.protocol, 'kafka');
+  assert.strictEqual(described.state, 'Empty');
+  assert.strictEqual(described.lag, 0);
+  const groups = await admin.listGroups();
+  assert.ok(groups.groups.some((g) => g.groupId === groupId && g.protocolType === 'consumer'));
 
   await admin.createPartitions({ topicPartitions: [{ topic, count: 5 }] });
   assert.strictEqual(JSON.parse(ctl('--json', 'topic', 'describe', topic)).partitions.length, 5);
