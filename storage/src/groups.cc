@@ -1096,10 +1096,10 @@ Result<std::shared_ptr<GroupState>> GroupManager::FindOrCreateStream(std::string
                                    "' is a queue group, not a stream group");
   }
   if (g->protocol != protocol) {
-    return Status::InvalidArgument(
-        "group '" + std::string(group) + "' is a " + std::string(GroupProtocolName(g->protocol)) +
-        " consumer group; a " + std::string(GroupProtocolName(protocol)) +
-        " client cannot join it (use another group id)");
+    auto display = [](GroupProtocol p) { return p == GroupProtocol::kKafka ? "Kafka" : "native"; };
+    return Status::InvalidArgument("group '" + std::string(group) + "' is a " +
+                                   display(g->protocol) + " consumer group; a " +
+                                   display(protocol) + " client cannot join it (use another group id)");
   }
   return g;
 }

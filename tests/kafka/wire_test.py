@@ -2,13 +2,16 @@
 """The Kafka listener at the byte level, where no client library goes: version negotiation,
 unknown APIs and versions, malformed and oversized requests, acks=0, response order, and the
 APIs the Python clients do not send (IncrementalAlterConfigs, CreateTopics validate_only,
-Produce below v3). Requests are written by hand from Kafka's protocol guide."""
+Produce below v3), and consumer-group requests no well-behaved client sends (a leader that never
+syncs, oversized member metadata, bad group ids). Requests are written by hand from Kafka's
+protocol guide."""
 import socket
 import struct
+import subprocess
 import unittest
 import uuid
 
-from runneld import Runneld
+from runneld import RUNNELCTL, Runneld
 
 
 def crc32c(data):
@@ -51,6 +54,37 @@ def string(s):
 
 def array(items):
     return struct.pack(">i", len(items)) + b"".join(items)
+
+
+def blob(b):
+    return struct.pack(">i", len(b)) + b
+
+
+def subscription(*topics):
+    """A ConsumerProtocolSubscription v0: the member metadata of protocol type "consumer"."""
+    return struct.pack(">h", 0) + array([string(t) for t in topics]) + struct.pack(">i", -1)
+
+
+def join_group_v5(group, member_id, instance_id=None, session_ms=10000, rebalance_ms=2000,
+                  metadata=None):
+    meta = subscription("wire-topic") if metadata is None else metadata
+    return (string(group) + struct.pack(">ii", session_ms, rebalance_ms) + string(member_id) +
+            string(instance_id) + string("consumer") + array([string("range") + blob(meta)]))
+
+
+def join_response_v5(body):
+    """(error, generation, protocol, leader, member_id, [member ids]) of a JoinGroup v5 answer."""
+    r = Reader(body)
+    r.take("i")  # throttle
+    error, generation = r.take("hi")
+    protocol, leader, member = r.string(), r.string(), r.string()
+    members = []
+    for _ in range(r.take("i")):
+        members.append(r.string())
+        r.string()  # instance id
+        r.pos += 4 + r.take("i")  # metadata (length read twice: skip it)
+        r.pos -= 4
+    return error, generation, protocol, leader, member, members
 
 
 class Conn:
@@ -126,7 +160,7 @@ def api_versions_v0(body):
 class KafkaWireTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.broker = Runneld(name="wire").start()
+        cls.broker = Runneld(["--kafka-group-initial-delay", "0s"], name="wire").start()
 
     @classmethod
     def tearDownClass(cls):
@@ -284,6 +318,120 @@ class KafkaWireTest(unittest.TestCase):
         self.assertEqual(self.alter(topic, [("retention.ms", 0, "1000"),
                                             ("retention.bytes", 0, "x")])[0], 40)
         self.assertEqual(self.retention(topic), default)
+
+    def join(self, conn, group, **kw):
+        """JoinGroup v5 with the member-id handshake (KIP-394); returns the parsed answer."""
+        conn.send(11, 5, join_group_v5(group, "", **kw))
+        error, *_, member, _ = join_response_v5(conn.recv()[1])
+        self.assertEqual(error, 79)  # MEMBER_ID_REQUIRED, with the id to use
+        self.assertTrue(member)
+        conn.send(11, 5, join_group_v5(group, member, **kw))
+        return member
+
+    def test_a_leader_that_never_syncs_stalls_the_group_only_for_the_rebalance_timeout(self):
+        group = f"wire-stall-{uuid.uuid4().hex[:8]}"
+        leader_conn, follower_conn = Conn(self.broker.kafka_port), Conn(self.broker.kafka_port)
+        try:
+            lead_id = self.join(leader_conn, group)
+            error, gen, protocol, leader, member, members = join_response_v5(leader_conn.recv()[1])
+            self.assertEqual((error, protocol, leader, member), (0, "range", lead_id, lead_id))
+            # The leader never syncs; a second member joins, so the group rebalances. The leader
+            # keeps quiet, so it is dropped when the rebalance timeout (2 s) passes.
+            follow_id = self.join(follower_conn, group)
+            error, gen2, _, leader2, member2, _ = join_response_v5(follower_conn.recv()[1])
+            self.assertEqual(error, 0)
+            self.assertEqual(member2, follow_id)
+            self.assertGreater(gen2, gen)
+            if leader2 != follow_id:
+                # The silent leader was still in the group: the follower's SyncGroup waits for an
+                # assignment that never comes, until the rebalance timeout ends the generation.
+                follower_conn.send(14, 3, string(group) + struct.pack(">i", gen2) +
+                                   string(follow_id) + string(None) + array([]))
+                r = Reader(follower_conn.recv()[1])
+                r.take("i")
+                self.assertEqual(r.take("h"), 27)  # REBALANCE_IN_PROGRESS: rejoin
+                follower_conn.send(11, 5, join_group_v5(group, follow_id))
+                error, gen3, _, leader3, _, members3 = join_response_v5(follower_conn.recv()[1])
+                self.assertEqual((error, leader3, members3), (0, follow_id, [follow_id]))
+                gen2 = gen3
+            # Alone now, the follower leads, syncs its own assignment and heartbeats normally.
+            follower_conn.send(14, 3, string(group) + struct.pack(">i", gen2) + string(follow_id) +
+                               string(None) + array([string(follow_id) + blob(b"assigned")]))
+            r = Reader(follower_conn.recv()[1])
+            r.take("i")
+            self.assertEqual(r.take("h"), 0)
+            self.assertEqual(r.data[r.pos + 4:], b"assigned")
+            follower_conn.send(12, 3, string(group) + struct.pack(">i", gen2) + string(follow_id) +
+                               string(None))
+            r = Reader(follower_conn.recv()[1])
+            r.take("i")
+            self.assertEqual(r.take("h"), 0)
+            # The silent leader's old membership is gone.
+            leader_conn.send(12, 3, string(group) + struct.pack(">i", gen) + string(lead_id) +
+                             string(None))
+            r = Reader(leader_conn.recv()[1])
+            r.take("i")
+            self.assertIn(r.take("h"), (22, 25))  # ILLEGAL_GENERATION or UNKNOWN_MEMBER_ID
+        finally:
+            leader_conn.close()
+            follower_conn.close()
+
+    def test_group_requests_out_of_bounds_are_refused_and_the_connection_lives(self):
+        # An empty or overlong group id: INVALID_GROUP_ID (24).
+        for bad in ["", "g" * 250, "tab\there"]:
+            self.conn.send(11, 5, join_group_v5(bad, ""))
+            self.assertEqual(join_response_v5(self.conn.recv()[1])[0], 24, repr(bad))
+        # Member metadata over 1 MiB: INVALID_REQUEST (42); nothing joined.
+        group = f"wire-big-{uuid.uuid4().hex[:8]}"
+        self.conn.send(11, 5, join_group_v5(group, "", metadata=b"x" * ((1 << 20) + 1)))
+        self.assertEqual(join_response_v5(self.conn.recv()[1])[0], 42)
+        # A session timeout out of range: INVALID_SESSION_TIMEOUT (26).
+        self.conn.send(11, 5, join_group_v5(group, "", session_ms=10))
+        self.assertEqual(join_response_v5(self.conn.recv()[1])[0], 26)
+        # Heartbeat and SyncGroup of a member nobody knows: UNKNOWN_MEMBER_ID (25).
+        self.conn.send(12, 3, string(group) + struct.pack(">i", 1) + string("nobody") + string(None))
+        r = Reader(self.conn.recv()[1])
+        r.take("i")
+        self.assertEqual(r.take("h"), 25)
+        # OffsetCommit v2: an unknown partition is UNKNOWN_TOPIC_OR_PARTITION (3) and metadata
+        # over 4096 bytes OFFSET_METADATA_TOO_LARGE (12), partition by partition.
+        topic = f"wire-oc-{uuid.uuid4().hex[:8]}"
+        self.broker.ctl("topic", "create", topic, "--partitions", "1")
+        parts = (struct.pack(">iq", 0, 0) + string("x" * 5000) + struct.pack(">iq", 7, 0) +
+                 string(""))
+        self.conn.send(8, 2, string(group) + struct.pack(">i", -1) + string("") +
+                       struct.pack(">q", -1) + array([string(topic) + struct.pack(">i", 2) + parts]))
+        r = Reader(self.conn.recv()[1])
+        self.assertEqual(r.take("i"), 1)
+        self.assertEqual(r.string(), topic)
+        self.assertEqual(r.take("i"), 2)
+        self.assertEqual(r.take("ih"), (0, 12))
+        self.assertEqual(r.take("ih"), (7, 3))
+        self.assert_still_serving()
+
+    def test_a_kafka_join_of_a_native_group_is_inconsistent_group_protocol(self):
+        # (And the other way round: runnelctl's native join of a Kafka group is refused.)
+        topic = f"wire-nq-{uuid.uuid4().hex[:8]}"
+        group = f"wire-native-{uuid.uuid4().hex[:8]}"
+        self.broker.ctl("topic", "create", topic, "--partitions", "1")
+        self.broker.ctl("produce", topic, "one")
+        self.broker.ctl("consume", topic, "--group", group, "-n", "1")  # a native stream group
+        self.conn.send(11, 5, join_group_v5(group, ""))
+        self.assertEqual(join_response_v5(self.conn.recv()[1])[0], 23)
+        # And its offsets are not a Kafka group's: OffsetFetch v2+ answers the same.
+        self.conn.send(9, 3, string(group) + struct.pack(">i", -1))
+        r = Reader(self.conn.recv()[1])
+        r.take("i")
+        self.assertEqual(r.take("i"), 0)  # no topics
+        self.assertEqual(r.take("h"), 23)
+        kafka_group = f"wire-kafka-{uuid.uuid4().hex[:8]}"
+        self.join(self.conn, kafka_group)
+        self.assertEqual(join_response_v5(self.conn.recv()[1])[0], 0)
+        out = subprocess.run([RUNNELCTL, "--broker", self.broker.native, "consume", topic,
+                              "--group", kafka_group, "-n", "1"], capture_output=True, text=True,
+                             timeout=60)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("Kafka consumer group", out.stderr)
 
     def test_create_topics_validate_only_creates_nothing(self):
         topic = f"wire-vo-{uuid.uuid4().hex[:8]}"
