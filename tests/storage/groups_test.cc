@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -782,6 +783,68 @@ TEST_CASE("Queue group: dead letters are listed from a DLQ offset") {
   CHECK((*tail)[0].dlq_offset == Offset(second));
   CHECK((*tail)[0].source_offset == Offset(1));
   CHECK(f.g().ListDeadLetters("g", 10, Offset(1'000))->empty());
+}
+
+TEST_CASE("Stream group: a Kafka group keeps its protocol, external commits and offset deletes") {
+  GroupFixture f;
+  f.Topic("t", 2);
+  f.Produce("t", 0, 5, "x");
+  REQUIRE(f.g().EnsureExternalGroup("kg", GroupProtocol::kKafka).ok());
+  REQUIRE(f.g().EnsureExternalGroup("kg", GroupProtocol::kKafka).ok());  // idempotent
+  auto d = f.g().DescribeGroup("kg");
+  REQUIRE(d.ok());
+  CHECK(d->mode == GroupMode::kStream);
+  CHECK(d->protocol == GroupProtocol::kKafka);
+
+  auto commit = [&](std::vector<OffsetCommit> offsets) {
+    std::promise<Status> p;
+    f.g().CommitExternalAsync("kg", offsets, [&p](Status s) { p.set_value(std::move(s)); });
+    return p.get_future().get();
+  };
+  // Any offset >= 0 of an existing partition is kept as given (past the log end too).
+  REQUIRE(commit({{{"t", Partition(0)}, Offset(3), "m"}, {{"t", Partition(1)}, Offset(9), ""}}).ok());
+  CHECK(commit({{{"t", Partition(0)}, Offset(-1), ""}}).code() == StatusCode::kOutOfRange);
+  CHECK(commit({{{"t", Partition(5)}, Offset(0), ""}}).code() == StatusCode::kNotFound);
+  CHECK(commit({{{"nope", Partition(0)}, Offset(0), ""}}).code() == StatusCode::kNotFound);
+
+  // One group id, one protocol: a native join is refused, naming what the group is.
+  auto join = f.g().Join("kg", "", {"t"}, 10'000);
+  REQUIRE(!join.ok());
+  CHECK(join.status().code() == StatusCode::kInvalidArgument);
+  CHECK(join.status().message().find("Kafka consumer group") != std::string::npos);
+  // ... and a native group or a queue group refuses Kafka.
+  REQUIRE(f.g().Join("ng", "", {"t"}, 10'000).ok());
+  CHECK(f.g().EnsureExternalGroup("ng", GroupProtocol::kKafka).code() ==
+        StatusCode::kInvalidArgument);
+  f.Queue("qg", "t");
+  CHECK(f.g().EnsureExternalGroup("qg", GroupProtocol::kKafka).code() ==
+        StatusCode::kInvalidArgument);
+  {
+    std::promise<Status> p;
+    f.g().CommitExternalAsync("ng", {{{"t", Partition(0)}, Offset(1), ""}},
+                              [&p](Status s) { p.set_value(std::move(s)); });
+    CHECK(p.get_future().get().code() == StatusCode::kInvalidArgument);
+  }
+
+  // The protocol and the offsets survive a reopen; DeleteOffsets forgets them durably.
+  f.Reopen();
+  d = f.g().DescribeGroup("kg");
+  REQUIRE(d.ok());
+  CHECK(d->protocol == GroupProtocol::kKafka);
+  auto got = f.g().FetchOffsets("kg", {{"t", Partition(0)}, {"t", Partition(1)}});
+  REQUIRE(got.ok());
+  CHECK((*got)[0].offset == Offset(3));
+  CHECK((*got)[0].metadata == "m");
+  CHECK((*got)[1].offset == Offset(9));
+  CHECK(!f.g().Join("kg", "", {"t"}, 10'000).ok());
+  REQUIRE(f.g().DeleteOffsets("kg", {{"t", Partition(1)}, {"t", Partition(7)}}).ok());
+  f.Reopen();
+  got = f.g().FetchOffsets("kg", {{"t", Partition(0)}, {"t", Partition(1)}});
+  REQUIRE(got.ok());
+  CHECK((*got)[0].offset == Offset(3));
+  CHECK((*got)[1].offset == Offset(-1));
+  CHECK(f.g().DeleteOffsets("qg", {{"t", Partition(0)}}).code() == StatusCode::kInvalidArgument);
+  CHECK(f.g().DeleteOffsets("none", {{"t", Partition(0)}}).code() == StatusCode::kNotFound);
 }
 
 }  // namespace
