@@ -204,17 +204,11 @@ void GroupCoordinator::Join(JoinArgs args, JoinDone done) {
     return fail(Error::kInvalidRequest);
   if (args.instance_id && args.instance_id->empty()) args.instance_id.reset();
 
-  bool known;
-  {
-    std::lock_guard lk(mu_);
-    known = groups_.count(args.group_id) > 0;
-  }
-  if (!known) {
-    Status s = ensure_(args.group_id);
-    if (!s.ok()) {
-      return fail(s.code() == StatusCode::kInvalidArgument ? Error::kInconsistentGroupProtocol
-                                                           : Error::kCoordinatorNotAvailable);
-    }
+  // The store's record of the group (created on first use, cheap after): it fixes the group
+  // id's protocol, and brings back a group an operator deleted while it was empty.
+  if (Status s = ensure_(args.group_id); !s.ok()) {
+    return fail(s.code() == StatusCode::kInvalidArgument ? Error::kInconsistentGroupProtocol
+                                                         : Error::kCoordinatorNotAvailable);
   }
 
   Deferred out;
