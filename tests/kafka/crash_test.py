@@ -10,6 +10,11 @@ to stop (a stop file), flushes and exits, and the whole topic is read back by as
 acknowledged n must be where its ack said, no n may be stored twice, and each partition's
 offsets must run from 0 without a gap.
 
+A second test does the same to a consumer group: a child consumes in a group and commits
+synchronously every few records, appending "partition offset" for every commit runneld answered;
+after the kill rounds, each partition's committed offset must be at least the last one answered
+(commits only move forward, so anything lower is a confirmed commit lost).
+
 Run by ctest (label crash) with RUNNELD and RUNNELCTL set; /usr/bin/python3 (Debian's modules)."""
 import json
 import os
@@ -93,8 +98,40 @@ def producer_main(bootstrap, topic, ackfile, stopfile):
     finish(0 if left == 0 else 3)
 
 
+def committer_main(bootstrap, topic, group, commitfile, stopfile):
+    """The consumer child: commits every 5 records, synchronously; appends each answered commit
+    to `commitfile`. Failed commits (the broker is down, a rebalance) are retried by later ones."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+                  "reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500})
+    c.subscribe([topic])
+    out = open(commitfile, "a")
+    seen = 0
+    while not os.path.exists(stopfile):
+        m = c.poll(0.2)
+        if m is None or m.error():
+            continue
+        seen += 1
+        if seen % 5:
+            continue
+        tp = TopicPartition(topic, m.partition(), m.offset() + 1)
+        try:
+            c.commit(offsets=[tp], asynchronous=False)
+        except KafkaException:
+            continue
+        out.write(f"{m.partition()} {m.offset() + 1}\n")
+        out.flush()
+    out.close()
+    os._exit(0)
+
+
 if len(sys.argv) == 6 and sys.argv[1] == "--producer":
     producer_main(*sys.argv[2:])
+if len(sys.argv) == 7 and sys.argv[1] == "--committer":
+    committer_main(*sys.argv[2:])
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition  # noqa: E402
 
@@ -270,6 +307,69 @@ class CrashTest(unittest.TestCase):
         self.assertEqual(len(acks), summary["produced"])
         self.assertEqual(set(where), set(acks))
         self.assertGreater(len(acks), 0)
+
+
+class GroupCrashTest(unittest.TestCase):
+    def setUp(self):
+        self.broker = Runneld(["--kafka-group-initial-delay", "0s"], name="crash-group").start()
+        self.child = None
+
+    def tearDown(self):
+        if self.child and self.child.poll() is None:
+            self.child.kill()
+            self.child.wait(timeout=60)
+        self.broker.cleanup()
+
+    def test_sigkill_loses_no_answered_offset_commit(self):
+        rounds = max(3, int(os.environ.get("RUNNEL_CRASH_ROUNDS", "10")) // 2)
+        topic, group = "crash-commits", "crash-committer"
+        self.broker.ctl("topic", "create", topic, "--partitions", str(PARTITIONS))
+        lines = "\n".join(f"k{i}:r{i}" for i in range(60000)) + "\n"
+        self.broker.ctl("produce", topic, "--key-sep", ":", stdin=lines)  # keys spread them
+        commits = os.path.join(self.broker.dir, "commits")
+        stopfile = os.path.join(self.broker.dir, "stop-committer")
+        err = open(os.path.join(self.broker.dir, "committer.err"), "wb")
+        try:
+            self.child = subprocess.Popen(
+                [sys.executable, "-W", "ignore", os.path.abspath(__file__), "--committer",
+                 self.broker.bootstrap, topic, group, commits, stopfile], stderr=err)
+
+            def answered():
+                try:
+                    return os.path.getsize(commits)
+                except OSError:
+                    return 0
+
+            for _ in range(rounds):
+                before = answered()
+                deadline = time.monotonic() + 60
+                while answered() == before and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                self.assertGreater(answered(), before, "no commit was answered in this round")
+                time.sleep(random.uniform(0.2, 1.0))
+                self.broker.stop(signal.SIGKILL)
+                self.broker.start(timeout=60)
+            open(stopfile, "w").close()
+            self.assertEqual(self.child.wait(timeout=120), 0)
+        finally:
+            err.close()
+
+        last = {}
+        with open(commits) as f:
+            for line in f:
+                part, off = (int(x) for x in line.split())
+                last[part] = max(last.get(part, 0), off)
+        self.assertTrue(last)
+        c = Consumer({"bootstrap.servers": self.broker.bootstrap, "group.id": group})
+        try:
+            stored = c.committed([TopicPartition(topic, p) for p in sorted(last)], timeout=60)
+        finally:
+            c.close()
+        got = {tp.partition: tp.offset for tp in stored}
+        print(f"\ngroup crash test: {rounds} SIGKILL rounds; last answered commits {last}, "
+              f"stored {got}", file=sys.stderr)
+        for part, off in last.items():
+            self.assertGreaterEqual(got[part], off, f"partition {part}: an answered commit was lost")
 
 
 if __name__ == "__main__":
