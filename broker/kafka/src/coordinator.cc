@@ -403,7 +403,8 @@ void GroupCoordinator::StaticRejoin(Group& g, JoinArgs& args, const std::string&
 }
 
 void GroupCoordinator::PrepareRebalance(Group& g, int64_t now, Deferred& out) {
-  if (g.state == State::kCompletingRebalance) FailAwaitingSync(g, Error::kRebalanceInProgress, out);
+  if (g.state == State::kCompletingRebalance)
+    FailAwaitingSync(g, Error::kRebalanceInProgress, now, out);
   if (g.state == State::kCompletingRebalance || g.state == State::kStable) {
     for (auto& [id, m] : g.members) m.assignment.clear();
   }
@@ -443,8 +444,16 @@ void GroupCoordinator::CompleteJoin(Group& g, int64_t now, Deferred& out) {
       ++it;
     }
   }
-  g.pending_members.clear();
   g.initial_join = false;
+  if (!g.members.empty() && std::none_of(g.members.begin(), g.members.end(), [](const auto& kv) {
+        return static_cast<bool>(kv.second.awaiting_join);
+      })) {
+    // Only static members that did not rejoin remain: like Kafka, start no generation nobody
+    // would be told about; wait another rebalance timeout (their session timeouts still apply).
+    g.join_deadline_ms = now + RebalanceTimeout(g);
+    return;
+  }
+  g.pending_members.clear();
   ++g.generation;
   if (g.members.empty()) {
     g.state = State::kEmpty;
@@ -476,11 +485,12 @@ void GroupCoordinator::CompleteJoin(Group& g, int64_t now, Deferred& out) {
   }
 }
 
-void GroupCoordinator::FailAwaitingSync(Group& g, Error error, Deferred& out) {
+void GroupCoordinator::FailAwaitingSync(Group& g, Error error, int64_t now, Deferred& out) {
   for (auto& [id, m] : g.members) {
     if (!m.awaiting_sync) continue;
     out.push_back([fn = std::move(m.awaiting_sync), error] { fn({error, {}}); });
     m.awaiting_sync = nullptr;
+    m.last_heartbeat_ms = now;
   }
 }
 
@@ -562,6 +572,10 @@ void GroupCoordinator::Sync(const std::string& group, int32_t generation,
                 fn({Error::kNone, std::move(a)});
               });
               other.awaiting_sync = nullptr;
+              // Parked, it could not heartbeat: its session restarts now (as Kafka's
+              // propagateAssignment does), or the next Tick would expire a member that waited
+              // longer than its session timeout for a slow leader.
+              other.last_heartbeat_ms = now;
             }
           }
           break;
@@ -652,10 +666,12 @@ Error GroupCoordinator::CheckCommit(const std::string& group, int32_t generation
     auto it = g->static_members.find(*instance_id);
     if (it != g->static_members.end() && it->second != member_id) return Error::kFencedInstanceId;
   }
-  if (g->state == State::kCompletingRebalance) return Error::kRebalanceInProgress;
   auto m = g->members.find(member_id);
   if (m == g->members.end()) return Error::kUnknownMemberId;
   if (generation != g->generation) return Error::kIllegalGeneration;
+  // Kafka checks the member and its generation first: a stranger or a stale generation learns
+  // that, not that a rebalance is under way.
+  if (g->state == State::kCompletingRebalance) return Error::kRebalanceInProgress;
   m->second.last_heartbeat_ms = now_();
   return Error::kNone;
 }

@@ -202,7 +202,8 @@ class GroupCoordinator final : public broker::LiveGroups {
   void CompleteJoin(Group& g, int64_t now, Deferred& out);
   void RemoveMember(Group& g, const std::string& member_id, Error why, int64_t now, Deferred& out);
   // Answers every member waiting in SyncGroup with `error` (the rebalance they synced for ended).
-  void FailAwaitingSync(Group& g, Error error, Deferred& out);
+  // Their sessions restart: a member parked in SyncGroup cannot heartbeat (its connection waits).
+  void FailAwaitingSync(Group& g, Error error, int64_t now, Deferred& out);
   JoinOutcome CurrentJoinOutcome(const Group& g, const Member& m, bool with_members) const;
   void TickGroup(Group& g, int64_t now, Deferred& out);
   static void Run(Deferred& out);
