@@ -204,6 +204,17 @@ JoinArgs Static(const std::string& instance, const std::string& member_id = "",
   return a;
 }
 
+// Two members join an empty group during its initial delay, which then passes: both answered.
+std::pair<std::shared_ptr<JoinCall>, std::shared_ptr<JoinCall>> JoinTwo(Harness& h, JoinArgs first,
+                                                                      JoinArgs second) {
+  auto j1 = h.Join(std::move(first));
+  auto j2 = h.Join(std::move(second));
+  h.Advance(2 * kDelay + 1);
+  REQUIRE(j1->done());
+  REQUIRE(j2->done());
+  return {j1, j2};
+}
+
 struct StablePair {
   std::string leader;
   std::string follower;
@@ -213,11 +224,9 @@ struct StablePair {
 // Two members join an empty group during its initial delay (`first` before `second`, so `first`
 // leads), the follower syncs, then the leader with assignments "assignment-L" / "assignment-F".
 StablePair MakeStablePair(Harness& h, JoinArgs first, JoinArgs second) {
-  auto j1 = h.Join(std::move(first));
-  auto j2 = h.Join(std::move(second));
-  h.Advance(2 * kDelay + 1);
-  REQUIRE(j1->done());
-  REQUIRE(j2->done());
+  const auto joined = JoinTwo(h, std::move(first), std::move(second));
+  const auto& j1 = joined.first;
+  const auto& j2 = joined.second;
   REQUIRE(j1->out.error == Error::kNone);
   REQUIRE(j2->out.error == Error::kNone);
   StablePair p{j1->out.member_id, j2->out.member_id, j1->out.generation};
@@ -449,11 +458,9 @@ TEST_CASE("Kafka coordinator: two members, the leader assigns, SyncGroup waits f
 
 TEST_CASE("Kafka coordinator: members the leader leaves out get an empty assignment") {
   Harness h;
-  auto ja = h.Join(Args());
-  auto jb = h.Join(Args());
-  h.Advance(2 * kDelay + 1);
-  REQUIRE(ja->done());
-  REQUIRE(jb->done());
+  const auto joined = JoinTwo(h, Args(), Args());
+  const auto& ja = joined.first;
+  const auto& jb = joined.second;
   auto sb = h.Sync(jb->out.member_id, 1);
   auto sa = h.Sync(ja->out.member_id, 1, {{ja->out.member_id, "all"}, {"stranger", "x"}});
   REQUIRE(sb->done());
@@ -762,11 +769,9 @@ TEST_CASE("Kafka coordinator: a member that does not rejoin is dropped at the re
 
 TEST_CASE("Kafka coordinator: a leader that never syncs stalls the group no longer than the rebalance timeout") {
   Harness h;
-  auto ja = h.Join(Args());
-  auto jb = h.Join(Args());
-  h.Advance(2 * kDelay + 1);
-  REQUIRE(ja->done());
-  REQUIRE(jb->done());
+  const auto joined = JoinTwo(h, Args(), Args());
+  const auto& ja = joined.first;
+  const auto& jb = joined.second;
   const std::string leader = ja->out.member_id;
   const std::string follower = jb->out.member_id;
   const int32_t gen = ja->out.generation;
@@ -1326,11 +1331,9 @@ TEST_CASE("Kafka coordinator: a topic change rebalances the groups subscribed to
 
 TEST_CASE("Kafka coordinator: FailParked answers every parked join and sync") {
   Harness h;
-  auto ja = h.Join(Args());
-  auto jb = h.Join(Args());
-  h.Advance(2 * kDelay + 1);
-  REQUIRE(ja->done());
-  REQUIRE(jb->done());
+  const auto joined = JoinTwo(h, Args(), Args());
+  const auto& ja = joined.first;
+  const auto& jb = joined.second;
   auto parked_sync = h.Sync(jb->out.member_id, 1);  // the leader never syncs
   auto fresh = h.Join(Args("", Range(), "fresh"));  // in its initial delay
   REQUIRE_FALSE(parked_sync->done());

@@ -25,6 +25,19 @@ bool ValidGroupId(const std::string& id) {
   });
 }
 
+// Queues `done`'s answer: `o` as it is.
+void Answer(std::vector<std::function<void()>>& out, GroupCoordinator::JoinDone done, JoinOutcome o) {
+  out.push_back([done = std::move(done), o = std::move(o)]() mutable { done(std::move(o)); });
+}
+// Queues `done`'s answer: the error, for `member_id`.
+void AnswerError(std::vector<std::function<void()>>& out, GroupCoordinator::JoinDone done,
+                 Error error, std::string member_id) {
+  JoinOutcome o;
+  o.error = error;
+  o.member_id = std::move(member_id);
+  Answer(out, std::move(done), std::move(o));
+}
+
 }  // namespace
 
 std::optional<std::vector<std::string>> ParseSubscriptionTopics(std::string_view metadata) {
@@ -186,10 +199,9 @@ JoinOutcome GroupCoordinator::CurrentJoinOutcome(const Group& g, const Member& m
 
 void GroupCoordinator::Join(JoinArgs args, JoinDone done) {
   auto fail = [&](Error e) {
-    JoinOutcome o;
-    o.error = e;
-    o.member_id = args.member_id;
-    done(std::move(o));
+    Deferred out;
+    AnswerError(out, std::move(done), e, args.member_id);
+    Run(out);
   };
   if (!ValidGroupId(args.group_id)) return fail(Error::kInvalidGroupId);
   if (args.session_timeout_ms < options_.min_session_timeout_ms ||
@@ -218,12 +230,7 @@ void GroupCoordinator::Join(JoinArgs args, JoinDone done) {
     Group& g = groups_[args.group_id];
     if (g.id.empty()) g.id = args.group_id;
     if (!SupportsProtocols(g, args.protocol_type, args.protocols)) {
-      out.push_back([done = std::move(done), member = args.member_id] {
-        JoinOutcome o;
-        o.error = Error::kInconsistentGroupProtocol;
-        o.member_id = member;
-        done(std::move(o));
-      });
+      AnswerError(out, std::move(done), Error::kInconsistentGroupProtocol, args.member_id);
     } else if (args.member_id.empty()) {
       // A new member (or a static member back under a new id).
       std::optional<std::string> old_static;
@@ -234,21 +241,12 @@ void GroupCoordinator::Join(JoinArgs args, JoinDone done) {
       if (old_static) {
         StaticRejoin(g, args, *old_static, std::move(done), now, out);
       } else if (g.members.size() + g.pending_members.size() >= options_.max_members) {
-        out.push_back([done = std::move(done)] {
-          JoinOutcome o;
-          o.error = Error::kGroupMaxSizeReached;
-          done(std::move(o));
-        });
+        AnswerError(out, std::move(done), Error::kGroupMaxSizeReached, "");
       } else if (args.require_known_member_id && !args.instance_id) {
         // KIP-394: hand out the id first; the member joins with it in a second request.
         std::string id = NewMemberId(args.client_id);
         g.pending_members[id] = now + args.session_timeout_ms;
-        out.push_back([done = std::move(done), id] {
-          JoinOutcome o;
-          o.error = Error::kMemberIdRequired;
-          o.member_id = id;
-          done(std::move(o));
-        });
+        AnswerError(out, std::move(done), Error::kMemberIdRequired, id);
       } else {
         AddMember(g, args, NewMemberId(args.client_id), std::move(done), now, out);
       }
@@ -257,12 +255,7 @@ void GroupCoordinator::Join(JoinArgs args, JoinDone done) {
       g.pending_members.erase(pending);
       AddMember(g, args, args.member_id, std::move(done), now, out);
     } else if (Error e = CheckMember(g, args.member_id, args.instance_id); e != Error::kNone) {
-      out.push_back([done = std::move(done), e, member = args.member_id] {
-        JoinOutcome o;
-        o.error = e;
-        o.member_id = member;
-        done(std::move(o));
-      });
+      AnswerError(out, std::move(done), e, args.member_id);
     } else {
       UpdateMember(g, g.members.at(args.member_id), args, std::move(done), now, out);
     }
@@ -311,48 +304,25 @@ void GroupCoordinator::UpdateMember(Group& g, Member& m, JoinArgs& args, JoinDon
   if (m.awaiting_join) {
     // The same member joined again before its previous join was answered: the old request is
     // superseded (its connection is gone or it gave up).
-    out.push_back([old = std::move(m.awaiting_join), id = m.id] {
-      JoinOutcome o;
-      o.error = Error::kUnknownMemberId;
-      o.member_id = id;
-      old(std::move(o));
-    });
+    AnswerError(out, std::move(m.awaiting_join), Error::kUnknownMemberId, m.id);
   }
-  switch (g.state) {
-    case State::kEmpty:
-    case State::kPreparingRebalance:
-      m.awaiting_join = std::move(done);
-      if (g.state == State::kEmpty) {
-        PrepareRebalance(g, now, out);
-      } else if (g.initial_join) {
-        g.join_deadline_ms = std::min(now + options_.initial_rebalance_delay_ms,
-                                      g.initial_join_limit_ms);
-      }
-      MaybeCompleteJoin(g, now, false, out);
-      return;
-    case State::kCompletingRebalance:
-      if (!changed) {
-        // Its join answer was lost: hand the same one again.
-        JoinOutcome o = CurrentJoinOutcome(g, m, m.id == g.leader);
-        out.push_back([done = std::move(done), o = std::move(o)]() mutable { done(std::move(o)); });
-        return;
-      }
-      m.awaiting_join = std::move(done);
-      PrepareRebalance(g, now, out);
-      MaybeCompleteJoin(g, now, false, out);
-      return;
-    case State::kStable:
-      if (!changed && m.id != g.leader) {
-        JoinOutcome o = CurrentJoinOutcome(g, m, false);
-        out.push_back([done = std::move(done), o = std::move(o)]() mutable { done(std::move(o)); });
-        return;
-      }
-      // The leader rejoining, or a changed subscription: a new assignment is needed.
-      m.awaiting_join = std::move(done);
-      PrepareRebalance(g, now, out);
-      MaybeCompleteJoin(g, now, false, out);
-      return;
+  // Nothing changed for a follower of a Stable group, or for anyone while the assignment is
+  // being made (its join answer was lost): the same answer again, no rebalance.
+  const bool same_answer = !changed && (g.state == State::kCompletingRebalance ||
+                                        (g.state == State::kStable && m.id != g.leader));
+  if (same_answer) {
+    const bool with_members = g.state == State::kCompletingRebalance && m.id == g.leader;
+    return Answer(out, std::move(done), CurrentJoinOutcome(g, m, with_members));
   }
+  m.awaiting_join = std::move(done);
+  if (g.state != State::kPreparingRebalance) {
+    // Empty: the first member; Stable or CompletingRebalance: the leader rejoining or a changed
+    // subscription needs a new assignment.
+    PrepareRebalance(g, now, out);
+  } else if (g.initial_join) {
+    g.join_deadline_ms = std::min(now + options_.initial_rebalance_delay_ms, g.initial_join_limit_ms);
+  }
+  MaybeCompleteJoin(g, now, false, out);
 }
 
 void GroupCoordinator::StaticRejoin(Group& g, JoinArgs& args, const std::string& old_id,
@@ -362,12 +332,7 @@ void GroupCoordinator::StaticRejoin(Group& g, JoinArgs& args, const std::string&
   g.members.erase(old_id);
   g.pending_sync.erase(old_id);
   if (old.awaiting_join) {
-    out.push_back([fn = std::move(old.awaiting_join), old_id] {
-      JoinOutcome o;
-      o.error = Error::kFencedInstanceId;
-      o.member_id = old_id;
-      fn(std::move(o));
-    });
+    AnswerError(out, std::move(old.awaiting_join), Error::kFencedInstanceId, old_id);
   }
   if (old.awaiting_sync) {
     out.push_back([fn = std::move(old.awaiting_sync)] { fn({Error::kFencedInstanceId, {}}); });
@@ -394,8 +359,7 @@ void GroupCoordinator::StaticRejoin(Group& g, JoinArgs& args, const std::string&
   if (SelectProtocol(g) == g.protocol) {
     JoinOutcome o = CurrentJoinOutcome(g, m, false);
     if (was_leader) o.leader = old_id;
-    out.push_back([done = std::move(done), o = std::move(o)]() mutable { done(std::move(o)); });
-    return;
+    return Answer(out, std::move(done), std::move(o));
   }
   m.awaiting_join = std::move(done);
   PrepareRebalance(g, now, out);
@@ -476,10 +440,7 @@ void GroupCoordinator::CompleteJoin(Group& g, int64_t now, Deferred& out) {
   for (auto& [id, m] : g.members) {
     m.last_heartbeat_ms = now;
     if (!m.awaiting_join) continue;
-    JoinOutcome o = CurrentJoinOutcome(g, m, id == g.leader);
-    out.push_back([fn = std::move(m.awaiting_join), o = std::move(o)]() mutable {
-      fn(std::move(o));
-    });
+    Answer(out, std::move(m.awaiting_join), CurrentJoinOutcome(g, m, id == g.leader));
     m.awaiting_join = nullptr;
     g.pending_sync.insert(id);
   }
@@ -500,12 +461,7 @@ void GroupCoordinator::RemoveMember(Group& g, const std::string& member_id, Erro
   if (it == g.members.end()) return;
   Member& m = it->second;
   if (m.awaiting_join) {
-    out.push_back([fn = std::move(m.awaiting_join), why, member_id] {
-      JoinOutcome o;
-      o.error = why;
-      o.member_id = member_id;
-      fn(std::move(o));
-    });
+    AnswerError(out, std::move(m.awaiting_join), why, member_id);
   }
   if (m.awaiting_sync) out.push_back([fn = std::move(m.awaiting_sync), why] { fn({why, {}}); });
   if (m.instance_id) g.static_members.erase(*m.instance_id);
@@ -717,12 +673,7 @@ void GroupCoordinator::FailParked(Error error) {
     for (auto& [gid, g] : groups_) {
       for (auto& [id, m] : g.members) {
         if (m.awaiting_join) {
-          out.push_back([fn = std::move(m.awaiting_join), error, id = id] {
-            JoinOutcome o;
-            o.error = error;
-            o.member_id = id;
-            fn(std::move(o));
-          });
+          AnswerError(out, std::move(m.awaiting_join), error, id);
           m.awaiting_join = nullptr;
         }
         if (m.awaiting_sync) {
