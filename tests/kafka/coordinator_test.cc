@@ -737,6 +737,21 @@ TEST_CASE("Kafka coordinator: a silent member expires after its session timeout;
   CHECK(h.State() == "Stable");
 }
 
+TEST_CASE("Kafka coordinator: a heartbeat applies expiries due now, before the timer runs") {
+  Harness h;
+  const StablePair p = MakeStablePair(h);
+  // Both heartbeat in step; then the leader dies. The follower's heartbeat that comes just after
+  // the leader's session ended learns of it at once, without waiting for the timer's Tick.
+  h.Advance(1000);
+  CHECK(h.Heartbeat(p.leader, p.generation) == Error::kNone);
+  CHECK(h.Heartbeat(p.follower, p.generation) == Error::kNone);
+  h.now += kSession;  // no Tick
+  CHECK(h.Heartbeat(p.follower, p.generation) == Error::kNone);  // exactly at the deadline
+  h.now += 1;
+  CHECK(h.Heartbeat(p.follower, p.generation) == Error::kRebalanceInProgress);
+  CHECK(h.Members() == std::set<std::string>{p.follower});
+}
+
 TEST_CASE("Kafka coordinator: a member that does not rejoin is dropped at the rebalance timeout") {
   Harness h;
   const StablePair p = MakeStablePair(h);

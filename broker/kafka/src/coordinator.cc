@@ -551,8 +551,25 @@ void GroupCoordinator::Sync(const std::string& group, int32_t generation,
 Error GroupCoordinator::Heartbeat(const std::string& group, int32_t generation,
                                   const std::string& member_id,
                                   const std::optional<std::string>& instance_id) {
-  std::lock_guard lk(mu_);
-  Group* g = Find(group);
+  Deferred out;
+  Error e = Error::kNone;
+  {
+    std::lock_guard lk(mu_);
+    Group* g = Find(group);
+    if (g) {
+      // Expiries due now are applied before answering (the timer runs only every 100 ms):
+      // members heartbeat in step after a rebalance, so a survivor's heartbeat often arrives
+      // just as a dead member's session ends, and would otherwise learn of it one interval later.
+      TickGroup(*g, now_(), out);
+    }
+    e = HeartbeatLocked(g, generation, member_id, instance_id);
+  }
+  Run(out);
+  return e;
+}
+
+Error GroupCoordinator::HeartbeatLocked(Group* g, int32_t generation, const std::string& member_id,
+                                        const std::optional<std::string>& instance_id) {
   if (!g) return Error::kUnknownMemberId;
   if (Error e = CheckMember(*g, member_id, instance_id); e != Error::kNone) return e;
   if (generation != g->generation) return Error::kIllegalGeneration;

@@ -206,6 +206,8 @@ class GroupCoordinator final : public broker::LiveGroups {
   void FailAwaitingSync(Group& g, Error error, int64_t now, Deferred& out);
   JoinOutcome CurrentJoinOutcome(const Group& g, const Member& m, bool with_members) const;
   void TickGroup(Group& g, int64_t now, Deferred& out);
+  Error HeartbeatLocked(Group* g, int32_t generation, const std::string& member_id,
+                        const std::optional<std::string>& instance_id);
   static void Run(Deferred& out);
 
   const CoordinatorOptions options_;
