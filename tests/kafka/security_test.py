@@ -24,6 +24,7 @@ from runneld import Runneld
 ADMIN = "admin-" + secrets.token_hex(12)    # all * *
 WRITER = "writer-" + secrets.token_hex(12)  # produce,consume orders.* *
 MEMBER = "member-" + secrets.token_hex(12)  # produce,consume * *  (no admin)
+TEAM = "team-" + secrets.token_hex(12)      # produce,consume * team-*
 WRONG = "wrong-" + secrets.token_hex(12)    # in no token file
 
 CERTS = None  # temp dir with cert.pem/key.pem (the broker's) and other.pem (an unrelated CA)
@@ -46,6 +47,7 @@ def setUpModule():
         f.write(f"admin {ADMIN} all * *\n")
         f.write(f"writer {WRITER} produce,consume orders.* *\n")
         f.write(f"member {MEMBER} produce,consume * *\n")
+        f.write(f"team {TEAM} produce,consume * team-*\n")
 
 
 def tearDownModule():
@@ -241,6 +243,49 @@ class SaslPlainTest(unittest.TestCase):
                            capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.splitlines(), ["hidden"])
+
+    def test_group_globs_limit_consumer_groups(self):
+        topic = unique("groups")
+        self.create(topic, 2)
+        values = [f"g{i}".encode() for i in range(20)]
+        reports, errors = produce(self.bootstrap, topic, values, **sasl(TEAM))
+        self.assertEqual(errors, [])
+
+        def consumer(group):
+            return Consumer({"bootstrap.servers": self.bootstrap, "group.id": group,
+                             "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                             **sasl(TEAM)})
+
+        # A group the token's globs allow: joins, reads and commits.
+        c = consumer(unique("team"))
+        try:
+            c.subscribe([topic])
+            got = []
+            deadline = time.monotonic() + 60
+            while len(got) < len(values) and time.monotonic() < deadline:
+                m = c.poll(0.5)
+                if m is not None and not m.error():
+                    got.append(m)
+            self.assertEqual(sorted(m.value() for m in got), sorted(values))
+            c.commit(asynchronous=False)
+        finally:
+            c.close()
+        # Any other group: GROUP_AUTHORIZATION_FAILED, and nothing of it is stored.
+        other = unique("other")
+        c = consumer(other)
+        try:
+            c.subscribe([topic])
+            code = None
+            deadline = time.monotonic() + 60
+            while code is None and time.monotonic() < deadline:
+                m = c.poll(0.5)
+                if m is not None and m.error():
+                    code = m.error().code()
+            self.assertEqual(code, KafkaError.GROUP_AUTHORIZATION_FAILED)
+        finally:
+            c.close()
+        groups = {g["name"] for g in self.admin_ctl("group", "list", json_out=True)["groups"]}
+        self.assertNotIn(other, groups)
 
     def test_token_without_admin_cannot_create_or_delete_topics(self):
         for name, token, prefix in (("member", MEMBER, "created"), ("writer", WRITER, "orders.c")):
