@@ -635,6 +635,11 @@ class KafkaGroupsTest(unittest.TestCase):
         self.broker.ctl("group", "delete", group)
         self.assertNotIn(group, self.broker.ctl("group", "list"))
         self.assertEqual(self.committed(group, topic, [0, 1]), {0: -1001, 1: -1001})
+        # Gone for Kafka's admin too (ListGroups, DescribeGroups), not only natively.
+        admin = self.kafka_admin()
+        self.assertNotIn(group, [g for g, _ in admin.list_consumer_groups()])
+        [info] = admin.describe_consumer_groups([group])
+        self.assertEqual((info.error_code, info.state, info.members), (0, "Dead", []))
 
     # ---- 8. native and Kafka groups refuse each other ----------------------------------------
 

@@ -295,7 +295,11 @@ void KafkaFrontEnd::Impl::DescribeGroups(const CallPtr& c, DescribeGroupsRequest
       failed = true;
       continue;
     }
-    if (auto v = coordinator_.View(id)) {
+    // The store says whether the group exists: the coordinator still holds a group an operator
+    // deleted natively (runnelctl group delete) once it was empty, and does not hear of that.
+    auto v = coordinator_.View(id);
+    if (v && !exists && v->members.empty()) v.reset();
+    if (v) {
       out.group_state = std::move(v->state);
       out.protocol_type = std::move(v->protocol_type);
       out.protocol_data = std::move(v->protocol);
@@ -321,7 +325,13 @@ void KafkaFrontEnd::Impl::ListGroups(const CallPtr& c, ListGroupsRequest&) {
     if (StoredGroup(name, &exists) == Error::kNone && exists) groups[name] = "consumer";
   }
   for (auto& [id, type] : coordinator_.List()) {
-    if (!type.empty()) groups[id] = type;
+    if (type.empty()) continue;
+    // As in DescribeGroups: an empty group the store no longer holds was deleted natively.
+    if (!groups.count(id)) {
+      auto v = coordinator_.View(id);
+      if (!v || v->members.empty()) continue;
+    }
+    groups[id] = type;
   }
   for (auto& [id, type] : groups) {
     if (c->principal && !c->principal->SeesGroup(id)) continue;
