@@ -8,7 +8,8 @@ namespace {
 // A group's description; an external group's live membership (Kafka's) supplies its state,
 // assignor, members and their assigned partitions.
 proto::DescribeGroupResponse DescriptionToWire(const storage::GroupDescription& d,
-                                               const std::optional<broker::LiveGroup>& live) {
+                                               const std::optional<broker::LiveGroup>& live,
+                                               storage::LogStore& store) {
   proto::DescribeGroupResponse resp;
   resp.name = d.name;
   resp.mode = static_cast<proto::GroupModeWire>(d.mode);
@@ -49,6 +50,10 @@ proto::DescribeGroupResponse DescriptionToWire(const storage::GroupDescription& 
         p.topic = tp.topic;
         p.partition = tp.partition.value();
         p.position = -1;
+        auto end = store.ListOffset(tp.topic, tp.partition, storage::OffsetQuery::Latest());
+        auto start = store.ListOffset(tp.topic, tp.partition, storage::OffsetQuery::Earliest());
+        if (end.ok()) p.log_end = end->value();
+        if (end.ok() && start.ok()) p.lag = end->value() - start->value();
         resp.partitions.push_back(std::move(p));
       }
     }
@@ -113,7 +118,7 @@ void NativeFrontEnd::Impl::AdminRequest(const CallPtr& c) {
       return WithRequest<proto::DescribeGroupRequest>(c, [&](proto::DescribeGroupRequest& req) {
         auto r = groups().DescribeGroup(req.group);
         if (!r.ok()) return Reply<proto::DescribeGroupResponse>(c, r.status(), nullptr);
-        proto::DescribeGroupResponse resp = DescriptionToWire(*r, broker_.DescribeLiveGroup(r->name, r->protocol));
+        proto::DescribeGroupResponse resp = DescriptionToWire(*r, broker_.DescribeLiveGroup(r->name, r->protocol), broker_.store());
         Reply(c, Status::OK(), &resp);
       });
     case Api::kDeleteGroup:
