@@ -2,6 +2,7 @@
 // document, and the error paths with their exit codes.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <thread>
@@ -50,6 +51,29 @@ std::vector<std::string> Row(const std::string& table, const std::string& first)
     if (!out.empty() && out[0] == first) return out;
   }
   return {};
+}
+
+// A consumer commits only what it handed out: `-n 400` of a 500-record batch leaves 100 for the
+// next consumer of the group, starting right after the last record printed.
+TEST_CASE("runnelctl: consume -n with a group commits only the records it printed") {
+  if (testing::EmbeddedMode()) return;
+  TestBroker b({"--auto-create-topics=false"});
+  Ctl ctl(b);
+  REQUIRE(ctl({"topic", "create", "scans", "--partitions", "1"}).exit_code == 0);
+  std::string lines;
+  for (int i = 0; i < 500; ++i) lines += "scan-" + std::to_string(i) + "\n";
+  REQUIRE(ctl.Json({"produce", "scans"}, lines).Int("produced") == 500);
+
+  auto r = ctl({"consume", "scans", "--group", "g", "-n", "400", "--format", "{offset} {value}"});
+  REQUIRE(r.exit_code == 0);
+  CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 400);
+  CHECK(Contains(r.out, "399 scan-399\n"));
+  CHECK(ctl.Json({"group", "describe", "g"}).Int("lag") == 100);
+  auto rest = ctl.Json({"consume", "scans", "--group", "g"});
+  REQUIRE(rest.Int("count") == 100);
+  CHECK(rest.Find("records")->array.front().Int("offset") == 400);
+  CHECK(rest.Find("records")->array.back().Str("value") == "scan-499");
+  CHECK(ctl.Json({"group", "describe", "g"}).Int("lag") == 0);
 }
 
 TEST_CASE("runnelctl: topics, produce and consume") {

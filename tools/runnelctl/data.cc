@@ -189,7 +189,9 @@ void Consume(Context& ctx, const ConsumeFlags& f) {
   co.group = f.group;
   co.partitions = f.partitions;
   co.request_timeout_ms = ctx.timeout_ms();
-  co.auto_commit = true;
+  // Commits only what was printed (below), never the rest of a polled batch: the next consumer
+  // of the group starts right after the last record handed out here.
+  co.auto_commit = false;
   switch (from.kind) {
     case Position::Kind::kEarliest: co.auto_offset_reset = client::OffsetReset::kEarliest; break;
     case Position::Kind::kLatest: co.auto_offset_reset = client::OffsetReset::kLatest; break;
@@ -208,12 +210,22 @@ void Consume(Context& ctx, const ConsumeFlags& f) {
   JsonWriter w;
   if (ctx.json && !f.follow) w.BeginObject().Field("topic", f.topic).Key("records").BeginArray();
   int64_t got = 0;
+  std::map<int32_t, int64_t> printed;  // partition -> offset after the last record printed
+  auto commit_printed = [&] {
+    if (f.group.empty() || printed.empty()) return;
+    std::fflush(stdout);  // printed first, then committed
+    std::vector<std::pair<proto::TopicPartitionRef, int64_t>> offsets;
+    for (const auto& [partition, next] : printed) offsets.push_back({{f.topic, partition}, next});
+    Check(consumer->Commit(offsets), "commit");
+    printed.clear();
+  };
   auto last_data = std::chrono::steady_clock::now();
   while (!g_stop && (f.count < 0 || got < f.count)) {
     auto records = Check(consumer->Poll(200), "consume");
     for (const auto& r : records) {
       if (f.count >= 0 && got >= f.count) break;
       ++got;
+      printed[r.partition] = r.offset + 1;
       if (ctx.json && f.follow) {
         JsonWriter line;
         RecordJson(line, r);
@@ -227,6 +239,9 @@ void Consume(Context& ctx, const ConsumeFlags& f) {
       }
     }
     if (!records.empty()) last_data = std::chrono::steady_clock::now();
+    // Before the next Poll, which may hand partitions to another member. A JSON document is
+    // printed whole at the end, so its records are committed after it.
+    if (!(ctx.json && !f.follow)) commit_printed();
     if (f.follow) {
       std::fflush(stdout);
       continue;
@@ -243,12 +258,12 @@ void Consume(Context& ctx, const ConsumeFlags& f) {
       break;
     }
   }
-  if (!f.group.empty()) Check(consumer->Commit(), "commit");
-  consumer->Close();
   if (ctx.json && !f.follow) {
     w.EndArray().Field("count", got).EndObject();
     PrintJson(w);
   }
+  commit_printed();
+  consumer->Close();
 }
 
 }  // namespace
