@@ -26,7 +26,7 @@ for m in re.finditer(r"struct (\w+) \{(.*?)\n\};", src, re.S):
     name, body = m.group(1), m.group(2)
     api = re.search(r"kApi = wire::Api::k(\w+)", body)
     fields = {}
-    for f in re.finditer(r"^\s+([\w:<>, ]+?) (\w+)(?: = [^;]+)?;(?:\s*//\s*(.*))?$", body, re.M):
+    for f in re.finditer(r"^\s+([\w:<>, ]+?) (\w+)(?: = [^;]+)?;(?:[ \t]*//[ \t]*(.*))?$", body, re.M):
         typ, fname, comment = f.group(1).strip(), f.group(2), f.group(3) or ""
         if typ.startswith("static") or typ.startswith("return"):
             continue

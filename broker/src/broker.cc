@@ -2,6 +2,7 @@
 #include "runnel/broker/broker.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "broker_impl.h"
 #include "runnel/broker/auth.h"
@@ -207,16 +208,33 @@ Status Broker::CheckGroupIdle(const std::string& group) {
                       " members; stop its consumers first");
 }
 
-int64_t Broker::NextProducerId() {
-  // Wall-clock milliseconds << 12 plus a counter: unique across restarts without persisted
-  // state as long as the clock does not step back and fewer than 4096 ids are taken per ms.
-  const int64_t floor = WallClockMs() << 12;
-  int64_t last = impl_->last_producer_id.load();
-  int64_t next;
-  do {
-    next = std::max(floor, last + 1);
-  } while (!impl_->last_producer_id.compare_exchange_weak(last, next));
-  return next;
+Result<int64_t> Broker::NextProducerId() {
+  // One fsynced reservation per block: a restart skips the rest of the block, never reuses it.
+  constexpr int64_t kBlock = 1000;
+  std::lock_guard lk(impl_->producer_id_mu);
+  if (impl_->next_producer_id == impl_->producer_id_end) {
+    RUNNEL_ASSIGN_OR_RETURN(int64_t first, store_->ReserveProducerIds(kBlock));
+    impl_->next_producer_id = first;
+    impl_->producer_id_end = first + kBlock;
+  }
+  return impl_->next_producer_id++;
+}
+
+Result<Broker::BackupInfo> Broker::Backup(const std::string& directory) {
+  if (directory.empty() || directory.front() != '/') {
+    return Status::InvalidArgument("backup directory '" + directory + "' must be an absolute path");
+  }
+  RUNNEL_RETURN_IF_ERROR(store_->Checkpoint(directory));
+  BackupInfo info;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(directory, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    std::error_code fec;
+    if (!it->is_regular_file(fec)) continue;
+    info.bytes += it->file_size(fec);
+    ++info.files;
+  }
+  return info;
 }
 
 std::string Broker::PrometheusText() { return RenderPrometheus(*metrics_, *store_); }

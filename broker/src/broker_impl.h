@@ -59,7 +59,9 @@ class Broker::Impl {
   std::mutex idle_mu;
   std::condition_variable idle_cv;
   int64_t inflight = 0;
-  std::atomic<int64_t> last_producer_id{0};
+  std::mutex producer_id_mu;
+  int64_t next_producer_id = 0;  // next id of the reserved block [next, end)
+  int64_t producer_id_end = 0;
   std::mutex cache_mu;
   std::set<std::string, std::less<>> known_topics;
   std::unordered_map<std::string, std::string> group_topics;

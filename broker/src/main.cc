@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -32,14 +33,26 @@ namespace {
   std::exit(1);
 }
 
+// Warns when other users may read `path` (records, offsets, tokens): runneld never widens or
+// narrows an operator's existing permissions, it only says so.
+void WarnIfOthersCanRead(const std::string& path, const char* what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || (st.st_mode & 077) == 0) return;
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  spdlog::warn("{} {} is open to other users (mode {}): chmod {} {}", what, path, mode,
+               S_ISDIR(st.st_mode) ? "700" : "600", path);
+}
+
 // Holds an exclusive lock on <data-dir>/runneld.lock for the process lifetime, so a second
 // runneld on the same directory fails at once with the holder's pid.
 int LockDataDir(const std::string& dir) {
   std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
+  std::filesystem::create_directories(dir, ec);  // 0700 under the umask set in main
   if (ec) Die("cannot create data directory " + dir + ": " + ec.message());
+  WarnIfOthersCanRead(dir, "data directory");
   const std::string path = dir + "/runneld.lock";
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) Die("data directory " + dir + " is unusable: cannot open " + path + ": " + std::strerror(errno));
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     char buf[32] = {};
@@ -117,6 +130,10 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
+  // Records, offsets and tokens are nobody else's business: every directory and file runneld
+  // creates (RocksDB's included) is 0700 / 0600.
+  ::umask(077);
+  if (!f.auth_tokens.empty()) WarnIfOthersCanRead(f.auth_tokens, "token file");
   const int lock_fd = LockDataDir(f.data_dir);
 
   const runnel::broker::BrokerOptions& bo = config->broker;

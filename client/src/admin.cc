@@ -122,6 +122,10 @@ Result<std::string> Admin::Stats() {
   return std::move(r->json);
 }
 
+Result<proto::BackupResponse> Admin::Backup(const std::string& directory) {
+  return Call<proto::BackupResponse>(*conn_, proto::BackupRequest{directory}, timeout_ms_);
+}
+
 Result<proto::ApiVersionsResponse> Admin::ApiVersions() {
   return Call<proto::ApiVersionsResponse>(*conn_, proto::ApiVersionsRequest{}, timeout_ms_);
 }

@@ -163,6 +163,7 @@ std::string_view ApiName(uint16_t api) {
     case Api::kDeleteGroup: return "DeleteGroup";
     case Api::kRecordStatus: return "RecordStatus";
     case Api::kStats: return "Stats";
+    case Api::kBackup: return "Backup";
   }
   return {};
 }

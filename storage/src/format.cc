@@ -131,22 +131,29 @@ std::string IdPrefixEnd(MetaKeyType type, uint32_t id) {
 // ---- values --------------------------------------------------------------------------------
 
 std::string Encode(const CountersValue& v) {
-  std::string s(1, static_cast<char>(2));
+  std::string s(1, static_cast<char>(3));
   PutFixed32BE(&s, v.next_topic_id);
   PutFixed32BE(&s, v.next_partition_uid);
   PutFixed32BE(&s, v.next_group_id);
+  PutFixed64BE(&s, static_cast<uint64_t>(v.next_producer_id));
   return s;
 }
 
 Status Decode(std::string_view in, CountersValue* v) {
   ByteReader r(in);
   uint8_t version;
-  if (!r.ReadU8(&version) || (version != 1 && version != 2) ||
+  if (!r.ReadU8(&version) || version < 1 || version > 3 ||
       !r.ReadFixed32BE(&v->next_topic_id) || !r.ReadFixed32BE(&v->next_partition_uid)) {
     return Bad("counters");
   }
   v->next_group_id = 1;
-  if (version == 2 && !r.ReadFixed32BE(&v->next_group_id)) return Bad("counters");
+  v->next_producer_id = 0;
+  if (version >= 2 && !r.ReadFixed32BE(&v->next_group_id)) return Bad("counters");
+  if (version >= 3) {
+    uint64_t pid;
+    if (!r.ReadFixed64BE(&pid) || pid > uint64_t{INT64_MAX}) return Bad("counters");
+    v->next_producer_id = static_cast<int64_t>(pid);
+  }
   return r.empty() ? Status::OK() : Bad("counters");
 }
 

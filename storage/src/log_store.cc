@@ -449,6 +449,22 @@ Result<fmt::CountersValue> LogStoreImpl::ReadCounters() const {
   return counters;
 }
 
+Result<int64_t> LogStoreImpl::ReserveProducerIds(int64_t count) {
+  if (count < 1) return Status::InvalidArgument("producer id reservation must be positive");
+  std::lock_guard admin(admin_mu_);  // counters are read-modify-written under it
+  RUNNEL_ASSIGN_OR_RETURN(fmt::CountersValue counters, ReadCounters());
+  // Stores from before ids were persisted took them from the wall clock (milliseconds << 12):
+  // start above what that scheme can have handed out up to now.
+  const int64_t first = counters.next_producer_id > 0 ? counters.next_producer_id
+                                                       : (clock_->NowMs() + 1) << 12;
+  if (first > INT64_MAX - count) return Status::IOError("producer ids exhausted");
+  counters.next_producer_id = first + count;
+  rocksdb::WriteBatch wb;
+  wb.Put(meta_cf_, fmt::CountersKey(), fmt::Encode(counters));
+  RUNNEL_RETURN_IF_ERROR(WriteMeta(&wb, "reserving producer ids"));
+  return first;
+}
+
 Status LogStoreImpl::CreateTopic(std::string_view name, int32_t partitions,
                                  const TopicConfig& config) {
   RUNNEL_RETURN_IF_ERROR(ValidateTopicName(name));

@@ -121,6 +121,8 @@ class LogStoreImpl final : public LogStore {
                             OffsetQuery query) const override;
   Status EnforceRetention() override;
   StoreStats GetStats() const override;
+  Result<int64_t> ReserveProducerIds(int64_t count) override;
+  Status Checkpoint(const std::string& dir) override;  // checkpoint.cc
   Groups& groups() override { return *groups_; }
 
  private:

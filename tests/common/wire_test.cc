@@ -73,6 +73,7 @@ TEST_CASE("Wire: error code names are stable") {
   CHECK(ErrorCodeName(ErrorCode::kPermissionDenied) == "permission_denied");
   CHECK(static_cast<uint16_t>(Api::kAuthenticate) == 9);
   CHECK(static_cast<uint16_t>(Api::kStats) == 44);
+  CHECK(static_cast<uint16_t>(Api::kBackup) == 45);
 }
 
 }  // namespace

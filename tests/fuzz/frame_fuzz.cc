@@ -56,7 +56,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                proto::ClaimRequest, proto::ListPendingRequest, proto::ListDeadLettersRequest,
                proto::RedriveRequest, proto::PurgeDeadLettersRequest, proto::ListGroupsRequest,
                proto::DescribeGroupRequest, proto::DeleteGroupRequest,
-               proto::RecordStatusRequest, proto::StatsRequest,
+               proto::RecordStatusRequest, proto::StatsRequest, proto::BackupRequest,
                proto::AuthenticateRequest>(f.header.api, f.body);
     }
   }

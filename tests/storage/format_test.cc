@@ -75,18 +75,25 @@ TEST_CASE("Format: keys have the documented layout") {
 
 TEST_CASE("Format: values have the documented layout and round-trip") {
   SUBCASE("counters") {
-    const std::string b = Encode(CountersValue{4, 17, 3});
+    const std::string b = Encode(CountersValue{4, 17, 3, 4096});
     CHECK(Hex(b) ==
-          "02"
+          "03"
           "00000004"
           "00000011"
-          "00000003");
+          "00000003"
+          "0000000000001000");
     CountersValue v;
     REQUIRE(Decode(b, &v).ok());
     CHECK(v.next_topic_id == 4);
     CHECK(v.next_partition_uid == 17);
     CHECK(v.next_group_id == 3);
+    CHECK(v.next_producer_id == 4096);
     CheckTruncationsFail<CountersValue>(b);
+    // Layout version 2 (before persisted producer ids) still decodes, with none handed out.
+    CountersValue v2;
+    REQUIRE(Decode(std::string("\x02\x00\x00\x00\x04\x00\x00\x00\x11\x00\x00\x00\x03", 13), &v2).ok());
+    CHECK(v2.next_group_id == 3);
+    CHECK(v2.next_producer_id == 0);
     // Layout version 1 (before groups) still decodes.
     CountersValue old;
     REQUIRE(Decode(std::string("\x01\x00\x00\x00\x04\x00\x00\x00\x11", 9), &old).ok());
@@ -245,8 +252,8 @@ TEST_CASE("Format: an unknown value version is corruption") {
   b[0] = 2;
   DedupValue dv;
   CHECK(Decode(b, &dv).IsCorruption());
-  b = Encode(CountersValue{1, 1, 1});
-  b[0] = 3;
+  b = Encode(CountersValue{1, 1, 1, 1});
+  b[0] = 4;
   CountersValue v;
   CHECK(Decode(b, &v).IsCorruption());
 }

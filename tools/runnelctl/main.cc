@@ -89,6 +89,7 @@ int Main(int argc, char** argv) {
   AddDataCommands(app, ctx);
   AddGroupCommands(app, ctx);
   AddBrokerCommands(app, ctx);
+  AddBackupCommands(app, ctx);
   AddCompletionCommand(app);
   try {
     app.parse(argc, argv);

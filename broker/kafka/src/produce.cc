@@ -97,7 +97,12 @@ void KafkaFrontEnd::Impl::InitProducerId(const CallPtr& c, InitProducerIdRequest
     resp.error_code = Code(Error::kClusterAuthorizationFailed);
     return Reply(c, resp, true);
   }
-  resp.producer_id = broker_.NextProducerId();
+  auto id = broker_.NextProducerId();
+  if (!id.ok()) {
+    resp.error_code = Code(ToKafka(id.status()));
+    return Reply(c, resp, true);
+  }
+  resp.producer_id = *id;
   resp.producer_epoch = 0;
   Reply(c, resp);
 }

@@ -146,6 +146,13 @@ void NativeFrontEnd::Impl::AdminRequest(const CallPtr& c) {
         proto::StatsResponse resp{broker_.StatsJson()};
         Reply(c, Status::OK(), &resp);
       });
+    case Api::kBackup:
+      return WithRequest<proto::BackupRequest>(c, [&](proto::BackupRequest& req) {
+        auto r = broker_.Backup(req.directory);
+        if (!r.ok()) return Reply<proto::BackupResponse>(c, r.status(), nullptr);
+        proto::BackupResponse resp{static_cast<int64_t>(r->bytes), r->files};
+        Reply(c, Status::OK(), &resp);
+      });
     default:
       ReplyCode<proto::EmptyResponse>(c, ErrorCode::kUnknownApi,
                                       "unknown api " + std::to_string(c->header.api), nullptr);

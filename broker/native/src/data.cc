@@ -91,7 +91,9 @@ void NativeFrontEnd::Impl::DataRequest(const CallPtr& c) {
       });
     case Api::kInitProducerId:
       return WithRequest<proto::InitProducerIdRequest>(c, [&](auto&) {
-        proto::InitProducerIdResponse resp{broker_.NextProducerId(), 0};
+        auto id = broker_.NextProducerId();
+        if (!id.ok()) return Reply<proto::InitProducerIdResponse>(c, id.status(), nullptr);
+        proto::InitProducerIdResponse resp{*id, 0};
         Reply(c, Status::OK(), &resp);
       });
     case Api::kFetch:

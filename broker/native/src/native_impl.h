@@ -74,6 +74,7 @@ class Authorizer {
   Status Check(const Principal& p, const proto::DeleteGroupRequest& r);
   Status Check(const Principal& p, const proto::RecordStatusRequest& r);
   Status Check(const Principal& p, const proto::StatsRequest& r);
+  Status Check(const Principal& p, const proto::BackupRequest& r);
 
  private:
   // A group operation: the operation on the group, and for a queue group consuming its topic.

@@ -188,8 +188,18 @@ class Broker {
   // deletion wait until it is empty (as kafka-consumer-groups requires).
   Status CheckGroupIdle(const std::string& group);
 
-  // A producer id no other producer of this store got (InitProducerId).
-  int64_t NextProducerId();
+  // A producer id no other producer of this store got, ever (InitProducerId): ids come from
+  // blocks reserved durably in the store, so neither a restart nor a clock step reuses one.
+  // IOError / NoSpace when a new block cannot be reserved.
+  Result<int64_t> NextProducerId();
+
+  // `runnelctl backup`: a consistent online copy of the store in `directory` (on this host),
+  // usable as a data directory. Runs on the calling thread.
+  struct BackupInfo {
+    uint64_t bytes = 0;
+    uint32_t files = 0;
+  };
+  Result<BackupInfo> Backup(const std::string& directory);
 
   Metrics& metrics() { return *metrics_; }
   storage::LogStore& store() { return *store_; }

@@ -62,6 +62,9 @@ class Admin {
                                                                 const std::string& key);
   // The broker's JSON stats document (the same as HTTP /api/v1/stats).
   Result<std::string> Stats();
+  // An online backup written by the broker into `directory` on its own host (absolute path;
+  // must not exist or be empty): usable as a data directory for runneld --data-dir.
+  Result<proto::BackupResponse> Backup(const std::string& directory);
   Result<proto::ApiVersionsResponse> ApiVersions();
 
  private:

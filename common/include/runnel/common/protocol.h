@@ -605,6 +605,18 @@ struct StatsResponse {
   template <class V> void Visit(V& v) { v(json); }
 };
 
+// ---- 45 Backup --------------------------------------------------------------------------------
+struct BackupRequest {
+  static constexpr wire::Api kApi = wire::Api::kBackup;
+  std::string directory;  // absolute, on the broker's host; must not exist or be empty
+  template <class V> void Visit(V& v) { v(directory); }
+};
+struct BackupResponse {
+  int64_t bytes = 0;  // size of the files in the backup
+  uint32_t files = 0;
+  template <class V> void Visit(V& v) { v(bytes, files); }
+};
+
 // ---- the generic encoder / decoder ------------------------------------------------------------
 
 // Appends fields to a list of buffers. Payload fields are moved into their own buffer.

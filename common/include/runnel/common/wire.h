@@ -51,6 +51,7 @@ enum class Api : uint16_t {
   kDeleteGroup = 42,
   kRecordStatus = 43,
   kStats = 44,
+  kBackup = 45,
 };
 
 // Error codes carried in responses. DO NOT CHANGE: values are on the wire. The broker maps

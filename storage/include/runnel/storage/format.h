@@ -73,11 +73,12 @@ std::string IdPrefixEnd(MetaKeyType type, uint32_t id);
 
 // ---- values --------------------------------------------------------------------------------
 
-// Layout version 2 added next_group_id; version 1 values (without it) still decode.
+// Layout version 2 added next_group_id, version 3 next_producer_id; older values still decode.
 struct CountersValue {
   uint32_t next_topic_id = 1;
   uint32_t next_partition_uid = 1;
   uint32_t next_group_id = 1;
+  int64_t next_producer_id = 0;  // 0: none handed out since the store knew how to persist it
 };
 
 struct TopicValue {

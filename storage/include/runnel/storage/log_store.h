@@ -186,6 +186,17 @@ class LogStore {
 
   virtual StoreStats GetStats() const = 0;
 
+  // Reserves `count` (>= 1) producer ids that no earlier reservation handed out, across restarts
+  // and steps of the wall clock: the reservation is fsynced before it returns. Returns the first
+  // id of the block. IOError, NoSpace.
+  virtual Result<int64_t> ReserveProducerIds(int64_t count) = 0;
+
+  // Writes a consistent online copy of the store (an RocksDB checkpoint: hard links where the
+  // file system allows, WAL copied) into `dir`/store, so `dir` can serve as a data directory.
+  // `dir` must not exist or be empty. Everything acknowledged before the call is in the copy.
+  // InvalidArgument (dir), IOError, NoSpace.
+  virtual Status Checkpoint(const std::string& dir) = 0;
+
   // Consumer groups over this store's topics; lives as long as the store.
   virtual Groups& groups() = 0;
 };
