@@ -181,6 +181,7 @@ Status LogStoreImpl::Init() {
   db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   // One committer thread writes; concurrent memtable writes would only disable insert hints.
   db_options.allow_concurrent_memtable_write = false;
+  if (options_.env != nullptr) db_options.env = options_.env;
 
   std::vector<std::string> names;
   rocksdb::Status ls = rocksdb::DB::ListColumnFamilies(db_options, db_path_, &names);

@@ -18,6 +18,10 @@
 #include "runnel/storage/groups.h"
 #include "runnel/storage/topic_config.h"
 
+namespace rocksdb {
+class Env;
+}  // namespace rocksdb
+
 namespace runnel::storage {
 
 // When an append is acknowledged. Values are part of the wire protocol: DO NOT CHANGE.
@@ -125,6 +129,9 @@ struct LogStoreOptions {
   size_t total_write_buffer_bytes = 1u << 30;       // all memtables together
   size_t block_cache_bytes = 256u << 20;
   Clock* clock = nullptr;  // borrowed, must outlive the store; nullptr = system clock
+  // Test hook: the RocksDB Env (and so the file system) the store runs on. Borrowed, must outlive
+  // the store; nullptr = RocksDB's default. The power-cut tests pass a simulated file system.
+  rocksdb::Env* env = nullptr;
   // Called on the committer thread after a partition's durable high watermark advanced, once the
   // round's append callbacks have run. May read from the store (the broker answers parked
   // fetches here) but must not call its write paths, which wait for this thread.
