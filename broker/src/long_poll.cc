@@ -50,7 +50,9 @@ void Broker::Impl::FetchRound(const std::shared_ptr<FetchState>& st, bool final_
   out.reserve(spec.partitions.size());
   int64_t total = 0;
   bool any_error = false;
-  for (const auto& p : spec.partitions) {
+  std::vector<int64_t> seen_end(spec.partitions.size(), -1);  // high watermarks read up to
+  for (size_t i = 0; i < spec.partitions.size(); ++i) {
+    const FetchPartitionSpec& p = spec.partitions[i];
     FetchPartitionResult r;
     const int64_t room = std::min<int64_t>(p.max_bytes, spec.max_bytes - total);
     if (room <= 0 && total > 0) {
@@ -83,6 +85,7 @@ void Broker::Impl::FetchRound(const std::shared_ptr<FetchState>& st, bool final_
       if (start.ok()) r.log_start = start->value();
       if (end.ok()) r.high_watermark = end->value();
     }
+    seen_end[i] = r.high_watermark;
     out.push_back(std::move(r));
   }
   const bool satisfied = total >= std::max(1, spec.min_bytes) || any_error;
@@ -93,18 +96,25 @@ void Broker::Impl::FetchRound(const std::shared_ptr<FetchState>& st, bool final_
   std::vector<std::string> keys;
   keys.reserve(spec.partitions.size());
   for (const auto& p : spec.partitions) keys.push_back(PartitionKey(p.topic, p.partition));
-  auto ready = [this, st] {
-    for (const auto& p : st->spec.partitions) {
+  // Something new since this round read: not merely data past the fetch offset, or a fetch
+  // waiting for min_bytes would fire, re-read and park again in a loop until more arrived.
+  auto ready = [this, st, seen_end = std::move(seen_end)] {
+    for (size_t i = 0; i < st->spec.partitions.size(); ++i) {
+      const FetchPartitionSpec& p = st->spec.partitions[i];
       auto hwm = broker.store().ListOffset(p.topic, Partition(p.partition),
                                            storage::OffsetQuery::Latest());
-      if (hwm.ok() && hwm->value() > p.offset) return true;
+      if (hwm.ok() && hwm->value() > std::max(p.offset, seen_end[i])) return true;
     }
     return false;
   };
+  // A woken fetch that any new record satisfies reads the tail from memory once and answers:
+  // it runs right away on the notifying (committer) thread. One waiting for min_bytes may read
+  // and park again many times before it is satisfied; it goes to the workers, so the committer
+  // never spends its rounds re-reading logs for it.
+  const bool run_inline = spec.min_bytes <= 1;
   waiters.Wait(
       std::move(keys), st->deadline,
-      [this, st](bool timed_out) { FetchRound(st, timed_out); }, ready,
-      /*run_inline=*/true);  // a woken fetch reads the tail from memory: answer it right away
+      [this, st](bool timed_out) { FetchRound(st, timed_out); }, ready, run_inline);
 }
 
 void Broker::Deliver(DeliverSpec spec, DeliverCallback done) {
