@@ -396,6 +396,7 @@ void LogStoreImpl::EnterDegraded(const Status& cause) {
   degraded_status_ = cause;
   last_recovery_ = std::chrono::steady_clock::now();
   degraded_.store(true, std::memory_order_release);
+  SetUnhealthy(cause);
 }
 
 std::vector<std::pair<std::shared_ptr<PartitionState>, int64_t>> LogStoreImpl::PublishSynced() {
@@ -446,6 +447,10 @@ Status LogStoreImpl::TryRecover() {
   // Everything written before the failure is in flushed, synced files now.
   NotifyAdvanced(PublishSynced());
   degraded_.store(false, std::memory_order_release);
+  {
+    std::lock_guard lk(health_mu_);
+    health_ = Status::OK();  // Resume() cleared RocksDB's background error too
+  }
   log::Info("writes resume: recovered from '" + degraded_status_.ToString() + "'");
   degraded_status_ = Status::OK();
   return Status::OK();

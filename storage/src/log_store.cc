@@ -12,11 +12,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <future>
+#include <optional>
 
 #include "log_store_impl.h"
 #include "logging.h"
 #include "rocks_status.h"
 #include "runnel/common/coding.h"
+#include "wal_check.h"
 
 namespace runnel::storage {
 
@@ -48,15 +50,33 @@ class RocksLogger final : public rocksdb::Logger {
 
 // The committer recovers from a full disk itself (LogStoreImpl::TryRecover, on the next write
 // once space is back); RocksDB's own recovery thread would hold Resume() busy meanwhile and waits
-// for free space the size of a memtable.
-class NoAutoRecovery final : public rocksdb::EventListener {
+// for free space the size of a memtable. A background error (a failed flush or compaction, or a
+// failed write) also makes the store unhealthy at once: without writes the committer would not
+// notice it.
+class StoreEvents final : public rocksdb::EventListener {
  public:
+  explicit StoreEvents(std::function<void(const Status&)> on_error)
+      : on_error_(std::move(on_error)) {}
+  void OnBackgroundError(rocksdb::BackgroundErrorReason, rocksdb::Status* bg_error) override {
+    if (bg_error && !bg_error->ok()) on_error_(FromRocks(*bg_error, "rocksdb background error"));
+  }
   void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status bg_error,
                             bool* auto_recovery) override {
     bg_error.PermitUncheckedError();
     *auto_recovery = false;
   }
+
+ private:
+  std::function<void(const Status&)> on_error_;
 };
+
+// What a damaged WAL puts at stake, for the refusal and for the truncating recovery's log.
+std::string AtStake(const WalDamage& d) {
+  std::string s = std::to_string(d.bytes_after) + " bytes: the damaged write batch and at least " +
+                  std::to_string(d.batches_after) + " intact ones after it";
+  if (d.later_files > 0) s += ", in " + std::to_string(d.later_files + 1) + " WAL files";
+  return s;
+}
 
 }  // namespace
 
@@ -176,16 +196,45 @@ Status LogStoreImpl::Init() {
   db_options.max_total_wal_size = 1u << 30;
   db_options.write_buffer_manager = write_buffer_manager_;
   db_options.info_log = std::make_shared<RocksLogger>();
-  db_options.listeners.push_back(std::make_shared<NoAutoRecovery>());
+  db_options.listeners.push_back(
+      std::make_shared<StoreEvents>([this](const Status& s) { SetUnhealthy(s); }));
   db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
-  db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  // Only a torn final record (a crash in the middle of a write, never acknowledged) may be
+  // dropped. Point-in-time recovery would also stop silently at damage in the middle of the WAL
+  // and serve a store without the acknowledged records behind it; the operator decides that
+  // (recover_truncate). The MANIFEST records each WAL and its synced size, so a missing or
+  // shortened WAL is refused too.
+  db_options.wal_recovery_mode = options_.recover_truncate
+                                     ? rocksdb::WALRecoveryMode::kPointInTimeRecovery
+                                     : rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+  db_options.track_and_verify_wals_in_manifest = true;
   // One committer thread writes; concurrent memtable writes would only disable insert hints.
   db_options.allow_concurrent_memtable_write = false;
   if (options_.env != nullptr) db_options.env = options_.env;
 
-  std::vector<std::string> names;
-  rocksdb::Status ls = rocksdb::DB::ListColumnFamilies(db_options, db_path_, &names);
-  if (!ls.ok()) names = {rocksdb::kDefaultColumnFamilyName};  // a new store
+  // RocksDB lists the store directory before it creates it, and asking it for the column
+  // families of a store without a CURRENT file fails: both log errors for a first start, which
+  // is no error at all.
+  rocksdb::Env* env = db_options.env;
+  RUNNEL_RETURN_IF_ERROR(FromRocks(env->CreateDirIfMissing(db_path_), "creating the store"));
+  const bool exists = env->FileExists(db_path_ + "/CURRENT").ok();
+  std::vector<std::string> names = {rocksdb::kDefaultColumnFamilyName};
+  if (exists) {
+    RUNNEL_RETURN_IF_ERROR(
+        FromRocks(rocksdb::DB::ListColumnFamilies(db_options, db_path_, &names),
+                  "listing the column families of the store in '" + options_.data_dir + "'"));
+  }
+  std::optional<WalDamage> dropped;
+  if (exists && options_.recover_truncate) {
+    dropped = FindWalDamage(db_path_);
+    if (dropped) {
+      log::Error("recover-truncate: " + DescribeWalDamage(*dropped) +
+                 "; dropping everything after that point (" + AtStake(*dropped) +
+                 "): records acknowledged in it are lost");
+    } else {
+      log::Warn("recover-truncate: no damaged WAL found; opening with point-in-time recovery");
+    }
+  }
   if (std::find(names.begin(), names.end(), fmt::kMetaColumnFamily) == names.end()) {
     names.emplace_back(fmt::kMetaColumnFamily);
   }
@@ -207,9 +256,22 @@ Status LogStoreImpl::Init() {
       return Status::IOError("data directory '" + options_.data_dir +
                              "' is locked by another process (" + s.ToString() + ")");
     }
+    if (s.IsCorruption() && !options_.recover_truncate) {
+      if (std::optional<WalDamage> d = FindWalDamage(db_path_)) {
+        return Status::Corruption(
+            DescribeWalDamage(*d) + ": records acknowledged after that point would be lost (" +
+            AtStake(*d) +
+            "); run `runneld --recover-truncate` to start anyway, dropping them (back up the "
+            "data directory first)");
+      }
+    }
     return FromRocks(s, "opening store in '" + options_.data_dir + "'");
   }
   db_.reset(raw);
+  if (dropped) {
+    log::Warn("recover-truncate: opened without the dropped part of " + dropped->file +
+              "; partitions end at what precedes it");
+  }
 
   std::map<uint32_t, rocksdb::ColumnFamilyHandle*> log_cfs;
   for (rocksdb::ColumnFamilyHandle* h : handles) {
@@ -733,6 +795,16 @@ Result<Offset> LogStoreImpl::ListOffset(std::string_view topic, Partition partit
   }
   RUNNEL_RETURN_IF_ERROR(FromRocks(it->status(), "searching " + std::string(topic) + " by time"));
   return Offset(hwm);
+}
+
+void LogStoreImpl::SetUnhealthy(const Status& cause) {
+  std::lock_guard lk(health_mu_);
+  if (health_.ok()) health_ = cause;  // the first failure is the one worth reporting
+}
+
+Status LogStoreImpl::Health() const {
+  std::lock_guard lk(health_mu_);
+  return health_;
 }
 
 StoreStats LogStoreImpl::GetStats() const {

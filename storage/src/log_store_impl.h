@@ -121,6 +121,7 @@ class LogStoreImpl final : public LogStore {
                             OffsetQuery query) const override;
   Status EnforceRetention() override;
   StoreStats GetStats() const override;
+  Status Health() const override;
   Result<int64_t> ReserveProducerIds(int64_t count) override;
   Status Checkpoint(const std::string& dir) override;  // checkpoint.cc
   Groups& groups() override { return *groups_; }
@@ -244,6 +245,12 @@ class LogStoreImpl final : public LogStore {
   Status TryRecover();
   // Committer thread: refuses writes with `cause` until TryRecover succeeds.
   void EnterDegraded(const Status& cause);
+  // What Health() answers: the first failure since the store last accepted writes (the
+  // committer's degraded status or a RocksDB background error, reported on RocksDB's thread),
+  // cleared by a successful TryRecover.
+  mutable std::mutex health_mu_;
+  Status health_;  // health_mu_
+  void SetUnhealthy(const Status& cause);
   // Committer thread, after a good sync (or a recovery flush): moves the high watermark of every
   // partition written since to its end; returns them for NotifyAdvanced.
   std::vector<std::pair<std::shared_ptr<PartitionState>, int64_t>> PublishSynced();

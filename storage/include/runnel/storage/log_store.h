@@ -139,6 +139,11 @@ struct LogStoreOptions {
       on_high_watermark;
   // Called on the committer thread after each round that wrote or synced; same rules.
   std::function<void(const CommitRoundInfo&)> on_commit;
+  // Open refuses a store whose WAL is damaged before its end (a torn final record, as a crash
+  // leaves it, is fine): replaying past the damage would lose acknowledged records silently. With
+  // this set, Open keeps what precedes the damage, drops the rest, logs what it dropped and opens
+  // (`runneld --recover-truncate`).
+  bool recover_truncate = false;
 };
 
 // The partitioned log. Thread-safe: every method may be called from any thread concurrently.
@@ -192,6 +197,11 @@ class LogStore {
   virtual Status EnforceRetention() = 0;
 
   virtual StoreStats GetStats() const = 0;
+
+  // OK while the store accepts writes. Otherwise why it does not: the failed write or WAL sync
+  // that degraded it (NoSpace, IOError), or a RocksDB background error (a failed flush or
+  // compaction), until the committer's recovery succeeds. Cheap; for health checks.
+  virtual Status Health() const = 0;
 
   // Reserves `count` (>= 1) producer ids that no earlier reservation handed out, across restarts
   // and steps of the wall clock: the reservation is fsynced before it returns. Returns the first
