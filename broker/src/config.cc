@@ -92,6 +92,9 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags* f) {
   app.add_option("--tls-cert", f->tls_cert,
                  "PEM certificate chain: the native port speaks TLS only (needs --tls-key)");
   app.add_option("--tls-key", f->tls_key, "PEM private key of --tls-cert");
+  app.add_flag("--recover-truncate", f->recover_truncate,
+               "Start even though the store's WAL is damaged before its end, dropping everything "
+               "after the damage (logged); back up the data directory first");
   app.add_option("--ready-file", f->ready_file,
                  "Write {\"port\":..,\"http_port\":..} here once listening (for scripts and tests)");
 }
@@ -131,6 +134,7 @@ Result<DaemonConfig> ToDaemonConfig(const DaemonFlags& f) {
   DaemonConfig c;
   if (f.data_dir.empty()) return Status::InvalidArgument("--data-dir: must not be empty");
   c.broker.store.data_dir = f.data_dir;
+  c.broker.store.recover_truncate = f.recover_truncate;
   auto& tc = c.broker.store.default_topic_config;
   RUNNEL_ASSIGN_OR_RETURN(tc.retention_ms, Duration("retention", f.retention));
   RUNNEL_ASSIGN_OR_RETURN(tc.retention_bytes,

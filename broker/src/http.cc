@@ -11,6 +11,7 @@
 #include "runnel/broker/auth.h"
 #include "runnel/broker/metrics.h"
 #include "runnel/broker/server.h"
+#include "runnel/common/json.h"
 
 namespace runnel::broker {
 namespace {
@@ -95,8 +96,17 @@ class HttpImpl final : public HttpServer {
       return res;
     }
     if (path == "/health") {
+      // 503 while the store refuses writes (a full disk, EIO, a RocksDB background error), so
+      // a load balancer or orchestrator sees what producers see; the reason is for the operator.
       res.set(http::field::content_type, "application/json");
-      res.body() = "{\"status\":\"ok\"}\n";
+      if (const Status health = broker_.store().Health(); !health.ok()) {
+        res.result(http::status::service_unavailable);
+        JsonWriter w;
+        w.BeginObject().Field("status", "degraded").Field("reason", health.ToString()).EndObject();
+        res.body() = w.str() + "\n";
+      } else {
+        res.body() = "{\"status\":\"ok\"}\n";
+      }
       return res;
     }
     if (!(path == "/metrics" && metrics_public_)) {

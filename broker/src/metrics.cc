@@ -188,6 +188,9 @@ std::string RenderPrometheus(const Metrics& m, storage::LogStore& store) {
   p.Sample("runnel_store_disk_bytes", "", static_cast<double>(st.disk_bytes));
   p.Type("runnel_store_disk_free_bytes", "gauge", "Free bytes on the store's filesystem.");
   p.Sample("runnel_store_disk_free_bytes", "", static_cast<double>(st.disk_free_bytes));
+  p.Type("runnel_store_degraded", "gauge",
+         "1 while the store refuses writes (full disk, I/O error; GET /health says why), else 0.");
+  p.Sample("runnel_store_degraded", "", store.Health().ok() ? 0.0 : 1.0);
 
   // Per-partition families, one row per partition (built once, emitted family by family).
   static constexpr PromFamily kPartitionFamilies[] = {

@@ -5,11 +5,13 @@
 
 #include <filesystem>
 #include <map>
+#include <optional>
 
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
 
 #include "rocks_status.h"
+#include "wal_check.h"
 #include "runnel/common/coding.h"
 #include "runnel/common/record_batch.h"
 
@@ -58,6 +60,10 @@ class InspectorImpl final : public DataDirInspector {
     RUNNEL_RETURN_IF_ERROR(CheckNotOpen(path + "/LOCK"));
     rocksdb::DBOptions options;
     options.info_log = std::make_shared<NullLogger>();
+    // As LogStore opens it: WAL damage before the end is an answer, not something to replay
+    // around silently (point-in-time recovery would show the store without what follows it).
+    options.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+    options.track_and_verify_wals_in_manifest = true;
     std::vector<std::string> names;
     RUNNEL_RETURN_IF_ERROR(FromRocks(rocksdb::DB::ListColumnFamilies(options, path, &names),
                                      "listing column families"));
@@ -65,9 +71,16 @@ class InspectorImpl final : public DataDirInspector {
     for (const auto& n : names) descriptors.emplace_back(n, rocksdb::ColumnFamilyOptions());
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::DB* raw = nullptr;
-    RUNNEL_RETURN_IF_ERROR(FromRocks(
-        rocksdb::DB::OpenForReadOnly(options, path, descriptors, &handles, &raw),
-        "opening '" + path + "' read-only"));
+    rocksdb::Status s = rocksdb::DB::OpenForReadOnly(options, path, descriptors, &handles, &raw);
+    if (s.IsCorruption()) {
+      if (std::optional<WalDamage> d = FindWalDamage(path)) {
+        return Status::Corruption(DescribeWalDamage(*d) +
+                                  ": records acknowledged after that point would be lost; "
+                                  "`runneld --recover-truncate` starts anyway, dropping them "
+                                  "(back up the data directory first)");
+      }
+    }
+    RUNNEL_RETURN_IF_ERROR(FromRocks(s, "opening '" + path + "' read-only"));
     db_.reset(raw);
     for (auto* h : handles) {
       if (h->GetName() == fmt::kMetaColumnFamily) {

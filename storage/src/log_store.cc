@@ -39,13 +39,47 @@ class RocksLogger final : public rocksdb::Logger {
     if (level < GetInfoLogLevel()) return;
     char buf[1024];
     std::vsnprintf(buf, sizeof buf, format, ap);
-    const std::string line = std::string("rocksdb: ") + buf;
+    std::string line = std::string("rocksdb: ") + buf;
+    {
+      std::lock_guard lk(mu_);
+      if (holding_) {
+        held_.emplace_back(level, std::move(line));
+        return;
+      }
+    }
+    Emit(level, line);
+  }
+
+  // While DB::Open runs: RocksDB's lines about a damaged WAL ("dropping 3904 bytes; Corruption:
+  // checksum mismatch", "DB::Open() failed") would only come before the one line that explains
+  // it. Release(false) drops them, Release(true) logs them.
+  void Hold() {
+    std::lock_guard lk(mu_);
+    holding_ = true;
+  }
+  void Release(bool emit) {
+    std::vector<std::pair<rocksdb::InfoLogLevel, std::string>> held;
+    {
+      std::lock_guard lk(mu_);
+      holding_ = false;
+      held.swap(held_);
+    }
+    if (!emit) return;
+    for (const auto& [level, line] : held) Emit(level, line);
+  }
+
+ private:
+  static void Emit(rocksdb::InfoLogLevel level, const std::string& line) {
     if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) {
       log::Error(line);
     } else {
       log::Warn(line);
     }
   }
+
+  std::mutex mu_;
+  bool holding_ = false;
+  std::vector<std::pair<rocksdb::InfoLogLevel, std::string>> held_;
 };
 
 // The committer recovers from a full disk itself (LogStoreImpl::TryRecover, on the next write
@@ -195,7 +229,8 @@ Status LogStoreImpl::Init() {
   db_options.bytes_per_sync = 1u << 20;
   db_options.max_total_wal_size = 1u << 30;
   db_options.write_buffer_manager = write_buffer_manager_;
-  db_options.info_log = std::make_shared<RocksLogger>();
+  auto rocks_log = std::make_shared<RocksLogger>();
+  db_options.info_log = rocks_log;
   db_options.listeners.push_back(
       std::make_shared<StoreEvents>([this](const Status& s) { SetUnhealthy(s); }));
   db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
@@ -250,6 +285,7 @@ Status LogStoreImpl::Init() {
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
+  rocks_log->Hold();
   rocksdb::Status s = rocksdb::DB::Open(db_options, db_path_, descriptors, &handles, &raw);
   if (!s.ok()) {
     if (s.ToString().find("lock") != std::string::npos) {
@@ -258,6 +294,7 @@ Status LogStoreImpl::Init() {
     }
     if (s.IsCorruption() && !options_.recover_truncate) {
       if (std::optional<WalDamage> d = FindWalDamage(db_path_)) {
+        rocks_log->Release(/*emit=*/false);
         return Status::Corruption(
             DescribeWalDamage(*d) + ": records acknowledged after that point would be lost (" +
             AtStake(*d) +
@@ -265,8 +302,10 @@ Status LogStoreImpl::Init() {
             "data directory first)");
       }
     }
+    rocks_log->Release(/*emit=*/true);
     return FromRocks(s, "opening store in '" + options_.data_dir + "'");
   }
+  rocks_log->Release(/*emit=*/true);
   db_.reset(raw);
   if (dropped) {
     log::Warn("recover-truncate: opened without the dropped part of " + dropped->file +

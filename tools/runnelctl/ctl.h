@@ -126,6 +126,7 @@ void AddDataCommands(CLI::App& app, Context& ctx);     // produce, consume
 void AddGroupCommands(CLI::App& app, Context& ctx);    // group, pending, claim, dlq, status
 void AddBrokerCommands(CLI::App& app, Context& ctx);   // stats, dump
 void AddBackupCommands(CLI::App& app, Context& ctx);   // backup
+void AddVerifyCommands(CLI::App& app, Context& ctx);   // verify (offline)
 // `completion bash`: prints a bash completion script built from the app's command tree.
 void AddCompletionCommand(CLI::App& app);
 

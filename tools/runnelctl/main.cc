@@ -1,5 +1,6 @@
 // runnelctl: the admin CLI. Topics, produce/consume, groups, pending entries, dead letters,
-// record status, broker stats and an offline dump of a data directory. See tools/README.md.
+// record status, broker stats, and an offline dump and verify of a data directory. See
+// tools/README.md.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -90,6 +91,7 @@ int Main(int argc, char** argv) {
   AddGroupCommands(app, ctx);
   AddBrokerCommands(app, ctx);
   AddBackupCommands(app, ctx);
+  AddVerifyCommands(app, ctx);
   AddCompletionCommand(app);
   try {
     app.parse(argc, argv);

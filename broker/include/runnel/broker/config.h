@@ -46,6 +46,7 @@ struct DaemonFlags {
   std::string max_wait = "30s";
   std::string log_level = "info";
   std::string ready_file;
+  bool recover_truncate = false;  // open a store with a damaged WAL, dropping what follows it
   std::string auth_tokens;  // token file (auth.h); empty: access control off
   bool metrics_public = false;
   std::string tls_cert;

@@ -1,6 +1,6 @@
 // DataDirInspector: a read-only, offline view of a stopped broker's data directory, for
-// `runnelctl dump` (the kafka-dump-log of Runnel). It opens RocksDB read-only, never writes and
-// refuses a directory whose store another process has open.
+// `runnelctl dump` (the kafka-dump-log of Runnel) and `runnelctl verify`. It opens RocksDB
+// read-only, never writes and refuses a directory whose store another process has open.
 #pragma once
 
 #include <cstdint>
@@ -61,7 +61,8 @@ struct InspectedBatch {
 class DataDirInspector {
  public:
   // IOError naming the holder when another process has the store open (a live runneld);
-  // NotFound when `data_dir` holds no store.
+  // NotFound when `data_dir` holds no store; Corruption naming the WAL file and byte when the
+  // store's WAL is damaged before its end (what LogStore::Open refuses too).
   static Result<std::unique_ptr<DataDirInspector>> Open(const std::string& data_dir);
   virtual ~DataDirInspector() = default;
 
