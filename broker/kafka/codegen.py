@@ -621,11 +621,9 @@ def emit_decode_field(out, f, outer, msg):
     fail = f'return r.Fail("{msg.name}", version, "{f.path}");'
     if f.is_array:
         if f.struct is not None:
-            min_bytes = "1"
+            min_bytes = f"MinWireBytes(version, flexible, static_cast<const {f.struct.cpp_name}*>(nullptr))"
         else:
-            size = PRIMITIVES[f.elem][1]
-            min_bytes = str(size) if size is not None else "(flexible ? 1 : 2)" \
-                if f.elem == "string" else "(flexible ? 1 : 4)"
+            min_bytes = min_wire_bytes(f.elem)
         nullable = nullable_expr(f) if f.has_nullable else "false"
         out(f"{ind}int32_t n = 0;")
         out(f"{ind}if (!r.ReadArrayLength(flexible, {nullable}, {min_bytes}, &n)) {fail}")
@@ -636,7 +634,7 @@ def emit_decode_field(out, f, outer, msg):
             out(f"{ind}  auto& a = v.{f.name}.emplace();")
             target = "a"
             body = ind + "  "
-        out(f"{body}{target}.reserve(static_cast<size_t>(n));")
+        out(f"{body}ReserveBounded({target}, n, r);")
         out(f"{body}for (int32_t i = 0; i < n; ++i) {{")
         if f.struct is not None:
             out(f"{body}  RUNNEL_RETURN_IF_ERROR(DecodeStruct(r, version, flexible, "
@@ -720,7 +718,29 @@ def emit_encode_field(out, f, outer):
         out("  }")
 
 
+def min_wire_bytes(elem):
+    """A C++ expression: the fewest bytes one `elem` value takes (its length prefix when it has
+    one; a null string, bytes or records is its prefix alone)."""
+    size = PRIMITIVES[elem][1]
+    if size is not None:
+        return str(size)
+    return "(flexible ? 1 : 2)" if elem == "string" else "(flexible ? 1 : 4)"
+
+
 def emit_struct_codec(out, s, msg):
+    # The fewest bytes one element of this struct takes in `version`: the array count bound of
+    # its arrays (Reader::ReadArrayLength), so a count the remaining bytes cannot hold is refused
+    # before anything is allocated.
+    out(f"[[maybe_unused]] size_t MinWireBytes([[maybe_unused]] int16_t version, bool flexible,")
+    out(f"                                     const {s.cpp_name}*) {{")
+    out("  size_t n = flexible ? 1 : 0;  // the tagged-field count")
+    for f in s.fields:
+        cond = version_cond(f.versions, s.versions)
+        m = "(flexible ? 1 : 4)" if f.is_array else min_wire_bytes(f.elem)
+        out(f"  if ({cond}) n += {m};" if cond else f"  n += {m};")
+    out("  return n;")
+    out("}")
+    out()
     out(f"Status DecodeStruct(Reader& r, [[maybe_unused]] int16_t version, "
         f"[[maybe_unused]] bool flexible,")
     out(f"                    {s.cpp_name}& v) {{")

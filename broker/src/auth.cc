@@ -113,6 +113,10 @@ Status ParseLine(std::string_view line, Principal* p, Hash* hash) {
       return Status::InvalidArgument("token '" + p->name +
                                      "': a secret needs at least 16 characters");
     }
+    if (secret.size() > kMaxTokenBytes) {
+      return Status::InvalidArgument("token '" + p->name + "': a secret may have at most " +
+                                     std::to_string(kMaxTokenBytes) + " characters");
+    }
     *hash = Sha256(secret);
   }
   p->ops = 0;
@@ -245,6 +249,10 @@ Result<std::shared_ptr<const TokenSet>> TokenSet::Load(const std::string& path) 
 }
 
 Result<std::shared_ptr<const Principal>> TokenSet::Authenticate(std::string_view token) const {
+  if (token.size() > kMaxTokenBytes) {
+    return Status::Unauthenticated("token longer than " + std::to_string(kMaxTokenBytes) +
+                                   " bytes");
+  }
   const Hash h = Sha256(token);
   std::shared_ptr<const Principal> found;
   for (const auto& e : entries_) {

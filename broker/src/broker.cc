@@ -31,13 +31,24 @@ Status Broker::Impl::EnsureTopic(const std::string& topic) {
   auto info = broker.store().DescribeTopic(topic);
   if (!info.ok()) {
     if (!info.status().IsNotFound() || !broker.options().auto_create_topics) return info.status();
-    Status s = broker.store().CreateTopic(topic, broker.options().default_partitions,
-                                          broker.options().store.default_topic_config);
+    Status s = CreateTopicWithinLimit(topic, broker.options().default_partitions,
+                                      broker.options().store.default_topic_config);
     if (!s.ok() && s.code() != StatusCode::kAlreadyExists) return s;
   }
   std::lock_guard lk(cache_mu);
   known_topics.insert(topic);
   return Status::OK();
+}
+
+Status Broker::Impl::CreateTopicWithinLimit(const std::string& name, int32_t partitions,
+                                            const storage::TopicConfig& config) {
+  std::lock_guard lk(create_mu);
+  const size_t max = broker.options().max_topics;
+  if (broker.store().ListTopics().size() >= max && !broker.store().DescribeTopic(name).ok()) {
+    return Status::OutOfRange("cannot create topic '" + name + "': the broker holds " +
+                              std::to_string(max) + " topics, its limit (--max-topics)");
+  }
+  return broker.store().CreateTopic(name, partitions, config);
 }
 
 Result<std::unique_ptr<Broker>> Broker::Open(BrokerOptions options) {
@@ -147,7 +158,7 @@ Status Broker::CreateTopic(const std::string& name, int32_t partitions,
                            const std::vector<std::pair<std::string, std::string>>& config) {
   storage::TopicConfig cfg = options_.store.default_topic_config;
   for (const auto& [k, v] : config) RUNNEL_RETURN_IF_ERROR(cfg.Set(k, v));
-  return store_->CreateTopic(name, partitions, cfg);
+  return impl_->CreateTopicWithinLimit(name, partitions, cfg);
 }
 
 Status Broker::DeleteTopic(const std::string& name) {

@@ -64,6 +64,11 @@ class Broker::Impl {
   int64_t producer_id_end = 0;
   std::mutex cache_mu;
   std::set<std::string, std::less<>> known_topics;
+  std::mutex create_mu;  // held by topic creation, so max_topics is exact
+
+  // Creates a topic unless the store already holds max_topics (OutOfRange naming the limit).
+  Status CreateTopicWithinLimit(const std::string& name, int32_t partitions,
+                                const storage::TopicConfig& config);
   std::unordered_map<std::string, std::string> group_topics;
   std::mutex live_mu;
   LiveGroups* live_groups = nullptr;  // the Kafka front-end's coordinator, when it runs

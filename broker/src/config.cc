@@ -43,6 +43,14 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags* f) {
   app.add_option("--auto-create-topics", f->auto_create_topics,
                  "Create unknown topics on produce / metadata")
       ->capture_default_str();
+  app.add_option("--kafka-auto-create-topics", f->kafka_auto_create_topics,
+                 "Kafka clients may create unknown topics: Metadata when the client allows it "
+                 "(auto.create.topics.enable), and Produce (needs --auto-create-topics too)")
+      ->capture_default_str();
+  app.add_option("--max-topics", f->max_topics,
+                 "Creating a topic (explicitly or by auto-creation) beyond this many fails")
+      ->check(CLI::Range(1, 1'000'000))
+      ->capture_default_str();
   app.add_option("--default-partitions", f->default_partitions, "Partitions of auto-created topics")
       ->check(CLI::Range(1, 10'000))
       ->capture_default_str();
@@ -89,6 +97,19 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags* f) {
                  "topics, groups and operations (see broker/README.md)");
   app.add_flag("--metrics-public", f->metrics_public,
                "With --auth-tokens, serve HTTP /metrics without a token");
+  app.add_option("--http-max-connections", f->http_max_connections,
+                 "HTTP connections beyond this get a 503 and are closed")
+      ->check(CLI::Range(1, 1'000'000))
+      ->capture_default_str();
+  app.add_option("--http-header-timeout", f->http_header_timeout,
+                 "An HTTP request's header must arrive within this of its first byte (0: never)")
+      ->capture_default_str();
+  app.add_option("--http-body-timeout", f->http_body_timeout,
+                 "Reading an HTTP request's body, and writing the answer, within this (0: never)")
+      ->capture_default_str();
+  app.add_option("--http-idle-timeout", f->http_idle_timeout,
+                 "Close a keep-alive HTTP connection idle this long (0: never)")
+      ->capture_default_str();
   app.add_option("--tls-cert", f->tls_cert,
                  "PEM certificate chain: the native port speaks TLS only (needs --tls-key)");
   app.add_option("--tls-key", f->tls_key, "PEM private key of --tls-cert");
@@ -156,6 +177,7 @@ Result<DaemonConfig> ToDaemonConfig(const DaemonFlags& f) {
                                 kInt64Max));
   c.broker.store.max_uncompressed_batch_bytes = static_cast<size_t>(inflated);
   c.broker.auto_create_topics = f.auto_create_topics;
+  c.broker.max_topics = static_cast<size_t>(f.max_topics);
   c.broker.default_partitions = f.default_partitions;
   c.broker.worker_threads = f.worker_threads;
   RUNNEL_ASSIGN_OR_RETURN(const int64_t max_wait, Duration("max-wait", f.max_wait));
@@ -198,6 +220,16 @@ Result<DaemonConfig> ToDaemonConfig(const DaemonFlags& f) {
   c.metrics_public = f.metrics_public;
   c.http_port = f.http_port;
   c.no_http = f.no_http;
+  c.http.bind = f.bind;
+  c.http.port = static_cast<uint16_t>(f.http_port);
+  c.http.metrics_public = f.metrics_public;
+  c.http.max_connections = static_cast<size_t>(f.http_max_connections);
+  RUNNEL_ASSIGN_OR_RETURN(c.http.header_timeout_ms,
+                          NonNegativeDuration("http-header-timeout", f.http_header_timeout));
+  RUNNEL_ASSIGN_OR_RETURN(c.http.body_timeout_ms,
+                          NonNegativeDuration("http-body-timeout", f.http_body_timeout));
+  RUNNEL_ASSIGN_OR_RETURN(c.http.idle_timeout_ms,
+                          NonNegativeDuration("http-idle-timeout", f.http_idle_timeout));
   if (f.kafka_port == "any") {
     c.kafka.port = 0;
     c.kafka.enabled = true;
@@ -212,6 +244,7 @@ Result<DaemonConfig> ToDaemonConfig(const DaemonFlags& f) {
     c.kafka.enabled = port != 0;
   }
   c.kafka.explicit_port = f.kafka_port_explicit;
+  c.kafka.auto_create_topics = f.kafka_auto_create_topics;
   {
     RUNNEL_ASSIGN_OR_RETURN(const int64_t ms, NonNegativeDuration("kafka-group-initial-delay",
                                                                   f.kafka_group_initial_delay));

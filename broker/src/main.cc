@@ -158,6 +158,7 @@ int main(int argc, char** argv) {
     ko.advertised_host = config->kafka.advertised_host;
     ko.advertised_port = config->kafka.port;
     ko.group_initial_rebalance_delay_ms = config->kafka.group_initial_delay_ms;
+    ko.auto_create_topics = config->kafka.auto_create_topics;
     kafka = std::make_unique<runnel::kafka::KafkaFrontEnd>(**broker, ko);
     runnel::broker::ServerOptions kso = so;
     kso.port = config->kafka.port;
@@ -176,8 +177,7 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<runnel::broker::HttpServer> http;
   if (!f.no_http) {
-    auto h = runnel::broker::HttpServer::Start(**broker, f.bind, static_cast<uint16_t>(f.http_port),
-                                               config->metrics_public);
+    auto h = runnel::broker::HttpServer::Start(**broker, config->http);
     if (!h.ok()) {
       if (kafka_server) kafka_server->Stop();
       (*server)->Stop();
@@ -218,6 +218,8 @@ int main(int argc, char** argv) {
   if (http) http->Stop();
   if (kafka_server) kafka_server->Stop();
   (*server)->Stop();
+  kafka_server.reset();
+  kafka.reset();    // its group timer thread uses the broker: stop it first
   broker->reset();  // flushes and closes RocksDB
   ::close(lock_fd);
   spdlog::info("runneld stopped cleanly in {:.0f} ms",

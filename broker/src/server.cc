@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <deque>
 #include <limits>
@@ -37,6 +38,16 @@ int64_t FrameBytes(const std::vector<std::string>& frame) {
 
 using TlsStream = asio::ssl::stream<tcp::socket&>;
 
+// The completion of the server's coroutines: an exception (none is expected) ends that coroutine
+// alone instead of leaving io_context::run and terminating the process.
+void Swallow(std::exception_ptr) {}
+
+// An accept that failed for want of a resource (descriptors, buffers): retried after a pause.
+bool ResourceShortage(const boost::system::error_code& ec) {
+  return ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
+         ec == asio::error::no_memory || ec.value() == ENFILE;
+}
+
 class Conn : public std::enable_shared_from_this<Conn> {
  public:
   Conn(ServerImpl& server, tcp::socket socket, asio::ssl::context* tls);
@@ -61,6 +72,9 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void Enqueue(std::vector<std::string> frame);
   void StartWrite();
   bool OverLimit() const;
+  size_t PerConnectionBudget() const;
+  // After a request was handed over: a session that just authenticated gets the full limits.
+  void AfterHandle();
   void MaybeResume();
   void MaybeFinish();
   void AddInflight(int64_t n);
@@ -124,6 +138,12 @@ class ServerImpl final : public Server {
     return *ios_[0];
   }
   asio::awaitable<void> AcceptLoop();
+  // Runs AcceptLoop, and again should it ever end with an exception.
+  void SpawnAcceptLoop() {
+    asio::co_spawn(*ios_[0], AcceptLoop(), [this](std::exception_ptr e) {
+      if (e && !stopped_.load()) SpawnAcceptLoop();
+    });
+  }
   // Every quarter of the shortest timeout, asks each connection to check its timeouts.
   asio::awaitable<void> SweepLoop();
 
@@ -151,12 +171,33 @@ Conn::Conn(ServerImpl& server, tcp::socket socket, asio::ssl::context* tls)
       decoder_(server.options().max_frame_bytes) {}
 
 void Conn::Start() {
-  asio::co_spawn(socket_.get_executor(), [self = shared_from_this()] { return self->ReadLoop(); },
-                 asio::detached);
+  if (session_->unauthenticated) {
+    decoder_.set_max_frame_bytes(
+        std::min(server_.options().pre_auth_max_frame_bytes, server_.options().max_frame_bytes));
+  }
+  auto self = shared_from_this();
+  asio::co_spawn(socket_.get_executor(), [self] { return self->ReadLoop(); },
+                 [self](std::exception_ptr e) {
+                   if (e) self->Close();
+                 });
+}
+
+size_t Conn::PerConnectionBudget() const {
+  const ServerOptions& o = server_.options();
+  return session_->unauthenticated
+             ? std::min(o.pre_auth_max_inflight_bytes, o.max_inflight_bytes_per_connection)
+             : o.max_inflight_bytes_per_connection;
+}
+
+void Conn::AfterHandle() {
+  if (!session_->unauthenticated &&
+      decoder_.max_frame_bytes() != server_.options().max_frame_bytes) {
+    decoder_.set_max_frame_bytes(server_.options().max_frame_bytes);
+  }
 }
 
 bool Conn::OverLimit() const {
-  return inflight_ > static_cast<int64_t>(server_.options().max_inflight_bytes_per_connection) ||
+  return inflight_ > static_cast<int64_t>(PerConnectionBudget()) ||
          server_.metrics().inflight_bytes.load(std::memory_order_relaxed) >
              static_cast<int64_t>(server_.options().max_inflight_bytes_total);
 }
@@ -229,7 +270,13 @@ asio::awaitable<void> Conn::ReadLoop() {
       if (!next.ok()) {
         // The stream is unusable: answer once, then close after the write.
         server_.metrics().protocol_errors.fetch_add(1);
-        auto frame = server_.frontend().FramingError(next.status());
+        Status error = next.status();
+        if (session_->unauthenticated && error.code() == StatusCode::kTooLarge) {
+          error = Status::TooLarge(error.message() +
+                                   " before authentication (authenticate first; larger frames "
+                                   "are served after)");
+        }
+        auto frame = server_.frontend().FramingError(error);
         read_done_ = true;
         if (!frame.empty()) {
           AddInflight(FrameBytes(frame));
@@ -244,7 +291,7 @@ asio::awaitable<void> Conn::ReadLoop() {
       // Requests hold their own bytes plus what their answer may take, until it is written.
       const size_t bytes = wire::kFrameHeaderBytes + f.body.size() +
                            std::min<size_t>(server_.frontend().ResponseReservation(f),
-                                            server_.options().max_inflight_bytes_per_connection);
+                                            PerConnectionBudget());
       AddInflight(static_cast<int64_t>(bytes));
       ++pending_requests_;
       auto executor = socket_.get_executor();
@@ -257,12 +304,12 @@ asio::awaitable<void> Conn::ReadLoop() {
           });
       // Refused (no or a bad token): read nothing more; close once the answer is written.
       if (session_->refused) read_done_ = true;
+      AfterHandle();
     }
     if (read_done_) break;
     if (OverLimit()) {
       // Over our own limit: our responses wake us. Over the global limit only: poll.
-      const bool own = inflight_ > static_cast<int64_t>(
-                                       server_.options().max_inflight_bytes_per_connection);
+      const bool own = inflight_ > static_cast<int64_t>(PerConnectionBudget());
       resume_.expires_after(own ? std::chrono::hours(1) : std::chrono::milliseconds(2));
       waiting_ = true;
       partial_since_ = {};  // stalled by us, not by the client
@@ -436,14 +483,33 @@ Status ServerImpl::Listen() {
   acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return Status::IOError("cannot listen on " + where + ": " + ec.message());
   port_ = acceptor_.local_endpoint().port();
-  asio::co_spawn(*ios_[0], AcceptLoop(), asio::detached);
+  // Asio creates an io_context's reactor (an epoll, an eventfd and a timerfd) and its socket and
+  // timer services on first use, and throws when that fails. The first connection handed to an
+  // io thread may come when every descriptor is taken (idle HTTP or Kafka clients), and a throw
+  // there ends the process: make them all now, while descriptors are there.
+  try {
+    for (auto& io : ios_) {
+      tcp::socket warm_socket(*io);
+      asio::steady_timer warm_timer(*io);
+    }
+  } catch (const std::exception& e) {
+    return Status::IOError("cannot start the io threads of " + where + ": " + e.what());
+  }
+  SpawnAcceptLoop();
   if (options_.frame_timeout_ms > 0 || options_.idle_timeout_ms > 0)
-    asio::co_spawn(*ios_[0], SweepLoop(), asio::detached);
+    asio::co_spawn(*ios_[0], SweepLoop(), Swallow);
   for (auto& io : ios_) {
     guards_.push_back(asio::make_work_guard(*io));
     threads_.emplace_back([ctx = io.get()] {
       pthread_setname_np(pthread_self(), "runnel-io");
-      ctx->run();
+      // An exception out of a handler must not end the thread (std::terminate): keep serving.
+      for (;;) {
+        try {
+          ctx->run();
+          return;
+        } catch (...) {
+        }
+      }
     });
   }
   return Status::OK();
@@ -457,8 +523,10 @@ asio::awaitable<void> ServerImpl::AcceptLoop() {
         co_await acceptor_.async_accept(target, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (stopped_.load() || ec == asio::error::operation_aborted) co_return;
-      // Out of descriptors and similar: back off briefly instead of spinning.
-      asio::steady_timer t(acceptor_.get_executor(), std::chrono::milliseconds(50));
+      // Out of descriptors and similar: back off and retry, never end the loop. The client waits
+      // in the kernel's backlog until a descriptor frees.
+      asio::steady_timer t(acceptor_.get_executor(),
+                           std::chrono::milliseconds(ResourceShortage(ec) ? 50 : 10));
       co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       continue;
     }

@@ -556,10 +556,28 @@ void GroupManager::SubmitDeadLetters(GroupState& g, std::vector<DeadLetterMove> 
   }
 }
 
+namespace {
+
+// Consumer names are kept with every record locked to them: bounded, so a client cannot make
+// each pending entry carry megabytes.
+constexpr size_t kMaxConsumerNameBytes = 255;
+
+Status ValidateConsumerName(std::string_view consumer) {
+  if (consumer.empty()) return Status::InvalidArgument("consumer name is empty");
+  if (consumer.size() > kMaxConsumerNameBytes) {
+    return Status::InvalidArgument("consumer name of " + std::to_string(consumer.size()) +
+                                   " bytes is longer than the limit of " +
+                                   std::to_string(kMaxConsumerNameBytes));
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
 Result<std::vector<DeliveredRecord>> GroupManager::Deliver(std::string_view group,
                                                            std::string_view consumer,
                                                            int32_t max_records, size_t max_bytes) {
-  if (consumer.empty()) return Status::InvalidArgument("consumer name is empty");
+  RUNNEL_RETURN_IF_ERROR(ValidateConsumerName(consumer));
   if (max_records <= 0) return Status::InvalidArgument("max_records must be positive");
   RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
   std::vector<DeliveredRecord> out;
@@ -776,7 +794,7 @@ Result<int64_t> GroupManager::Extend(std::string_view group, std::string_view co
 Result<std::vector<DeliveredRecord>> GroupManager::Claim(std::string_view group,
                                                          std::string_view consumer,
                                                          int64_t min_idle_ms, int32_t max_records) {
-  if (consumer.empty()) return Status::InvalidArgument("consumer name is empty");
+  RUNNEL_RETURN_IF_ERROR(ValidateConsumerName(consumer));
   if (min_idle_ms < 0) return Status::InvalidArgument("min_idle must not be negative");
   if (max_records <= 0) return Status::InvalidArgument("max_records must be positive");
   RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));

@@ -113,6 +113,40 @@ TEST_CASE("hostile bodies are rejected without huge allocations") {
   }
 }
 
+TEST_CASE("an array count is bounded by an element's fewest wire bytes, and so is its reservation") {
+  // ProducePartition takes at least 12 bytes (topic length, partition, batch length) and many
+  // more as a C++ object.
+  CHECK(MinWireBytes<ProducePartition>() == 12);
+  CHECK(MinWireBytes<TopicMetadata>() == 4 + 6 + 4 + 4 + 4);
+  CHECK(MinWireBytes<EmptyResponse>() == 0);
+  constexpr size_t kPresent = 1200;
+  auto body = [&](uint32_t count) {
+    std::string b;
+    PutFixed32BE(&b, count);
+    b.append(kPresent, '\xff');  // the first element's topic is a null string: decoding fails
+    return b;
+  };
+  // One more element than 1,200 bytes can hold at 12 bytes each: refused before allocating.
+  {
+    const std::string b = body(kPresent / 12 + 1);
+    Reader r(b);
+    std::vector<ProducePartition> v;
+    r.Get(v);
+    CHECK(r.error() == "array count out of range");
+    CHECK(v.capacity() == 0);
+  }
+  // A count the bytes could hold reserves no more than the bytes present justify (100 elements
+  // of 72 bytes would be 7,200 bytes for 1,200 present), then fails on the first element.
+  {
+    const std::string b = body(kPresent / 12);
+    Reader r(b);
+    std::vector<ProducePartition> v;
+    r.Get(v);
+    CHECK_FALSE(r.ok());
+    CHECK(v.capacity() * sizeof(ProducePartition) <= kPresent + sizeof(ProducePartition));
+  }
+}
+
 TEST_CASE("every served api has a name") {
   CHECK(ApiName(1) == "Produce");
   CHECK(ServedVersion(44) == 0);

@@ -462,6 +462,26 @@ TEST_CASE("Kafka codec: an array count of 2^31-1 in a 10-byte body fails fast") 
   CHECK(DecodeStatus<ProduceRequest>(Bytes().I16(1).I32(1).I32(-2).str(), 0).IsCorruption());
 }
 
+TEST_CASE("Kafka codec: an array of structs is bounded by the struct's fewest bytes, not by 1") {
+  // Produce v0: each topic_data element takes at least 6 bytes (name int16 + partition count
+  // int32); 600 bytes can hold 100 of them, not 500.
+  constexpr size_t kPresent = 600;
+  auto wire = [&](int32_t count) {
+    return Bytes().I16(1).I32(1000).I32(count).Raw(std::string(kPresent, '\xff')).str();
+  };
+  const Status refused = DecodeStatus<ProduceRequest>(wire(500), 0);
+  CHECK(refused.IsCorruption());
+  CHECK(refused.message().find("topic_data: array length 500") != std::string::npos);
+  // 100 passes the count check; the reservation stays within the bytes present (100 elements
+  // of a 56-byte struct would be 5,600 bytes), and the first element's null name fails.
+  const std::string ok_count = wire(100);
+  Reader r(ok_count);
+  ProduceRequest req;
+  CHECK_FALSE(req.Decode(r, 0).ok());
+  CHECK(req.topic_data.capacity() * sizeof(ProduceRequest::TopicProduceData) <=
+        kPresent + sizeof(ProduceRequest::TopicProduceData));
+}
+
 TEST_CASE("Kafka codec: unknown tagged fields are skipped") {
   const std::string tags =
       Bytes().UVarint(2).UVarint(0).UVarint(3).Raw("abc").UVarint(300).UVarint(1).Raw("x").str();

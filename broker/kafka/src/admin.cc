@@ -63,6 +63,7 @@ Status RunnelConfigs(const std::vector<std::pair<std::string, std::string>>& in,
 
 Error TopicAdminError(const Status& s) {
   if (s.code() == StatusCode::kInvalidArgument) return Error::kInvalidConfig;
+  if (s.code() == StatusCode::kOutOfRange) return Error::kPolicyViolation;  // --max-topics
   return ToKafka(s);
 }
 

@@ -115,7 +115,9 @@ KafkaFrontEnd::~KafkaFrontEnd() = default;
 void KafkaFrontEnd::SetAdvertisedPort(int32_t port) { impl_->SetAdvertisedPort(port); }
 
 std::shared_ptr<broker::FrontEndSession> KafkaFrontEnd::NewSession(std::string_view peer) {
-  return std::make_shared<KafkaSession>(impl_->broker().NewProduceLane(), std::string(peer));
+  auto s = std::make_shared<KafkaSession>(impl_->broker().NewProduceLane(), std::string(peer));
+  s->unauthenticated = impl_->broker().options().auth != nullptr;
+  return s;
 }
 
 void KafkaFrontEnd::Handle(const std::shared_ptr<broker::FrontEndSession>& session,

@@ -22,8 +22,11 @@ void KafkaFrontEnd::Impl::Metadata(const CallPtr& c, MetadataRequest& req) {
   } else {
     for (const auto& t : *req.topics) names.push_back(t.name.value_or(""));
   }
-  // Auto-creation is asked for in v4+ (allow_auto_topic_creation) and implied before.
-  const bool auto_create = c->version < 4 || req.allow_auto_topic_creation;
+  // Auto-creation is asked for in v4+ (allow_auto_topic_creation) and implied before; it needs
+  // --kafka-auto-create-topics (and, checked by the core, --auto-create-topics, --max-topics and
+  // the right to produce to the topic).
+  const bool auto_create =
+      options_.auto_create_topics && (c->version < 4 || req.allow_auto_topic_creation);
   bool failed = false;
   for (const auto& name : names) {
     MetadataResponse::MetadataResponseTopic tm;

@@ -63,6 +63,10 @@ void KafkaFrontEnd::Impl::Produce(const CallPtr& c, ProduceRequest& req) {
     if (topic_error == Error::kNone && c->principal &&
         !Check(c, c->principal->OnTopic(Op::kProduce, in.name)).ok())
       topic_error = Error::kTopicAuthorizationFailed;
+    // Without --kafka-auto-create-topics an unknown topic stays unknown, as in Kafka.
+    if (topic_error == Error::kNone && !options_.auto_create_topics &&
+        !broker_.store().DescribeTopic(in.name).ok())
+      topic_error = Error::kUnknownTopicOrPartition;
     for (size_t p = 0; p < in.partition_data.size(); ++p) {
       auto& part = in.partition_data[p];
       if (topic_error != Error::kNone) {
@@ -74,9 +78,13 @@ void KafkaFrontEnd::Impl::Produce(const CallPtr& c, ProduceRequest& req) {
         continue;
       }
       storage::AppendRequest ar{in.name, Partition(part.index), std::move(*part.records), mode};
-      broker_.Append(std::move(ar), [finish, t, p](Result<storage::AppendResult> r) {
+      broker_.Append(std::move(ar), [this, finish, t, p, topic = in.name](
+                                        Result<storage::AppendResult> r) {
         if (r.ok()) {
           finish(t, p, Error::kNone, r->base_offset.value());
+        } else if (r.status().code() == StatusCode::kOutOfRange &&
+                   !broker_.store().DescribeTopic(topic).ok()) {
+          finish(t, p, Error::kUnknownTopicOrPartition, -1);  // not created: --max-topics
         } else {
           finish(t, p, ToKafka(r.status()), -1);
         }

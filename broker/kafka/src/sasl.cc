@@ -68,6 +68,7 @@ void KafkaFrontEnd::Impl::SaslAuthenticate(KafkaSession& session, const CallPtr&
   }
   session.principal = *p;
   session.sasl = KafkaSession::Sasl::kDone;
+  session.unauthenticated = false;
   Reply(c, resp);
 }
 
@@ -84,6 +85,7 @@ void KafkaFrontEnd::Impl::RawSaslToken(KafkaSession& session, const wire::Frame&
   if (!p.ok()) return Refuse(session, c, p.status().message());
   session.principal = *p;
   session.sasl = KafkaSession::Sasl::kDone;
+  session.unauthenticated = false;
   // The answer is an empty SASL token: just a zero size.
   c->respond({std::string(4, '\0')});
   broker_.EndRequest();

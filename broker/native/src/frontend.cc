@@ -23,7 +23,9 @@ NativeFrontEnd::NativeFrontEnd(Broker& broker)
 NativeFrontEnd::~NativeFrontEnd() = default;
 
 std::shared_ptr<broker::FrontEndSession> NativeFrontEnd::NewSession(std::string_view) {
-  return std::make_shared<NativeSession>(broker_.NewProduceLane());
+  auto s = std::make_shared<NativeSession>(broker_.NewProduceLane());
+  s->unauthenticated = broker_.options().auth != nullptr;
+  return s;
 }
 
 void NativeFrontEnd::Handle(const std::shared_ptr<broker::FrontEndSession>& session,
@@ -118,6 +120,7 @@ void NativeFrontEnd::Impl::Authenticate(NativeSession& session, const CallPtr& c
       return Reply<proto::AuthenticateResponse>(c, p.status(), nullptr);
     }
     session.principal = *p;
+    session.unauthenticated = false;
     resp.principal = (*p)->name;
     Reply(c, Status::OK(), &resp);
   });

@@ -7,7 +7,7 @@
 //     ops        0Zp4x-long-random-secret...   all               *                *
 //
 // - name: 1-64 of [A-Za-z0-9._-]; the principal's name in logs and in Authenticate's answer.
-// - secret: the token itself (at least 16 characters), or `sha256:` and the 64 hex digits of its
+// - secret: the token itself (16 to kMaxTokenBytes characters), or `sha256:` and the 64 hex digits of its
 //   SHA-256 (`runnelctl token new` prints both), so the file need not hold usable secrets.
 // - operations: a comma list of produce, consume, admin, or `all` for the three.
 // - topics, groups: comma lists of globs (`*` any run of characters, `?` one character);
@@ -58,6 +58,10 @@ struct Principal {
   bool SeesGroup(std::string_view group) const;
 };
 
+// The longest token a client may present (and a plain secret in the file may have): longer ones
+// are refused before they are hashed, so a stranger cannot make a network thread hash megabytes.
+inline constexpr size_t kMaxTokenBytes = 4096;
+
 class TokenSet {
  public:
   // Parses the file text; InvalidArgument naming `origin`:line and what is wrong.
@@ -66,7 +70,8 @@ class TokenSet {
   // Reads and parses a file; IOError when it cannot be read.
   static Result<std::shared_ptr<const TokenSet>> Load(const std::string& path);
 
-  // The principal of `token`, or Unauthenticated. Compares the token's SHA-256 with every entry
+  // The principal of `token`, or Unauthenticated (also for a token longer than kMaxTokenBytes,
+  // which is not hashed). Compares the token's SHA-256 with every entry
   // in constant time, so the answer's timing does not tell how close a guess came.
   Result<std::shared_ptr<const Principal>> Authenticate(std::string_view token) const;
 

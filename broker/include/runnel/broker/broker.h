@@ -34,6 +34,9 @@ struct BrokerOptions {
   storage::LogStoreOptions store;  // data_dir, default topic config, committer bounds
   bool auto_create_topics = true;  // Produce / Metadata may create unknown topics
   int32_t default_partitions = 1;  // for auto-created topics
+  // Creating a topic (CreateTopic or auto-creation) beyond this many fails with OutOfRange
+  // naming the limit; topics that exist are untouched.
+  size_t max_topics = 10'000;
   int worker_threads = 4;          // reads, group operations, admin
   int append_threads = 2;          // produce submission (may block on committer backpressure)
   int32_t max_wait_ms = 30'000;    // upper bound of a long-poll

@@ -29,6 +29,8 @@ struct DaemonFlags {
   int io_threads = 2;
   int worker_threads = 4;
   bool auto_create_topics = true;
+  bool kafka_auto_create_topics = true;  // Kafka's auto.create.topics.enable
+  int max_topics = 10'000;
   int default_partitions = 1;
   std::string retention = "7d";
   std::string retention_bytes = "-1";
@@ -49,6 +51,10 @@ struct DaemonFlags {
   bool recover_truncate = false;  // open a store with a damaged WAL, dropping what follows it
   std::string auth_tokens;  // token file (auth.h); empty: access control off
   bool metrics_public = false;
+  int http_max_connections = 256;
+  std::string http_header_timeout = "10s";
+  std::string http_body_timeout = "30s";
+  std::string http_idle_timeout = "60s";
   std::string tls_cert;
   std::string tls_key;
 };
@@ -62,12 +68,16 @@ struct KafkaListenerConfig {
   bool explicit_port = false;    // false: a taken port is a warning, not an error
   std::string advertised_host;   // what Metadata answers as this broker's host
   int32_t group_initial_delay_ms = 3000;  // group.initial.rebalance.delay.ms
+  // Kafka's auto.create.topics.enable: Metadata (when the client allows it) and Produce may
+  // create unknown topics, within BrokerOptions::auto_create_topics and max_topics.
+  bool auto_create_topics = true;
 };
 
 struct DaemonConfig {
   BrokerOptions broker;
   ServerOptions server;  // the native port; the Kafka listener takes the same settings but port
   KafkaListenerConfig kafka;
+  HttpOptions http;  // bind, port and metrics_public repeat the fields below
   int http_port = 7071;
   bool no_http = false;
   bool metrics_public = false;

@@ -26,6 +26,10 @@ class FrontEndSession {
   // True once the session was refused (a request before authentication, or a bad token): the
   // connection reads nothing more and closes after writing the answers.
   bool refused = false;
+  // True while access control is on and the session has not authenticated yet: the server holds
+  // it to the pre-authentication limits (ServerOptions::pre_auth_*). Set by NewSession, cleared
+  // by Handle on a successful authentication.
+  bool unauthenticated = false;
 };
 
 // Thread-safe; outlives every server that uses it.

@@ -12,6 +12,7 @@
 // left before anything is allocated, and trailing bytes are an error.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -685,6 +686,51 @@ class Writer {
   std::vector<std::string> parts_;
 };
 
+namespace detail {
+
+// Sums the fewest bytes each field of a message can take on the wire (a string or an array its
+// length prefix, a struct its fields), for MinWireBytes.
+struct MinWireSizer {
+  size_t bytes = 0;
+  template <class... Ts> void operator()(Ts&... fields) { (Add(fields), ...); }
+  template <class I>
+    requires std::is_integral_v<I>
+  void Add(I&) {
+    bytes += sizeof(I);
+  }
+  template <class E>
+    requires std::is_enum_v<E>
+  void Add(E&) {
+    bytes += sizeof(std::underlying_type_t<E>);
+  }
+  void Add(std::string&) { bytes += 4; }
+  void Add(std::optional<std::string>&) { bytes += 4; }
+  void Add(Payload&) { bytes += 4; }
+  template <class A, class B> void Add(std::pair<A, B>& p) {
+    Add(p.first);
+    Add(p.second);
+  }
+  template <class T> void Add(std::vector<T>&) { bytes += 4; }
+  template <class T>
+    requires requires(T& t, MinWireSizer& s) { t.Visit(s); }
+  void Add(T& msg) {
+    msg.Visit(*this);
+  }
+};
+
+}  // namespace detail
+
+// The fewest bytes one T takes on the wire (0 for an empty struct). Computed once per type.
+template <class T> size_t MinWireBytes() {
+  static const size_t bytes = [] {
+    T value{};
+    detail::MinWireSizer sizer;
+    sizer.Add(value);
+    return sizer.bytes;
+  }();
+  return bytes;
+}
+
 // Reads fields from one contiguous body; the first failure sticks.
 class Reader {
  public:
@@ -722,15 +768,20 @@ class Reader {
     Get(p.first);
     Get(p.second);
   }
+  // Decoding allocates only for what the bytes present can hold: a count beyond the remaining
+  // bytes divided by an element's fewest wire bytes is refused before anything is allocated (an
+  // element that takes no bytes cannot be counted at all), and the up-front reservation is at
+  // most the remaining bytes' worth of elements; the vector grows past it only as elements
+  // really decode.
   template <class T> void Get(std::vector<T>& v) {
     int32_t n = 0;
     Get(n);
     if (!ok()) return;
-    // Every element takes at least one byte (empty structs: at least zero, so cap their count).
-    const size_t cap = std::is_empty_v<T> ? 0 : r_.remaining();
+    const size_t min_bytes = MinWireBytes<T>();
+    const size_t cap = min_bytes == 0 ? 0 : r_.remaining() / min_bytes;
     if (n < 0 || static_cast<size_t>(n) > cap) return Fail("array count out of range");
     v.clear();
-    v.reserve(static_cast<size_t>(n));
+    v.reserve(std::min(static_cast<size_t>(n), r_.remaining() / sizeof(T) + 1));
     for (int32_t i = 0; i < n && ok(); ++i) Get(v.emplace_back());
   }
   template <class E>

@@ -110,6 +110,10 @@ class FrameDecoder {
       : max_frame_bytes_(max_frame_bytes) {}
 
   void Append(std::string_view bytes) { buffer_.append(bytes); }
+  // Changes the limit for the frames not yet returned (the server lowers it before a session
+  // authenticated and raises it after).
+  void set_max_frame_bytes(uint32_t n) { max_frame_bytes_ = n; }
+  uint32_t max_frame_bytes() const { return max_frame_bytes_; }
 
   // The next complete frame, std::nullopt when more bytes are needed, or TooLarge / Corruption
   // when the stream is unusable (the connection must then be closed; the error stays sticky).

@@ -2,6 +2,7 @@
 // response header helpers that the generated message codecs (runnel/kafka/messages.h) build on.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -73,7 +74,8 @@ class Reader {
 
   // An array's element count: classic = int32 (-1 null); compact = unsigned varint count + 1
   // (0 null). Sets *count to -1 for null, which fails unless `nullable`. Fails when
-  // count * min_element_bytes exceeds the remaining bytes, so a caller may reserve `count`.
+  // count * min_element_bytes exceeds the remaining bytes (the generated codecs pass the fewest
+  // bytes one element takes in this version); reserve with ReserveBounded, not `count`.
   bool ReadArrayLength(bool compact, bool nullable, size_t min_element_bytes, int32_t* count);
 
   // A tagged-field section (flexible versions): a count, then (tag, size, bytes) each. Every
@@ -93,6 +95,15 @@ class Reader {
   size_t pos_ = 0;
   std::string problem_;
 };
+
+// Reserves room for `count` decoded elements, but never more than the bytes left in `r` would
+// hold as elements of `v`'s size: a count ReadArrayLength admitted (count * the fewest wire bytes
+// of one element <= remaining) can still be many times the bytes present once each element is a
+// C++ object, so the vector grows past this only as elements really decode.
+template <class V> void ReserveBounded(V& v, int32_t count, const Reader& r) {
+  const size_t by_bytes = r.remaining() / sizeof(typename V::value_type) + 1;
+  v.reserve(std::min(static_cast<size_t>(count), by_bytes));
+}
 
 // Writer encodes Kafka's primitive types into a list of chunks, to be sent with one gathered
 // write. Small values are appended to the current chunk; Take*Bytes moves a value of at least

@@ -23,6 +23,11 @@ struct KafkaOptions {
   // How long the first rebalance of an empty consumer group waits for more members to join
   // (Kafka's group.initial.rebalance.delay.ms).
   int32_t group_initial_rebalance_delay_ms = 3000;
+  // Kafka's auto.create.topics.enable. On: Metadata creates a named unknown topic when the client
+  // allows it (v4+ allow_auto_topic_creation; implied before v4), and Produce may create one, both
+  // only within BrokerOptions::auto_create_topics, max_topics and the token's rights. Off: no
+  // Kafka request creates a topic implicitly (UNKNOWN_TOPIC_OR_PARTITION); CreateTopics still does.
+  bool auto_create_topics = true;
 };
 
 // Thread-safe. Borrows the broker, which must outlive it.
