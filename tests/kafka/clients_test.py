@@ -255,5 +255,59 @@ class KafkaClientsTest(unittest.TestCase):
         self.assertTrue(all(m.key == b"k" + m.value[1:] for m in got))
 
 
+class KafkaTopicLimitsTest(unittest.TestCase):
+    """--max-topics and --kafka-auto-create-topics, seen by librdkafka."""
+
+    def test_create_topics_beyond_max_topics_is_policy_violation_and_auto_create_stops(self):
+        broker = Runneld(["--max-topics", "2"], name="kafka-limits").start()
+        try:
+            admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+            for t in ("one", "two"):
+                admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1)])[t].result(30)
+            with self.assertRaises(KafkaException) as e:
+                admin.create_topics([NewTopic("three", num_partitions=1,
+                                              replication_factor=1)])["three"].result(30)
+            self.assertEqual(e.exception.args[0].code(), KafkaError.POLICY_VIOLATION)
+            self.assertIn("--max-topics", e.exception.args[0].str())
+            # A producer's Metadata would auto-create: the topic stays unknown instead.
+            md = admin.list_topics("auto", timeout=10)
+            self.assertEqual(md.topics["auto"].error.code(), KafkaError.UNKNOWN_TOPIC_OR_PART)
+            reports = produce_all_lenient(broker.bootstrap, "auto", [b"x"])
+            self.assertTrue(all(err is not None for err in reports), reports)
+            self.assertEqual(sorted(admin.list_topics(timeout=10).topics), ["one", "two"])
+            # Existing topics are served as ever.
+            self.assertEqual(produce_all(broker.bootstrap, "one", [(None, b"v", None, 0)])[0][0], None)
+        finally:
+            broker.cleanup()
+
+    def test_without_kafka_auto_create_metadata_and_produce_never_create(self):
+        broker = Runneld(["--kafka-auto-create-topics=false"], name="kafka-noauto").start()
+        try:
+            admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+            md = admin.list_topics("ghost", timeout=10)  # Metadata v? with allow_auto_topic_creation
+            self.assertEqual(md.topics["ghost"].error.code(), KafkaError.UNKNOWN_TOPIC_OR_PART)
+            reports = produce_all_lenient(broker.bootstrap, "ghost", [b"x"])
+            self.assertTrue(all(err is not None for err in reports), reports)
+            self.assertNotIn("ghost", broker.ctl("topic", "list"))
+            # CreateTopics still creates, and the native port still auto-creates.
+            admin.create_topics([NewTopic("made", num_partitions=1, replication_factor=1)])["made"].result(30)
+            self.assertEqual(produce_all(broker.bootstrap, "made", [(None, b"v", None, 0)])[0][0], None)
+            broker.ctl("produce", "native-auto", "x")
+            self.assertIn("native-auto", broker.ctl("topic", "list"))
+        finally:
+            broker.cleanup()
+
+
+def produce_all_lenient(bootstrap, topic, values):
+    """Produces values to an unknown topic with short timeouts; returns each delivery's error."""
+    errors = []
+    p = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 3000,
+                  "topic.metadata.propagation.max.ms": 1000})
+    for v in values:
+        p.produce(topic, value=v, on_delivery=lambda err, msg: errors.append(err))
+    p.flush(30)
+    return errors
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -445,5 +445,54 @@ class KafkaWireTest(unittest.TestCase):
         self.assertNotIn(topic, self.broker.ctl("topic", "list"))
 
 
+class KafkaWireTopicLimitsTest(unittest.TestCase):
+    """A raw Produce (clients look a topic up first; this one does not) to a topic that may not be
+    created: UNKNOWN_TOPIC_OR_PARTITION, with --kafka-auto-create-topics off or --max-topics
+    reached, and nothing created."""
+
+    def produce_error(self, broker, topic):
+        conn = Conn(broker.kafka_port)
+        try:
+            body = KafkaWireTest.produce_body(None, topic, record_batch([b"x"]), acks=-1)
+            conn.send(0, 3, body)
+            _, answer = conn.recv()
+            r = Reader(answer)
+            r.take("i"); r.string(); r.take("i"); r.take("i")
+            return r.take("h")
+        finally:
+            conn.close()
+
+    def test_produce_without_kafka_auto_create_is_unknown_topic(self):
+        broker = Runneld(["--kafka-auto-create-topics=false"], name="wire-noauto").start()
+        try:
+            self.assertEqual(self.produce_error(broker, "ghost"), 3)
+            self.assertNotIn("ghost", broker.ctl("topic", "list"))
+        finally:
+            broker.cleanup()
+
+    def test_produce_and_metadata_v1_beyond_max_topics_create_nothing(self):
+        broker = Runneld(["--max-topics", "1"], name="wire-max").start()
+        try:
+            broker.ctl("topic", "create", "only", "--partitions", "1")
+            self.assertEqual(self.produce_error(broker, "more"), 3)
+            conn = Conn(broker.kafka_port)
+            try:
+                conn.send(3, 1, array([string("more")]))  # Metadata v1: auto-creation implied
+                _, answer = conn.recv()
+                r = Reader(answer)
+                for _ in range(r.take("i")):  # brokers: node_id, host, port, rack
+                    r.take("i"); r.string(); r.take("i"); r.string()
+                r.take("i")  # controller_id
+                self.assertEqual(r.take("i"), 1)
+                self.assertEqual(r.take("h"), 3)
+                self.assertEqual(r.string(), "more")
+            finally:
+                conn.close()
+            self.assertNotIn("more", broker.ctl("topic", "list"))
+            self.assertEqual(self.produce_error(broker, "only"), 0)
+        finally:
+            broker.cleanup()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
