@@ -11,11 +11,21 @@
 #include <set>
 #include <thread>
 
+#include <rocksdb/db.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+#include "../broker/raw_net.h"
 #include "../broker/test_broker.h"
 #include "runnel/client/admin.h"
 #include "runnel/client/consumer.h"
 #include "runnel/client/producer.h"
 #include "runnel/common/json.h"
+#include "runnel/storage/format.h"
 
 namespace runnel {
 namespace {
@@ -521,6 +531,267 @@ TEST_CASE("runnelctl: token new makes a working token; refusals exit 4") {
   r = ctl({"topic", "list", "--token", reader_doc->Str("token")});
   CHECK(r.exit_code == 0);
   CHECK(Contains(r.out, "orders"));
+}
+
+// ---- damaged data directories: runneld refuses or truncates, runnelctl verify names the damage ----
+
+// `runnelctl verify DATA_DIR [--json]`.
+broker::ProcessOutput RunVerify(const std::string& data_dir, bool json = false) {
+  std::vector<std::string> args = {RUNNEL_RUNNELCTL, "verify", data_dir};
+  if (json) args.push_back("--json");
+  return broker::RunProcess(args);
+}
+
+// Produces "v0".."v{n-1}" to t/0, one acknowledged batch (one WAL record) each.
+void ProduceOneByOne(TestBroker& b, int n) {
+  client::ProducerOptions po;
+  po.linger_ms = 0;
+  auto producer = std::move(client::Producer::Create(b.Connect(), po)).value();
+  for (int i = 0; i < n; ++i) {
+    auto md = producer->Send(client::ProducerRecord{"t", std::nullopt, "v" + std::to_string(i),
+                                                    {}, 0, 0}).get();
+    REQUIRE(md.ok());
+    REQUIRE(md->offset == i);
+  }
+}
+
+std::string NewestWal(const std::string& data_dir) {
+  std::vector<std::string> wals;
+  for (const auto& e : std::filesystem::directory_iterator(data_dir + "/store"))
+    if (e.path().extension() == ".log") wals.push_back(e.path().string());
+  REQUIRE(!wals.empty());
+  std::sort(wals.begin(), wals.end());
+  return wals.back();
+}
+
+TEST_CASE("runneld: a first start on an empty data directory logs no error") {
+  if (testing::EmbeddedMode()) return;
+  TestBroker b;  // --log-level warn: any warning or error would be in the log
+  REQUIRE(b.Stop() == 0);
+  INFO(b.Log());
+  CHECK_FALSE(Contains(b.Log(), " error "));
+  CHECK_FALSE(Contains(b.Log(), "NotFound"));
+}
+
+TEST_CASE("runneld: a WAL damaged in its middle refuses the start in one line; "
+          "--recover-truncate starts without what follows the damage") {
+  if (testing::EmbeddedMode()) return;
+  TestBroker b({"--auto-create-topics=false"});
+  Ctl ctl(b);
+  REQUIRE(ctl({"topic", "create", "t", "--partitions", "1"}).exit_code == 0);
+  constexpr int kRecords = 60;
+  ProduceOneByOne(b, kRecords);
+  b.Kill();  // SIGKILL: the acknowledged records are in the synced WAL only
+  const std::string data_dir = b.data_dir();
+  const std::string wal = NewestWal(data_dir);
+  const std::string wal_name = std::filesystem::path(wal).filename().string();
+  {
+    const auto size = std::filesystem::file_size(wal);
+    std::fstream f(wal, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(size / 2));
+    char c = 0;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x40);
+    f.seekp(static_cast<std::streamoff>(size / 2));
+    f.write(&c, 1);
+    REQUIRE(f.good());
+  }
+
+  // runneld refuses, with one line that names the file and what is at stake.
+  auto [code, out] = TestBroker::RunToExit(
+      {"--data-dir", data_dir, "--port", "0", "--http-port", "0", "--kafka-port", "0"});
+  INFO(out);
+  CHECK(code == 1);
+  CHECK(std::count(out.begin(), out.end(), '\n') == 1);
+  CHECK(Contains(out, "runneld: cannot open data directory " + data_dir + ": "));
+  CHECK(Contains(out, "store WAL " + wal_name + " is corrupt at byte "));
+  CHECK(Contains(out, "records acknowledged after that point would be lost"));
+  CHECK(Contains(out, "run `runneld --recover-truncate` to start anyway"));
+
+  // verify says the same, offline.
+  auto v = RunVerify(data_dir);
+  CHECK(v.exit_code == 1);
+  CHECK(Contains(v.err, "store WAL " + wal_name + " is corrupt at byte "));
+
+  // --recover-truncate starts, logs what it dropped, and serves what precedes the damage.
+  broker::RunneldProcess recovered(broker::RunneldOptions{
+      RUNNEL_RUNNELD, std::filesystem::path(data_dir).parent_path().string(), 0, true, "warn",
+      {"--recover-truncate", "--auto-create-topics=false"}});
+  REQUIRE_MESSAGE(recovered.Start().ok(), recovered.Log());
+  CHECK(Contains(recovered.Log(), "recover-truncate: store WAL " + wal_name + " is corrupt at byte"));
+  CHECK(Contains(recovered.Log(), "records acknowledged in it are lost"));
+  auto consumed = broker::RunProcess({RUNNEL_RUNNELCTL, "--broker",
+                                      "127.0.0.1:" + std::to_string(recovered.port()), "consume",
+                                      "t", "--json"});
+  REQUIRE(consumed.exit_code == 0);
+  auto doc = ParseJson(consumed.out);
+  REQUIRE(doc.ok());
+  const auto& records = doc->Find("records")->array;
+  MESSAGE("kept " << records.size() << " of " << kRecords);
+  CHECK(records.size() > 0);
+  CHECK(records.size() < static_cast<size_t>(kRecords));
+  for (size_t i = 0; i < records.size(); ++i) {
+    CHECK(records[i].Int("offset") == static_cast<int64_t>(i));
+    CHECK(records[i].Str("value") == "v" + std::to_string(i));
+  }
+  REQUIRE(recovered.Stop(SIGTERM) == 0);
+  auto healthy = RunVerify(data_dir);
+  INFO(healthy.err);
+  CHECK(healthy.exit_code == 0);
+}
+
+TEST_CASE("runnelctl verify: passes on a healthy directory, names partition and offset of damage") {
+  if (testing::EmbeddedMode()) return;
+  TestBroker b({"--auto-create-topics=false"});
+  Ctl ctl(b);
+  REQUIRE(ctl({"topic", "create", "t", "--partitions", "2"}).exit_code == 0);
+  for (int i = 0; i < 3; ++i) {  // three batches in each partition
+    REQUIRE(ctl({"produce", "t", "-p", "0"}, "a\nb\n").exit_code == 0);
+    REQUIRE(ctl({"produce", "t", "-p", "1"}, "c\nd\n").exit_code == 0);
+  }
+  REQUIRE(ctl({"consume", "t", "--group", "g", "-n", "1"}).exit_code == 0);
+  // verify refuses a directory a live broker holds.
+  CHECK(RunVerify(b.data_dir()).exit_code == 1);
+  REQUIRE(b.Stop() == 0);
+
+  auto ok = RunVerify(b.data_dir());
+  INFO(ok.out << ok.err);
+  REQUIRE(ok.exit_code == 0);
+  CHECK(Contains(ok.out, "2 partitions, 6 batches, 12 records"));
+  CHECK(Contains(ok.out, "ok: every batch checked"));
+  auto js = RunVerify(b.data_dir(), true);
+  REQUIRE(js.exit_code == 0);
+  auto doc = ParseJson(js.out);
+  REQUIRE(doc.ok());
+  CHECK(doc->Find("ok")->boolean);
+  CHECK(doc->Int("records") == 12);
+  CHECK(doc->Find("problems")->array.empty());
+
+  // Damage t/0's batch at offset 2 (a flipped byte in its records: the CRC fails) and lose t/1's
+  // batch at offset 2 (a gap), through RocksDB itself: its own checksums hold.
+  {
+    const std::string path = b.data_dir() + "/store";
+    std::vector<std::string> names;
+    REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions(), path, cfs, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    // The topic's partitions are the first two log column families created.
+    std::vector<std::pair<uint32_t, rocksdb::ColumnFamilyHandle*>> logs;
+    for (auto* h : handles)
+      if (auto uid = storage::format::ParseLogColumnFamilyName(h->GetName())) logs.emplace_back(*uid, h);
+    std::sort(logs.begin(), logs.end());
+    REQUIRE(logs.size() >= 2);
+    const auto [uid0, cf0] = logs[0];
+    const auto [uid1, cf1] = logs[1];
+    std::string v;
+    REQUIRE(db->Get(rocksdb::ReadOptions(), cf0, storage::format::LogKey(uid0, 2), &v).ok());
+    v[v.size() - 1] ^= 0x5a;
+    REQUIRE(db->Put(rocksdb::WriteOptions(), cf0, storage::format::LogKey(uid0, 2), v).ok());
+    REQUIRE(db->Delete(rocksdb::WriteOptions(), cf1, storage::format::LogKey(uid1, 2)).ok());
+    for (auto* h : handles) REQUIRE(db->DestroyColumnFamilyHandle(h).ok());
+    REQUIRE(db->Close().ok());
+  }
+  auto bad = RunVerify(b.data_dir());
+  INFO(bad.out << bad.err);
+  CHECK(bad.exit_code == 1);
+  CHECK(Contains(bad.out, "PROBLEM t/0 offset 2: "));
+  CHECK(Contains(bad.out, "PROBLEM t/1 offset 2: offsets [2, 4) are missing"));
+  CHECK(Contains(bad.err, "runnelctl: verify: 2 problems in"));
+  auto bad_js = RunVerify(b.data_dir(), true);
+  CHECK(bad_js.exit_code == 1);
+  auto bad_doc = ParseJson(bad_js.out);
+  REQUIRE(bad_doc.ok());
+  CHECK_FALSE(bad_doc->Find("ok")->boolean);
+  const auto& problems = bad_doc->Find("problems")->array;
+  REQUIRE(problems.size() == 2);
+  CHECK(problems[0].Str("topic") == "t");
+  CHECK(problems[0].Int("partition") == 0);
+  CHECK(problems[0].Int("offset") == 2);
+  CHECK(problems[1].Int("partition") == 1);
+  CHECK(problems[1].Int("offset") == 2);
+}
+
+// A size-limited tmpfs at `path` for the life of the object (root only).
+class SmallFilesystem {
+ public:
+  SmallFilesystem(std::string path, const std::string& size) : path_(std::move(path)) {
+    std::filesystem::create_directories(path_);
+    mounted_ = ::mount("tmpfs", path_.c_str(), "tmpfs", 0, ("size=" + size).c_str()) == 0;
+  }
+  ~SmallFilesystem() {
+    if (mounted_) ::umount2(path_.c_str(), MNT_DETACH);
+  }
+  bool mounted() const { return mounted_; }
+
+ private:
+  std::string path_;
+  bool mounted_ = false;
+};
+
+TEST_CASE("runneld: /health answers 503 naming the reason while the store is degraded (disk full)") {
+  if (testing::EmbeddedMode()) return;
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: mounting a small tmpfs needs root");
+    return;
+  }
+  testing::TempDir dir;
+  SmallFilesystem fs(dir.Sub("disk"), "160m");
+  REQUIRE_MESSAGE(fs.mounted(), "mount tmpfs: " << std::strerror(errno));
+  const std::string ballast = dir.Sub("disk/ballast");
+  {
+    std::ofstream out(ballast, std::ios::binary);
+    const std::string chunk(1 << 20, 'b');
+    for (int i = 0; i < 90; ++i) out << chunk;
+  }
+  broker::RunneldProcess runneld({RUNNEL_RUNNELD, dir.Sub("disk/broker"), 0, /*http=*/true, "warn"});
+  REQUIRE_MESSAGE(runneld.Start().ok(), runneld.Log());
+  const std::string ok = testing::HttpGet(runneld.http_port(), "/health");
+  CHECK(Contains(ok, "HTTP/1.1 200"));
+  CHECK(Contains(ok, "{\"status\":\"ok\"}"));
+  CHECK(testing::MetricValue(runneld.http_port(), "runnel_store_degraded") == 0);
+
+  client::TcpOptions tcp;
+  tcp.port = runneld.port();
+  client::ProducerOptions po;
+  po.linger_ms = 0;
+  auto producer = std::move(client::Producer::Create(client::ConnectTcp(tcp), po)).value();
+  std::mt19937_64 rng(11);
+  Status full;
+  for (int i = 0; i < 2'000 && full.ok(); ++i) {
+    std::string value(64 * 1024, '\0');  // incompressible
+    for (size_t j = 0; j + 8 <= value.size(); j += 8) {
+      const uint64_t r = rng();
+      std::memcpy(&value[j], &r, 8);
+    }
+    auto md = producer->Send(client::ProducerRecord{"fill", std::nullopt, value, {}, 0, 0}).get();
+    if (!md.ok()) full = md.status();
+  }
+  REQUIRE(full.code() == StatusCode::kNoSpace);
+
+  const std::string degraded = testing::HttpGet(runneld.http_port(), "/health");
+  INFO(degraded);
+  CHECK(Contains(degraded, "HTTP/1.1 503"));
+  CHECK(Contains(degraded, "\"status\":\"degraded\""));
+  CHECK(Contains(degraded, "No space left on device"));
+  CHECK(testing::MetricValue(runneld.http_port(), "runnel_store_degraded") == 1);
+
+  // Space comes back: the store recovers on a later write, and /health with it.
+  std::filesystem::remove(ballast);
+  bool resumed = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!resumed && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    resumed = producer->Send(client::ProducerRecord{"fill", std::nullopt, "after", {}, 0, 0})
+                  .get()
+                  .ok();
+  }
+  REQUIRE(resumed);
+  CHECK(Contains(testing::HttpGet(runneld.http_port(), "/health"), "HTTP/1.1 200"));
+  CHECK(testing::MetricValue(runneld.http_port(), "runnel_store_degraded") == 0);
 }
 
 }  // namespace
