@@ -34,8 +34,9 @@ CC=clang-14 CXX=clang++-14 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Re
   -DRUNNEL_FUZZ_SECONDS="${RUNNEL_FUZZ_SECONDS:-20}"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
-ci_tests=(common_test storage_test storage_crash_test groups_crash_test broker_test
-          broker_crash_test runnelctl_test security_test kafka_codec_test kafka_coordinator_test)
+ci_tests=(common_test storage_test storage_crash_test groups_crash_test storage_powercut_test
+          broker_test broker_crash_test runnelctl_test security_test kafka_codec_test
+          kafka_coordinator_test)
 # The Kafka client and wire suites are Python scripts driving the ASan runneld (built for
 # broker_test). The SASL/TLS suite runs in the gcc pass only: most of its two minutes are
 # clients waiting out refusals.

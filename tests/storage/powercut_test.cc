@@ -4,6 +4,8 @@
 // out: everything not fsynced (data and directory entries) is dropped, the store is reopened and
 // everything it confirmed as durable must be there. Also: EIO on WAL writes and syncs.
 //   RUNNEL_POWERCUT_ROUNDS (default 200): cuts in the loop; RUNNEL_POWERCUT_SEED: the seed.
+// No check depends on timing: the cut lands wherever it lands, and only what the store confirmed
+// before the power went out is required to survive.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -33,8 +35,8 @@ using Key = std::pair<int32_t, int64_t>;  // (partition, offset) of the queue to
 
 constexpr int32_t kPartitions = 2;
 const std::vector<std::string> kProduceTopics = {"t0", "t1", "t2"};  // t2 has byte retention
-constexpr const char* kJobs = "jobs";                                 // the queue group's topic
-constexpr const char* kDyn = "dyn";                                   // created and deleted
+constexpr const char* kJobs = "jobs";                                // the queue group's topic
+constexpr const char* kDyn = "dyn";                                  // created and deleted
 constexpr const char* kQueue = "q";
 constexpr const char* kStream = "s";  // stream group on t0
 
@@ -46,8 +48,11 @@ uint64_t Seed() {
   return seed;
 }
 
+// RUNNEL_POWERCUT_ROUNDS, else the crash suites' RUNNEL_CRASH_ROUNDS (tools/sanitize.sh sets 25
+// under ASan), else 200.
 int Rounds() {
   const char* env = std::getenv("RUNNEL_POWERCUT_ROUNDS");
+  if (!env) env = std::getenv("RUNNEL_CRASH_ROUNDS");
   return env ? std::max(1, std::atoi(env)) : 200;
 }
 
@@ -113,7 +118,8 @@ std::string MakeValues(RecordBatchBuilder& b, const std::string& prefix, int n,
                        std::vector<std::string>* values) {
   const int64_t now = Clock::System()->NowMs();
   for (int i = 0; i < n; ++i) {
-    values->push_back(prefix + "." + std::to_string(i) + std::string(static_cast<size_t>(i % 3) * 40, 'x'));
+    values->push_back(prefix + "." + std::to_string(i) +
+                      std::string(static_cast<size_t>(i % 3) * 40, 'x'));
     b.Add(now, std::nullopt, values->back());
   }
   return b.Build();
@@ -149,12 +155,14 @@ void Produce(LogStore& store, Ledger& ledger, PowerCutFs& fs, std::atomic<bool>&
     std::vector<std::string> values;
     const std::string batch = MakeValues(b, name + "." + std::to_string(n), count, &values);
     while (!stop.load()) {
-      auto r = store.Append(AppendRequest{tp.first, Partition(tp.second), batch, AckMode::kDurable});
+      auto r =
+          store.Append(AppendRequest{tp.first, Partition(tp.second), batch, AckMode::kDurable});
       if (r.ok()) {
         std::lock_guard lk(ledger.mu);
         if (fs.frozen()) return;  // confirmed after the cut began: not counted
         auto& part = ledger.records[tp];
-        for (int i = 0; i < count; ++i) part[r->OffsetOf(i).value()] = values[static_cast<size_t>(i)];
+        for (int i = 0; i < count; ++i)
+          part[r->OffsetOf(i).value()] = values[static_cast<size_t>(i)];
         confirmed.fetch_add(1);
         break;
       }
@@ -173,7 +181,8 @@ void Produce(LogStore& store, Ledger& ledger, PowerCutFs& fs, std::atomic<bool>&
 }
 
 // Commits t0's high watermark for the partitions it owns, as a stream-group member.
-void CommitLoop(LogStore& store, Ledger& ledger, PowerCutFs& fs, std::atomic<bool>& stop) {
+void CommitLoop(LogStore& store, Ledger& ledger, PowerCutFs& fs, std::atomic<bool>& stop,
+                bool tolerate_io_errors = false) {
   Groups& g = store.groups();
   Result<Membership> m = Status::NotFound("not joined");
   std::map<int32_t, int64_t> last;
@@ -198,6 +207,8 @@ void CommitLoop(LogStore& store, Ledger& ledger, PowerCutFs& fs, std::atomic<boo
       } else if (s.code() == StatusCode::kFenced || s.code() == StatusCode::kNotFound) {
         m = Status::NotFound("rejoin");
         break;
+      } else if (tolerate_io_errors && s.code() == StatusCode::kIOError) {
+        break;  // degraded; try again
       } else {
         if (!fs.frozen()) FAIL_CHECK("commit: " << s.ToString());
         return;
@@ -239,8 +250,11 @@ void QueueLoop(LogStore& store, Ledger& ledger, PowerCutFs& fs, std::atomic<bool
         ledger.queue_ops.erase(k);  // delivered again: whatever was confirmed before is moot
         values[k] = r.value.value_or("");
         const unsigned roll = static_cast<unsigned>(rng() % 20);
-        auto& to = roll < 11 ? ack : roll < 14 ? nack : roll < 16 ? extend : roll < 18 ? reject
-                                                                                        : ack;
+        auto& to = roll < 11   ? ack
+                   : roll < 14 ? nack
+                   : roll < 16 ? extend
+                   : roll < 18 ? reject
+                               : ack;
         if (roll == 19) continue;  // left locked: its lock expires, it is delivered again
         to.push_back({r.partition, r.offset});
       }
@@ -296,7 +310,8 @@ void AdminLoop(LogStore& store, Ledger& ledger, PowerCutFs& fs, std::atomic<bool
       std::lock_guard lk(ledger.mu);
       if (fs.frozen()) return;
       for (int32_t p = 0; p < kPartitions; ++p) {
-        const int64_t start = store.ListOffset("t2", Partition(p), OffsetQuery::Earliest())->value();
+        const int64_t start =
+            store.ListOffset("t2", Partition(p), OffsetQuery::Earliest())->value();
         int64_t& floor = ledger.log_start[{"t2", p}];
         if (start > floor) ++figures.retention_moves;
         floor = std::max(floor, start);
@@ -346,7 +361,8 @@ void AdminLoop(LogStore& store, Ledger& ledger, PowerCutFs& fs, std::atomic<bool
       std::lock_guard lk(ledger.mu);
       if (fs.frozen()) return;
       if (r.ok()) {
-        for (int i = 0; i < 2; ++i) ledger.records[{kDyn, 0}][r->OffsetOf(i).value()] = values[static_cast<size_t>(i)];
+        for (int i = 0; i < 2; ++i)
+          ledger.records[{kDyn, 0}][r->OffsetOf(i).value()] = values[static_cast<size_t>(i)];
       } else {
         CHECK_MESSAGE(r.status().IsNotFound(), r.status().ToString());  // deleted meanwhile
       }
@@ -360,8 +376,10 @@ void Verify(LogStore& store, Ledger& ledger, Figures& figures, bool queue_checks
   std::lock_guard lk(ledger.mu);
   // The dynamic topic: a confirmed create or delete stuck.
   const bool dyn_present = !store.DescribeTopic(kDyn).status().IsNotFound();
-  if (ledger.dyn == Ledger::Dyn::kPresent) CHECK_MESSAGE(dyn_present, "a confirmed topic create was lost");
-  if (ledger.dyn == Ledger::Dyn::kAbsent) CHECK_MESSAGE(!dyn_present, "a confirmed topic delete was lost");
+  if (ledger.dyn == Ledger::Dyn::kPresent)
+    CHECK_MESSAGE(dyn_present, "a confirmed topic create was lost");
+  if (ledger.dyn == Ledger::Dyn::kAbsent)
+    CHECK_MESSAGE(!dyn_present, "a confirmed topic delete was lost");
   ledger.dyn = dyn_present ? Ledger::Dyn::kPresent : Ledger::Dyn::kAbsent;
   if (!dyn_present) ledger.records.erase({kDyn, 0});
 
@@ -369,8 +387,10 @@ void Verify(LogStore& store, Ledger& ledger, Figures& figures, bool queue_checks
     const TopicPart& tp = entry.first;
     CAPTURE(tp.first);
     CAPTURE(tp.second);
-    const int64_t start = store.ListOffset(tp.first, Partition(tp.second), OffsetQuery::Earliest())->value();
-    const int64_t end = store.ListOffset(tp.first, Partition(tp.second), OffsetQuery::Latest())->value();
+    const int64_t start =
+        store.ListOffset(tp.first, Partition(tp.second), OffsetQuery::Earliest())->value();
+    const int64_t end =
+        store.ListOffset(tp.first, Partition(tp.second), OffsetQuery::Latest())->value();
     const auto all = testutil::ReadAll(store, tp.first, tp.second);  // validates every batch
     std::map<int64_t, const std::string*> stored;
     std::set<std::string_view> seen;
@@ -381,10 +401,12 @@ void Verify(LogStore& store, Ledger& ledger, Figures& figures, bool queue_checks
       // Redrive re-appends dead letters to the queue topic: copies there are expected.
       if (tp.first != kJobs) twice += !seen.insert(all[i].second).second;
     }
-    CHECK_MESSAGE(end == start + static_cast<int64_t>(all.size()), "high watermark " << end << " but " << all.size() << " records from " << start);
+    CHECK_MESSAGE(end == start + static_cast<int64_t>(all.size()),
+                  "high watermark " << end << " but " << all.size() << " records from " << start);
     auto floor = ledger.log_start.find(tp);
     if (floor != ledger.log_start.end()) {
-      CHECK_MESSAGE(start >= floor->second, "log start went back from " << floor->second << " to " << start);
+      CHECK_MESSAGE(start >= floor->second,
+                    "log start went back from " << floor->second << " to " << start);
       floor->second = std::max(floor->second, start);
     }
     for (const auto& rec : entry.second) {
@@ -417,10 +439,13 @@ void Verify(LogStore& store, Ledger& ledger, Figures& figures, bool queue_checks
     for (int32_t p = 0; p < kPartitions; ++p) {
       const int64_t c = (*committed)[static_cast<size_t>(p)].offset.value();
       const int64_t end = store.ListOffset("t0", Partition(p), OffsetQuery::Latest())->value();
-      int64_t& confirmed = ledger.commits[p];
-      CHECK_MESSAGE(c >= confirmed, "t0/" << p << ": committed offset " << c << " below the confirmed " << confirmed);
-      CHECK_MESSAGE(c <= end, "t0/" << p << ": committed offset " << c << " past the log end " << end);
-      confirmed = std::max(confirmed, c);  // never backwards from here on
+      auto known = ledger.commits.find(p);
+      const int64_t confirmed = known == ledger.commits.end() ? -1 : known->second;
+      CHECK_MESSAGE(c >= confirmed, "t0/" << p << ": committed offset " << c
+                                          << " below the confirmed " << confirmed);
+      CHECK_MESSAGE(c <= end,
+                    "t0/" << p << ": committed offset " << c << " past the log end " << end);
+      if (c >= 0) ledger.commits[p] = std::max(confirmed, c);  // never backwards from here on
       ++figures.commits_checked;
     }
   } else {
@@ -453,7 +478,8 @@ void Verify(LogStore& store, Ledger& ledger, Figures& figures, bool queue_checks
     bool placed = in_dlq.count(k) > 0;
     if (!placed) {  // redriven: a copy after it in its partition
       if (!jobs.count(k.first)) jobs[k.first] = testutil::ReadAll(store, kJobs, k.first);
-      for (const auto& rec : jobs[k.first]) placed |= rec.first > k.second && rec.second == r.second;
+      for (const auto& rec : jobs[k.first])
+        placed |= rec.first > k.second && rec.second == r.second;
     }
     reject_lost += !dead || !placed;
     ++figures.rejects_checked;
@@ -531,7 +557,8 @@ TEST_CASE("Power cut: every confirmed record, commit, reject and topic change su
     load.emplace_back([&] { CommitLoop(store, ledger, fs, stop); });
     const uint64_t qseed = rng();
     const std::string consumer = "c" + std::to_string(round % 4);
-    load.emplace_back([&, qseed, consumer] { QueueLoop(store, ledger, fs, stop, consumer, qseed, figures); });
+    load.emplace_back(
+        [&, qseed, consumer] { QueueLoop(store, ledger, fs, stop, consumer, qseed, figures); });
     load.emplace_back([&] { AdminLoop(store, ledger, fs, stop, figures); });
 
     // The cut lands a random while after this round's first confirmed append.
@@ -548,17 +575,17 @@ TEST_CASE("Power cut: every confirmed record, commit, reject and topic change su
     s.Open();
     Verify(*s.store, ledger, figures, true);
   }
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   uint64_t records = 0;
   for (const auto& e : ledger.records) records += e.second.size();
-  MESSAGE("power cuts: " << figures.cuts << " in " << secs << " s; confirmed records: " << records
+  MESSAGE("power cuts: "
+          << figures.cuts << " in " << secs << " s; confirmed records: " << records
           << " (record checks: " << figures.records_checked << "), commit checks: "
           << figures.commits_checked << ", reject checks: " << figures.rejects_checked
           << ", redrives: " << figures.redrives << ", retention moves: " << figures.retention_moves
-          << ", topic creates/deletes: " << figures.dyn_changes << "; dropped at cuts: "
-          << figures.bytes_dropped << " unsynced bytes, " << figures.files_removed
-          << " undurable files removed, " << figures.files_restored
+          << ", topic creates/deletes: " << figures.dyn_changes
+          << "; dropped at cuts: " << figures.bytes_dropped << " unsynced bytes, "
+          << figures.files_removed << " undurable files removed, " << figures.files_restored
           << " unsynced deletes/renames undone; reverted unsynced queue ops (issue 21, not "
              "asserted): acks "
           << figures.reverted_acks << ", nacks " << figures.reverted_nacks << ", extends "
@@ -578,8 +605,7 @@ bool WaitFor(F done) {
   return true;
 }
 
-TEST_CASE("Power cut: EIO on a WAL write or sync fails the appends, degrades and recovers" *
-          doctest::skip(true)) {  // work in progress
+TEST_CASE("Power cut: EIO on a WAL write or sync fails the appends and degrades the store") {
   const uint64_t seed = Seed();
   std::mt19937_64 rng(seed);
   PowerCutStore s;
@@ -587,51 +613,67 @@ TEST_CASE("Power cut: EIO on a WAL write or sync fails the appends, degrades and
   CreateTopology(*s.store);
   Ledger ledger;
   Figures figures;
-  for (PowerCutFs::FaultOp op : {PowerCutFs::FaultOp::kWrite, PowerCutFs::FaultOp::kSync}) {
-    const std::string what = op == PowerCutFs::FaultOp::kWrite ? "write" : "sync";
+  // RocksDB 7.8 classes a failed WAL write or sync (EIO; ENOSPC is different) as a fatal
+  // background error that DB::Resume() refuses, so the committer's in-process recovery (which
+  // handles a full disk) cannot clear it: the store stays degraded until it is reopened. Each
+  // pass ends with a power cut and a reopen, after which everything confirmed must be there and
+  // the next pass must be able to write again. The last pass injects nothing.
+  for (int pass = 0; pass < 3; ++pass) {
+    const PowerCutFs::FaultOp op =
+        pass == 0 ? PowerCutFs::FaultOp::kWrite : PowerCutFs::FaultOp::kSync;
+    const std::string what = pass == 2                           ? "none"
+                             : op == PowerCutFs::FaultOp::kWrite ? "write"
+                                                                 : "sync";
     CAPTURE(what);
     std::atomic<bool> stop{false};
     std::atomic<uint64_t> confirmed{0}, failures{0};
     std::vector<std::thread> load;
     LogStore& store = *s.store;
     PowerCutFs& fs = *s.fs;
+    REQUIRE_MESSAGE(store.Health().ok(), store.Health().ToString());
     for (int p = 0; p < 2; ++p) {
-      const std::string name = what + "p" + std::to_string(p);
+      const std::string name = what + std::to_string(pass) + "p" + std::to_string(p);
       const uint64_t pseed = rng();
       load.emplace_back([&, name, pseed] {
         Produce(store, ledger, fs, stop, confirmed, failures, name, pseed, true, 200);
       });
     }
-    load.emplace_back([&] { CommitLoop(store, ledger, fs, stop); });
+    load.emplace_back([&] { CommitLoop(store, ledger, fs, stop, true); });
+    // Writes work (after the reopen, for the later passes).
     REQUIRE(WaitFor([&] { return confirmed.load() >= 20; }));
-    // Every WAL write (or sync) fails until the window closes: appends fail with IOError.
     const uint64_t faults_before = fs.faults_injected();
-    fs.InjectFault(op, -1);
-    REQUIRE_MESSAGE(WaitFor([&] { return fs.faults_injected() > faults_before && failures.load() >= 3; }),
-                    "no append failed while every WAL " << what << " failed");
-    // The store is degraded: an append now fails too, whatever the timing.
-    {
+    if (pass < 2) {
+      // Every WAL write (or sync) fails until the window closes.
+      fs.InjectFault(op, -1);
+      REQUIRE_MESSAGE(
+          WaitFor([&] { return fs.faults_injected() > faults_before && failures.load() >= 3; }),
+          "no append failed while every WAL " << what << " failed");
+      // Degraded: the store says so, and an append now fails too, whatever the timing.
+      CHECK(store.Health().code() == StatusCode::kIOError);
       RecordBatchBuilder b;
       b.Add(Clock::System()->NowMs(), std::nullopt, "during-the-fault");
       auto r = store.Append(AppendRequest{"t1", Partition(0), b.Build(), AckMode::kDurable});
       CHECK_MESSAGE(!r.ok(), "an append succeeded while every WAL " << what << " failed");
       if (!r.ok()) CHECK(r.status().code() == StatusCode::kIOError);
+      fs.StopFaults();
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(50));  // retries against the degraded store
     }
-    fs.StopFaults();
-    // It recovers by itself: appends succeed again.
-    const uint64_t before = confirmed.load();
-    REQUIRE_MESSAGE(WaitFor([&] { return confirmed.load() >= before + 20; }),
-                    "the store did not recover after the injected " << what << " errors stopped");
     MESSAGE("EIO on WAL " << what << ": " << failures.load() << " failed appends (retried), "
-                          << fs.faults_injected() - faults_before << " injected errors");
-    // Everything confirmed before, during and after survives a power cut.
+                          << fs.faults_injected() - faults_before << " injected errors, "
+                          << confirmed.load() << " confirmed batches; health at the cut: "
+                          << store.Health().ToString());
+    // Everything confirmed before, during and after survives a power cut (and the reopen
+    // clears a fatal error).
     s.Cut(&load, &stop);
+    ++figures.cuts;
     s.Open();
     Verify(*s.store, ledger, figures, false);
   }
   uint64_t records = 0;
   for (const auto& e : ledger.records) records += e.second.size();
-  MESSAGE("EIO test: " << records << " confirmed records verified after cuts");
+  MESSAGE("EIO test: " << figures.cuts << " cuts, " << figures.records_checked
+                       << " record checks of " << records << " confirmed records");
 }
 
 }  // namespace

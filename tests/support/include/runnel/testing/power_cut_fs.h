@@ -70,8 +70,8 @@ class PowerCutFs final : public rocksdb::FileSystemWrapper {
 
   // For the file wrappers (public so that the .cc's helper classes can reach them).
   struct Node {
-    uint64_t size = 0;         // bytes written so far
-    uint64_t synced = 0;       // durable prefix
+    uint64_t size = 0;                // bytes written so far
+    uint64_t synced = 0;              // durable prefix
     uint64_t lost_from = UINT64_MAX;  // a failed sync lost the bytes from here on
   };
   rocksdb::IOStatus OnAppend(const std::string& path, Node& node, uint64_t bytes);
