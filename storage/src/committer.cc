@@ -418,6 +418,14 @@ void LogStoreImpl::NotifyAdvanced(
     options_.on_high_watermark(part->topic_name, part->partition, Offset(hwm));
 }
 
+Status LogStoreImpl::PutRecoveryMarker() {
+  rocksdb::WriteOptions no_wal;
+  no_wal.disableWAL = true;
+  return FromRocks(db_->Put(no_wal, db_->DefaultColumnFamily(), "runnel.recovery-marker",
+                            std::to_string(clock_->NowMs())),
+                   "writing the recovery marker");
+}
+
 Status LogStoreImpl::TryRecover() {
   const auto now = std::chrono::steady_clock::now();
   if (now - last_recovery_ < std::chrono::seconds(1)) return degraded_status_;
@@ -429,6 +437,10 @@ Status LogStoreImpl::TryRecover() {
     log::Warn("cannot resume writes yet: " + rs.ToString());
     return degraded_status_;
   }
+  // The WAL writer that failed stays failed; Resume() replaced it by switching memtables, which
+  // the recovery marker guarantees even when every other memtable was empty. Before anything
+  // else can fail again, a new marker makes the next Resume() switch too.
+  Status s = PutRecoveryMarker();
   std::vector<rocksdb::ColumnFamilyHandle*> cfs = {meta_cf_};
   {
     std::shared_lock lk(topics_mu_);
@@ -438,7 +450,7 @@ Status LogStoreImpl::TryRecover() {
   rocksdb::FlushOptions fo;
   fo.wait = true;
   fo.allow_write_stall = true;
-  Status s = FromRocks(db_->Flush(fo, cfs), "flushing after recovery");
+  if (s.ok()) s = FromRocks(db_->Flush(fo, cfs), "flushing after recovery");
   if (s.ok()) s = FromRocks(db_->SyncWAL(), "syncing the WAL after recovery");
   if (!s.ok()) {
     log::Warn("recovery from '" + degraded_status_.ToString() + "' failed: " + s.ToString());

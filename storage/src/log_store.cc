@@ -14,6 +14,7 @@
 #include <future>
 #include <optional>
 
+#include "file_scoped_errors.h"
 #include "log_store_impl.h"
 #include "logging.h"
 #include "rocks_status.h"
@@ -245,7 +246,11 @@ Status LogStoreImpl::Init() {
   db_options.track_and_verify_wals_in_manifest = true;
   // One committer thread writes; concurrent memtable writes would only disable insert hints.
   db_options.allow_concurrent_memtable_write = false;
-  if (options_.env != nullptr) db_options.env = options_.env;
+  // Failed file writes are recoverable in process (TryRecover), not fatal; the committer does
+  // the recovering, not a RocksDB thread.
+  env_ = NewFileScopedErrorsEnv(options_.env != nullptr ? options_.env : rocksdb::Env::Default());
+  db_options.env = env_.get();
+  db_options.max_bgerror_resume_count = 0;
 
   // RocksDB lists the store directory before it creates it, and asking it for the column
   // families of a store without a CURRENT file fails: both log errors for a first start, which
@@ -330,6 +335,7 @@ Status LogStoreImpl::Init() {
   // Data recovered from the WAL after a crash may only be in the page cache: make it durable
   // before it becomes readable below the high watermark.
   RUNNEL_RETURN_IF_ERROR(FromRocks(db_->FlushWAL(/*sync=*/true), "syncing recovered WAL"));
+  RUNNEL_RETURN_IF_ERROR(PutRecoveryMarker());
 
   committer_ = std::thread([this] { CommitterLoop(); });
   if (options_.retention_check_interval_ms > 0) {

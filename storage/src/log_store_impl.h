@@ -208,6 +208,7 @@ class LogStoreImpl final : public LogStore {
   const LogStoreOptions options_;
   Clock* const clock_;
   std::string db_path_;
+  std::unique_ptr<rocksdb::Env> env_;  // file-scoped write errors (file_scoped_errors.h); outlives db_
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* meta_cf_ = nullptr;
   std::shared_ptr<rocksdb::Cache> block_cache_;
@@ -243,6 +244,10 @@ class LogStoreImpl final : public LogStore {
   // dropped WAL pages, "fsyncgate", so the WAL alone is not trusted), then syncs the new WAL and
   // publishes the high watermarks held back. OK when writes may continue.
   Status TryRecover();
+  // Keeps a key in the default column family's memtable, never in the WAL, so that a
+  // DB::Resume() after a failed WAL write always switches to a new WAL (RocksDB 7.8 switches
+  // only when some memtable holds data, and a failed WAL writer never writes again).
+  Status PutRecoveryMarker();
   // Committer thread: refuses writes with `cause` until TryRecover succeeds.
   void EnterDegraded(const Status& cause);
   // What Health() answers: the first failure since the store last accepted writes (the
