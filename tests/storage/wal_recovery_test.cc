@@ -220,7 +220,7 @@ class FailingWalFs final : public rocksdb::FileSystemWrapper {
   };
 };
 
-TEST_CASE("LogStore: Health reports a failed write (full disk, EIO) until the store recovered") {
+TEST_CASE("LogStore: a failed write (full disk, EIO) degrades the store until it recovers by itself") {
   auto fs = std::make_shared<FailingWalFs>(rocksdb::FileSystem::Default());
   std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
   testutil::StoreFixture f;
@@ -234,31 +234,31 @@ TEST_CASE("LogStore: Health reports a failed write (full disk, EIO) until the st
   REQUIRE(store.Append(Req("t", 0, MakeBatch(2, "ok"))).ok());
   CHECK(store.Health().ok());
 
-  // A full disk: degraded until space is back, then the committer recovers on a later write (at
-  // most once a second) and the store is healthy again.
-  fs->error = FailingWalFs::kNoSpace;
-  REQUIRE_FALSE(store.Append(Req("t", 0, MakeBatch(2, "full"))).ok());
-  Status health = store.Health();
-  CHECK(health.code() == StatusCode::kNoSpace);
-  CHECK(health.message().find("injected ENOSPC") != std::string::npos);
-  fs->error = FailingWalFs::kNone;
-  bool resumed = false;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!resumed && std::chrono::steady_clock::now() < deadline) {
-    resumed = store.Append(Req("t", 0, MakeBatch(1, "again"))).ok();
-    if (!resumed) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // A full disk, then EIO: each degrades the store until the disk works again; then the
+  // committer recovers on a later write (at most once a second) and the store is healthy again.
+  struct Fault {
+    FailingWalFs::Error error;
+    StatusCode code;
+    const char* text;
+  };
+  for (const Fault& fault : {Fault{FailingWalFs::kNoSpace, StatusCode::kNoSpace, "injected ENOSPC"},
+                             Fault{FailingWalFs::kEio, StatusCode::kIOError, "injected EIO"}}) {
+    CAPTURE(fault.text);
+    fs->error = fault.error;
+    REQUIRE_FALSE(store.Append(Req("t", 0, MakeBatch(2, "failed"))).ok());
+    Status health = store.Health();
+    CHECK(health.code() == fault.code);
+    CHECK(health.message().find(fault.text) != std::string::npos);
+    fs->error = FailingWalFs::kNone;
+    bool resumed = false;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!resumed && std::chrono::steady_clock::now() < deadline) {
+      resumed = store.Append(Req("t", 0, MakeBatch(1, "again"))).ok();
+      if (!resumed) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    REQUIRE(resumed);
+    CHECK(store.Health().ok());
   }
-  REQUIRE(resumed);
-  CHECK(store.Health().ok());
-
-  // EIO on the WAL: RocksDB takes it as fatal, so the store stays unhealthy (a restart is needed).
-  fs->error = FailingWalFs::kEio;
-  REQUIRE_FALSE(store.Append(Req("t", 0, MakeBatch(2, "eio"))).ok());
-  fs->error = FailingWalFs::kNone;
-  health = store.Health();
-  INFO(health.ToString());
-  CHECK(health.code() == StatusCode::kIOError);
-  CHECK(health.message().find("injected EIO") != std::string::npos);
   opened->reset();
 }
 
