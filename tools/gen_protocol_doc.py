@@ -32,6 +32,8 @@ for m in re.finditer(r"struct (\w+) \{(.*?)\n\};", src, re.S):
             continue
         fields[fname] = (typ, comment)
     visit = re.search(r"void Visit\(V&(?: v)?\) \{\s*(?:v\((.*?)\);)?\s*\}", body, re.S)
+    if not visit:
+        continue  # not a message (a helper such as MinWireSizer)
     names = [n.strip() for n in visit.group(1).split(",")] if visit and visit.group(1) else []
     structs[name] = (api.group(1) if api else None, [(n, *fields.get(n, ("?", ""))) for n in names])
     order.append(name)

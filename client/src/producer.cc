@@ -339,13 +339,20 @@ void ProducerImpl::SenderLoop() {
     const auto now = SteadyClock::now();
     auto next_wake = now + std::chrono::milliseconds(100);
     std::vector<Completion> completions;
-    // Seal batches whose linger passed (or everything, when flushing or closing).
+    // Seal batches whose linger passed (or everything, when flushing or closing). A partition
+    // that cannot send now (its in-flight window is full, or batches wait ahead of it) keeps
+    // gathering records in its open batch up to batch_bytes, as Kafka's producer does: sealing
+    // each lingered record alone would queue one tiny batch per record behind the window, and
+    // at linger 0 a producer pushed near its round-trip rate would fall further behind with
+    // every record. A response frees the window and wakes this loop.
     for (auto& [key, p] : parts_) {
       if (!p.open) continue;
       const auto due = p.open->created + std::chrono::milliseconds(options_.linger_ms);
-      if (due <= now || flushers_ > 0 || closing_) {
+      const bool can_send = !p.resend && !p.bump && p.ready.empty() &&
+                            static_cast<int>(p.in_flight.size()) < options_.max_in_flight_per_partition;
+      if (flushers_ > 0 || closing_ || (due <= now && can_send)) {
         Seal(p);
-      } else {
+      } else if (due > now) {
         next_wake = std::min(next_wake, due);
       }
     }

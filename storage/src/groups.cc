@@ -9,6 +9,7 @@
 #include "logging.h"
 #include "rocks_status.h"
 #include "runnel/common/coding.h"
+#include "runnel/common/glob.h"
 
 namespace runnel::storage {
 
@@ -866,6 +867,10 @@ Status GroupManager::CreateQueueGroup(std::string_view name, const GroupConfig& 
   if (!store_.FindTopic(config.dlq_topic)) {
     TopicConfig dlq_config = store_.options_.default_topic_config;
     dlq_config.dedup_window_ms = 0;  // every dead letter is kept, even repeats
+    // Dead letters wait for an operator: they are kept until purged or redriven, never expired
+    // by the default retention (an operator may still set one on the topic).
+    dlq_config.retention_ms = -1;
+    dlq_config.retention_bytes = -1;
     {
       // Room for the largest source record plus its runnel.dlq.* headers.
       std::shared_lock lk(store_.topics_mu_);
@@ -1688,7 +1693,7 @@ Result<int64_t> GroupManager::Redrive(std::string_view group, const RedriveSpec&
   rocksdb::ColumnFamilyHandle* meta = store_.meta_cf_;
   for (const DeadLetter& d : letters) {
     if (d.dlq_offset < spec.from || d.dlq_offset >= spec.to) continue;
-    if (spec.reason && d.reason != *spec.reason) continue;
+    if (spec.reason && !GlobMatch(*spec.reason, d.reason)) continue;
     RUNNEL_ASSIGN_OR_RETURN(LoadedRecord rec,
                             reader.Get(d.dlq_partition.value(), d.dlq_offset.value()));
     RecordBatchBuilder b;

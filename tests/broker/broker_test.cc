@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -165,6 +166,88 @@ TEST_CASE("the dedup window: each record's metadata names its own offset or its 
       {2, true}, {3, false}, {0, true}, {3, true}, {4, false}};
   CHECK(got == want);
   CHECK(producer->GetStats().batches_sent == 2);
+}
+
+// Holds produce requests while closed (the broker has not answered them yet) and passes
+// everything else through; opening it forwards the held requests in order.
+class GatedConnection final : public client::Connection {
+ public:
+  explicit GatedConnection(std::shared_ptr<client::Connection> inner) : inner_(std::move(inner)) {}
+  void Send(wire::Api api, std::vector<std::string> body, int64_t timeout_ms,
+            Callback done) override {
+    {
+      std::lock_guard lk(mu_);
+      if (closed_ && api == wire::Api::kProduce) {
+        held_.push_back({std::move(body), timeout_ms, std::move(done)});
+        cv_.notify_all();
+        return;
+      }
+    }
+    inner_->Send(api, std::move(body), timeout_ms, std::move(done));
+  }
+  std::string Describe() const override { return "gated " + inner_->Describe(); }
+  void Close() {
+    std::lock_guard lk(mu_);
+    closed_ = true;
+  }
+  bool WaitHeld(size_t n) {
+    std::unique_lock lk(mu_);
+    return cv_.wait_for(lk, std::chrono::seconds(60), [&] { return held_.size() >= n; });
+  }
+  size_t held() {
+    std::lock_guard lk(mu_);
+    return held_.size();
+  }
+  void Open() {
+    std::vector<Held> held;
+    {
+      std::lock_guard lk(mu_);
+      closed_ = false;
+      held.swap(held_);
+    }
+    for (Held& h : held)
+      inner_->Send(wire::Api::kProduce, std::move(h.body), h.timeout_ms, std::move(h.done));
+  }
+
+ private:
+  struct Held {
+    std::vector<std::string> body;
+    int64_t timeout_ms;
+    Callback done;
+  };
+  std::shared_ptr<client::Connection> inner_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool closed_ = false;
+  std::vector<Held> held_;
+};
+
+TEST_CASE("producer: records sent while the in-flight window is full gather into one batch") {
+  TestBroker b;
+  auto gate = std::make_shared<GatedConnection>(b.Connect());
+  client::ProducerOptions po;
+  po.linger_ms = 0;  // every record would be its own batch if it could be sent at once
+  po.max_in_flight_per_partition = 1;
+  auto made = Producer::Create(gate, po);
+  REQUIRE(made.ok());
+  Producer& producer = **made;
+  REQUIRE(Admin(b.Connect()).CreateTopic("e2e", 1, {}).ok());
+  gate->Close();
+  std::vector<std::future<Result<client::RecordMetadata>>> acks;
+  acks.push_back(producer.Send({"e2e", std::nullopt, "r0", {}, 0, 0}));
+  REQUIRE(gate->WaitHeld(1));  // r0 is in flight, unanswered: the window is full
+  for (int i = 1; i < 100; ++i)
+    acks.push_back(producer.Send({"e2e", std::nullopt, "r" + std::to_string(i), {}, 0, 0}));
+  CHECK(gate->held() == 1);  // nothing else could be sent meanwhile
+  gate->Open();
+  REQUIRE(producer.Flush(30'000).ok());
+  for (int i = 0; i < 100; ++i) {
+    auto md = acks[static_cast<size_t>(i)].get();
+    REQUIRE(md.ok());
+    CHECK(md->offset == i);
+  }
+  // r0 alone, then r1..r99 together: not 99 single-record batches queued behind r0.
+  CHECK(producer.GetStats().batches_sent == 2);
 }
 
 TEST_CASE("queue mode: deliver, ack, nack with delay, reject to the dead-letter topic") {

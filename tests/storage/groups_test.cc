@@ -467,6 +467,37 @@ TEST_CASE("Queue group: redrive moves dead letters back to the source and purges
   CHECK(f.g().Redrive("g", RedriveSpec{"nope"}).status().IsNotFound());
 }
 
+TEST_CASE("Queue group: redrive and listing match reasons as globs; the DLQ never expires letters") {
+  GroupFixture f;
+  f.Topic("t");
+  f.Produce("t", 0, 4, "x");
+  f.Queue("g", "t");
+  // The DLQ keeps letters until purged or redriven, whatever the default retention.
+  auto dlq = f.store->DescribeTopic("t.dlq.g");
+  REQUIRE(dlq.ok());
+  CHECK(dlq->config.retention_ms == -1);
+  CHECK(dlq->config.retention_bytes == -1);
+  auto d = f.Deliver("g", "c");
+  REQUIRE(d.size() == 4);
+  const char* reasons[] = {"http_500", "http_503", "http_404", "timeout"};
+  for (size_t i = 0; i < 4; ++i)
+    REQUIRE(f.g().Reject("g", "c", std::vector<RecordRef>{Refs(d)[i]}, reasons[i]).ok());
+  RedriveSpec server_errors;
+  server_errors.reason = "http_5*";
+  auto moved = f.g().Redrive("g", server_errors);
+  REQUIRE(moved.ok());
+  CHECK(*moved == 2);
+  auto again = f.Deliver("g", "c");
+  REQUIRE(again.size() == 2);
+  CHECK(*again[0].value == "x0");
+  CHECK(*again[1].value == "x1");
+  // No wildcard: the exact reason only ("http" matches nothing).
+  server_errors.reason = "http";
+  CHECK(*f.g().Redrive("g", server_errors) == 0);
+  server_errors.reason = "tim?out";
+  CHECK(*f.g().Redrive("g", server_errors) == 1);
+}
+
 TEST_CASE("Stream group: members get even, sticky assignments and stale generations are fenced") {
   GroupFixture f;
   f.Topic("a", 4);

@@ -598,8 +598,10 @@ TEST_CASE("runneld: a WAL damaged in its middle refuses the start in one line; "
   }
 
   // runneld refuses, with one line that names the file and what is at stake.
-  auto [code, out] = TestBroker::RunToExit(
+  const std::pair<int, std::string> refused = TestBroker::RunToExit(
       {"--data-dir", data_dir, "--port", "0", "--http-port", "0", "--kafka-port", "0"});
+  const int code = refused.first;
+  const std::string& out = refused.second;
   INFO(out);
   CHECK(code == 1);
   CHECK(std::count(out.begin(), out.end(), '\n') == 1);

@@ -6,6 +6,7 @@
 
 #include "ctl.h"
 #include "runnel/common/clock.h"
+#include "runnel/common/glob.h"
 #include "runnel/common/units.h"
 
 namespace runnel::ctl {
@@ -471,12 +472,14 @@ void AddDlq(CLI::App& app, Context& ctx, const std::shared_ptr<Flags>& f) {
   list->add_option("group", f->group, "Queue group")->required();
   list->add_option("topic", f->topic, "Its topic")->required();
   list->add_option("-n,--count", f->count, "At most this many")->capture_default_str();
-  list->add_option("--reason", f->reason, "Only this reason");
+  list->add_option("--reason", f->reason, "Only reasons matching this glob (http_5*, timeout)");
   list->callback([&ctx, f] {
     (void)QueueGroup(ctx, f->group, f->topic);
     auto letters = Check(ctx.Admin().ListDeadLetters(f->group, f->count), "dlq list");
     if (f->reason) {
-      std::erase_if(letters, [&](const proto::DeadLetterWire& d) { return d.reason != *f->reason; });
+      std::erase_if(letters, [&](const proto::DeadLetterWire& d) {
+        return !GlobMatch(*f->reason, d.reason);
+      });
     }
     if (ctx.json) {
       JsonWriter w;
@@ -533,7 +536,8 @@ void AddDlq(CLI::App& app, Context& ctx, const std::shared_ptr<Flags>& f) {
   redrive->add_option("group", f->group, "Queue group")->required();
   redrive->add_option("topic", f->topic, "Its topic")->required();
   redrive->add_option("--to", f->to_topic, "Target topic (default: the source topic)");
-  redrive->add_option("--reason", f->reason, "Only dead letters with this reason");
+  redrive->add_option("--reason", f->reason,
+                     "Only dead letters whose reason matches this glob (http_5*, timeout)");
   redrive->add_option("--range", f->range, "DLQ offsets A-B (inclusive), A- or A");
   redrive->callback([&ctx, f] {
     proto::RedriveRequest spec;

@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "runnel/common/glob.h"
 #include "runnel/common/result.h"
 
 namespace runnel::broker {
@@ -33,8 +34,7 @@ inline constexpr uint8_t kAllOps = 7;
 
 std::string_view OpName(Op op);
 
-// `*` matches any run of characters (also none), `?` exactly one; everything else itself.
-bool GlobMatch(std::string_view pattern, std::string_view text);
+using runnel::GlobMatch;  // runnel/common/glob.h
 
 // What one token may do. Immutable once loaded; shared by the sessions that authenticated with it.
 struct Principal {

@@ -468,7 +468,7 @@ struct RedriveRequest {
   static constexpr wire::Api kApi = wire::Api::kRedrive;
   std::string group;
   std::string to_topic;               // empty: the source topic
-  std::optional<std::string> reason;  // null: every reason
+  std::optional<std::string> reason;  // a glob (`*`, `?`); null: every reason
   int64_t from = 0;                   // DLQ offsets [from, to)
   int64_t to = INT64_MAX;
   template <class V> void Visit(V& v) { v(group, to_topic, reason, from, to); }

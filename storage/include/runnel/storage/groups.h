@@ -192,7 +192,7 @@ struct DeadLetter {
 
 struct RedriveSpec {
   std::string to_topic;               // empty: back to the source topic
-  std::optional<std::string> reason;  // only records dead-lettered with this reason
+  std::optional<std::string> reason;  // only dead letters whose reason matches this glob
   Offset from{0};                     // DLQ offsets [from, to) in every DLQ partition
   Offset to{INT64_MAX};
 };
