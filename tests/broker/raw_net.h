@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <string>
+#include <thread>
 
 namespace runnel::testing {
 
@@ -70,6 +71,19 @@ inline double MetricValue(uint16_t http_port, const std::string& name,
   const size_t at = metrics.find("\n" + name + " ");
   REQUIRE_MESSAGE(at != std::string::npos, name);
   return std::stod(metrics.substr(at + name.size() + 2));
+}
+
+// A counter the broker bumps after it closed a socket may trail the close a test saw: polls
+// /metrics until `name` reaches `at_least` (at most 10 s, never asserted on) and returns its last
+// value, for the caller to check.
+inline double MetricReaching(uint16_t http_port, const std::string& name, double at_least,
+                             const std::string& headers = "") {
+  double v = MetricValue(http_port, name, headers);
+  for (int i = 0; i < 200 && v < at_least; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    v = MetricValue(http_port, name, headers);
+  }
+  return v;
 }
 
 }  // namespace runnel::testing
