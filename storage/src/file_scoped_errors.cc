@@ -11,6 +11,14 @@ using rocksdb::IOOptions;
 using rocksdb::IOStatus;
 using rocksdb::Slice;
 
+// An IOError that is neither NoSpace nor data loss becomes file-scoped; anything else is
+// returned unchanged.
+IOStatus FileScoped(IOStatus s) {
+  if (!s.IsIOError() || s.IsNoSpace() || s.GetDataLoss()) return s;
+  s.SetScope(IOStatus::IOErrorScope::kIOErrorScopeFile);
+  return s;
+}
+
 class ScopedWritableFile final : public rocksdb::FSWritableFileOwnerWrapper {
  public:
   explicit ScopedWritableFile(std::unique_ptr<rocksdb::FSWritableFile> f)
@@ -85,12 +93,6 @@ class FileScopedErrorsFs final : public rocksdb::FileSystemWrapper {
 };
 
 }  // namespace
-
-IOStatus FileScoped(IOStatus s) {
-  if (!s.IsIOError() || s.IsNoSpace() || s.GetDataLoss()) return s;
-  s.SetScope(IOStatus::IOErrorScope::kIOErrorScopeFile);
-  return s;
-}
 
 std::unique_ptr<rocksdb::Env> NewFileScopedErrorsEnv(rocksdb::Env* base) {
   return rocksdb::NewCompositeEnv(std::make_shared<FileScopedErrorsFs>(base->GetFileSystem()));

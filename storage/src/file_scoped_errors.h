@@ -23,8 +23,4 @@ namespace runnel::storage {
 // An Env whose file system is `base`'s, with file-scoped write errors. `base` must outlive it.
 std::unique_ptr<rocksdb::Env> NewFileScopedErrorsEnv(rocksdb::Env* base);
 
-// The classification itself: an IOError that is neither NoSpace nor data loss becomes
-// file-scoped; anything else is returned unchanged.
-rocksdb::IOStatus FileScoped(rocksdb::IOStatus s);
-
 }  // namespace runnel::storage
