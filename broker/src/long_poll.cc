@@ -113,8 +113,8 @@ void Broker::Impl::FetchRound(const std::shared_ptr<FetchState>& st, bool final_
   // never spends its rounds re-reading logs for it.
   const bool run_inline = spec.min_bytes <= 1;
   waiters.Wait(
-      std::move(keys), st->deadline,
-      [this, st](bool timed_out) { FetchRound(st, timed_out); }, ready, run_inline);
+      std::move(keys), st->deadline, [this, st](bool timed_out) { FetchRound(st, timed_out); },
+      ready, run_inline);
 }
 
 void Broker::Deliver(DeliverSpec spec, DeliverCallback done) {
@@ -129,19 +129,25 @@ void Broker::Deliver(DeliverSpec spec, DeliverCallback done) {
 void Broker::Impl::DeliverRound(const std::shared_ptr<DeliverState>& st) {
   const DeliverSpec& spec = st->spec;
   auto topic = broker.GroupTopic(spec.group);
-  auto records = broker.groups().Deliver(spec.group, spec.consumer, spec.max_records,
-                                         static_cast<size_t>(std::max(1, spec.max_bytes)));
-  const auto now = SteadyClock::now();
-  if (records.ok() && records->empty() && topic.ok() && now < st->deadline &&
-      !shutting_down.load()) {
-    // Nothing deliverable: wait for new records on the topic; look again at least every 100 ms
-    // for retries and expired locks coming due. Delivering writes lock state through the
-    // committer, so a woken deliver never runs on the committer thread.
-    const auto wake = std::min(st->deadline, now + std::chrono::milliseconds(100));
-    waiters.Wait({*topic}, wake, [this, st](bool) { DeliverRound(st); }, nullptr);
-    return;
-  }
-  st->done(topic.ok() ? *topic : std::string(), std::move(records));
+  std::string name = topic.ok() ? *topic : std::string();
+  // Answered once the locks and delivery counts are confirmed: on the committer thread, or on
+  // this one when nothing was written.
+  broker.groups().DeliverAsync(
+      spec.group, spec.consumer, spec.max_records, static_cast<size_t>(std::max(1, spec.max_bytes)),
+      [this, st, name = std::move(name)](Result<std::vector<storage::DeliveredRecord>> records) {
+        const auto now = SteadyClock::now();
+        if (records.ok() && records->empty() && !name.empty() && now < st->deadline &&
+            !shutting_down.load()) {
+          // Nothing deliverable: wait for new records on the topic; look again at least every
+          // 100 ms for retries and expired locks coming due. Parking only registers the waiter;
+          // its callback runs on the workers, so a deliver never runs on the committer thread.
+          const auto wake = std::min(st->deadline, now + std::chrono::milliseconds(100));
+          waiters.Wait(
+              {name}, wake, [this, st](bool) { DeliverRound(st); }, nullptr);
+          return;
+        }
+        st->done(name, std::move(records));
+      });
 }
 
 }  // namespace runnel::broker

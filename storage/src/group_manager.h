@@ -164,6 +164,26 @@ struct GroupState {
   uint64_t member_seq = 0;
 };
 
+// The writes one queue-group call queued. `done` runs once, when the last of them has completed,
+// with the first failure that counts: on the committer thread, or on the caller's when nothing
+// was written. Held by shared_ptr; each write holds a reference through Part(), and the caller
+// drops its own only after releasing the group mutex, so `done` never runs under it.
+class CallWrites {
+ public:
+  explicit CallWrites(std::function<void(Status)> done) : done_(std::move(done)) {}
+  ~CallWrites() { done_(std::move(first_)); }
+  CallWrites(const CallWrites&) = delete;
+  CallWrites& operator=(const CallWrites&) = delete;
+  // The completion of one write; `counts` = false ignores its failure (the writer logs it).
+  static std::function<void(Status)> Part(const std::shared_ptr<CallWrites>& self,
+                                          bool counts = true);
+
+ private:
+  std::mutex mu_;
+  Status first_;
+  std::function<void(Status)> done_;
+};
+
 class GroupManager final : public Groups {
  public:
   explicit GroupManager(LogStoreImpl& store);
@@ -196,18 +216,19 @@ class GroupManager final : public Groups {
   Status DeleteOffsets(std::string_view group,
                        const std::vector<TopicPartition>& partitions) override;
 
-  Result<std::vector<DeliveredRecord>> Deliver(std::string_view group, std::string_view consumer,
-                                               int32_t max_records, size_t max_bytes) override;
-  Status Ack(std::string_view group, std::string_view consumer,
-             std::span<const RecordRef> refs) override;
-  Status Nack(std::string_view group, std::string_view consumer, std::span<const RecordRef> refs,
-              int64_t delay_ms) override;
-  Status Reject(std::string_view group, std::string_view consumer, std::span<const RecordRef> refs,
-                std::string_view reason) override;
-  Result<int64_t> Extend(std::string_view group, std::string_view consumer,
-                         std::span<const RecordRef> refs) override;
-  Result<std::vector<DeliveredRecord>> Claim(std::string_view group, std::string_view consumer,
-                                             int64_t min_idle_ms, int32_t max_records) override;
+  void DeliverAsync(std::string_view group, std::string_view consumer, int32_t max_records,
+                    size_t max_bytes, RecordsFn done) override;
+  void AckAsync(std::string_view group, std::string_view consumer, std::span<const RecordRef> refs,
+                DoneFn done) override;
+  void NackAsync(std::string_view group, std::string_view consumer, std::span<const RecordRef> refs,
+                 int64_t delay_ms, DoneFn done) override;
+  void RejectAsync(std::string_view group, std::string_view consumer,
+                   std::span<const RecordRef> refs, std::string_view reason, DoneFn done) override;
+  void ExtendAsync(std::string_view group, std::string_view consumer,
+                   std::span<const RecordRef> refs,
+                   std::function<void(Result<int64_t>)> done) override;
+  void ClaimAsync(std::string_view group, std::string_view consumer, int64_t min_idle_ms,
+                  int32_t max_records, RecordsFn done) override;
 
   Result<std::vector<RecordStatus>> StatusOf(std::string_view topic, Partition partition,
                                              Offset offset) const override;
@@ -232,10 +253,6 @@ class GroupManager final : public Groups {
     int32_t deliveries;
     int64_t first_failure_ms;
     std::string reason;
-  };
-  // Writes queued while a group mutex is held, committed together after it is released.
-  struct Pending {
-    std::vector<std::future<Status>> waits;
   };
 
   // The group's redrive cursor in `dlq_partition` of its DLQ topic (0 when it never redrove).
@@ -279,13 +296,21 @@ class GroupManager final : public Groups {
   void SubmitAsync(MetaWrites writes, bool durable, std::function<void(Status)> done);
   std::future<Status> Submit(MetaWrites writes, bool durable);
   // Queues the append of dead letters with the writes that retire their pending entries (one
-  // WriteBatch per DLQ partition, durable). Call with g.mu held.
+  // WriteBatch per DLQ partition, durable), as parts of `call`; a failure is logged, and fails
+  // the call only when `failures_count`. Call with g.mu held.
   void SubmitDeadLetters(GroupState& g, std::vector<DeadLetterMove> moves, int64_t now,
-                         Pending* pending);
-  static Status Wait(Pending& pending);
-  // Hands the group's overlay to the committer (WAL write, no fsync). Call with g.mu held; writes
-  // reach the committer in the order they were made, and before any later dead-letter move.
-  std::future<Status> Flush(GroupState& g);
+                         const std::shared_ptr<CallWrites>& call, bool failures_count);
+  // Hands the group's overlay to the committer as a part of `call`: fsynced before it completes
+  // unless the group's ack.durability is "written" (then written to the WAL). Call with g.mu
+  // held; writes reach the committer in the order they were made, and before any later
+  // dead-letter move.
+  void Flush(GroupState& g, const std::shared_ptr<CallWrites>& call);
+  // The frame of every queue operation: finds the queue group and runs
+  // body(g, call, value) -> Status under its mutex; `done` gets that error, else the first
+  // failure of the writes queued on `call`, else `value`, once they have completed.
+  template <typename T, typename Done, typename Body>
+  void QueueOp(std::string_view group, Done done, Body body);
+  // Hands the overlay over without waiting (written, not fsynced); failures are logged.
   void FlushAsync(GroupState& g);
 
  public:

@@ -84,6 +84,10 @@ std::string_view GroupProtocolName(GroupProtocol p) {
   return p == GroupProtocol::kKafka ? "kafka" : "native";
 }
 
+std::string_view SettleDurabilityName(SettleDurability d) {
+  return d == SettleDurability::kWritten ? "written" : "durable";
+}
+
 std::string_view RecordStateName(RecordState s) {
   switch (s) {
     case RecordState::kUndelivered:
@@ -119,6 +123,15 @@ Status GroupConfig::Set(std::string_view key, std::string_view value) {
     dlq_topic = std::string(value);
   } else if (key == "retain.until.acked") {
     RUNNEL_RETURN_IF_ERROR(ParseBool(key, value, &retain_until_acked));
+  } else if (key == "ack.durability") {
+    if (value == "durable") {
+      ack_durability = SettleDurability::kDurable;
+    } else if (value == "written") {
+      ack_durability = SettleDurability::kWritten;
+    } else {
+      return Status::InvalidArgument("ack.durability: '" + std::string(value) +
+                                     "' is not 'durable' or 'written'");
+    }
   } else {
     return Status::InvalidArgument("unknown group config '" + std::string(key) + "'");
   }
@@ -127,6 +140,7 @@ Status GroupConfig::Set(std::string_view key, std::string_view value) {
 
 std::vector<std::pair<std::string, std::string>> GroupConfig::ToList() const {
   return {
+      {"ack.durability", std::string(SettleDurabilityName(ack_durability))},
       {"dlq.topic", dlq_topic},
       {"lock.timeout.ms", std::to_string(lock_timeout_ms)},
       {"max.deliveries", std::to_string(max_deliveries)},
@@ -216,10 +230,6 @@ MetaWrites WriteOverlay::Take() {
 }
 
 GroupManager::GroupManager(LogStoreImpl& store) : store_(store) {}
-
-std::future<Status> GroupManager::Flush(GroupState& g) {
-  return Submit(g.overlay.Take(), /*durable=*/false);
-}
 
 void GroupManager::FlushAsync(GroupState& g) {
   if (g.overlay.empty()) return;
@@ -452,25 +462,14 @@ std::future<Status> GroupManager::Submit(MetaWrites writes, bool durable) {
   return f;
 }
 
-Status GroupManager::Wait(Pending& pending) {
-  Status result;
-  for (auto& f : pending.waits) {
-    Status s = f.get();
-    if (result.ok()) result = s;
-  }
-  return result;
-}
-
 void GroupManager::SubmitDeadLetters(GroupState& g, std::vector<DeadLetterMove> moves, int64_t now,
-                                     Pending* pending) {
+                                     const std::shared_ptr<CallWrites>& call, bool failures_count) {
   if (moves.empty()) return;
   g.counters.dead_lettered += static_cast<int64_t>(moves.size());
   auto fail = [&](Status s) {
     log::Error("group '" + g.name + "': cannot dead-letter " + std::to_string(moves.size()) +
                " records: " + s.ToString());
-    std::promise<Status> p;
-    p.set_value(std::move(s));
-    pending->waits.push_back(p.get_future());
+    CallWrites::Part(call, failures_count)(std::move(s));
   };
   auto dlq = store_.FindTopic(g.config.dlq_topic);
   if (!dlq)
@@ -535,8 +534,6 @@ void GroupManager::SubmitDeadLetters(GroupState& g, std::vector<DeadLetterMove> 
         fail(s);
         continue;
       }
-      auto promise = std::make_shared<std::promise<Status>>();
-      pending->waits.push_back(promise->get_future());
       rocksdb::ColumnFamilyHandle* meta = store_.meta_cf_;
       const uint32_t gid = g.id;
       // The copy, the pending entry's removal and the dead-letter index entry: one WriteBatch.
@@ -551,7 +548,14 @@ void GroupManager::SubmitDeadLetters(GroupState& g, std::vector<DeadLetterMove> 
                         dp, r->OffsetOf(static_cast<int32_t>(i)).value(), now, x.reason}));
         }
       };
-      op->done = [promise](Result<AppendResult> r) { promise->set_value(r.status()); };
+      op->done = [part = CallWrites::Part(call, failures_count), name = g.name,
+                  n = end - start](Result<AppendResult> r) {
+        if (!r.ok()) {
+          log::Error("group '" + name + "': cannot dead-letter " + std::to_string(n) +
+                     " records: " + r.status().ToString());
+        }
+        part(r.status());
+      };
       store_.Enqueue(std::move(op));
     }
   }
@@ -575,274 +579,368 @@ Status ValidateConsumerName(std::string_view consumer) {
 
 }  // namespace
 
-Result<std::vector<DeliveredRecord>> GroupManager::Deliver(std::string_view group,
-                                                           std::string_view consumer,
-                                                           int32_t max_records, size_t max_bytes) {
-  RUNNEL_RETURN_IF_ERROR(ValidateConsumerName(consumer));
-  if (max_records <= 0) return Status::InvalidArgument("max_records must be positive");
-  RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
-  std::vector<DeliveredRecord> out;
-  Pending pending;
-  {
-    std::lock_guard lk(g->mu);
-    RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
-    const int64_t now = store_.clock_->NowMs();
-    const uint32_t c = ConsumerId(*g, consumer, now);
-    GrowPartitions(*g);
-    if (g->parts.empty())
-      return Status::NotFound("topic '" + g->config.topic + "' of group '" + g->name + "' is gone");
-    GroupRecordReader& reader = ReaderFor(*g);
-    std::vector<DeadLetterMove> dead;
-    size_t bytes = 0;
-    auto full = [&] {
-      return out.size() >= static_cast<size_t>(max_records) || bytes >= max_bytes;
-    };
-    auto expired = [&](const LoadedRecord& r) {
-      return g->config.message_ttl_ms > 0 && r.timestamp_ms < now - g->config.message_ttl_ms;
-    };
+// ---- queue operations -------------------------------------------------------------------------
+//
+// Each operation changes the group's state under g.mu, queues the writes that record the change
+// (its overlay flush first, then any dead-letter moves) and answers through a CallWrites once the
+// last of them has completed: after their fsync unless the group's ack.durability is "written".
 
-    // Records dead-lettered, parked or skipped count against a bound too, so one call never
-    // walks an unbounded backlog under the group mutex.
-    const size_t max_examined = std::max<size_t>(4096, 16 * static_cast<size_t>(max_records));
-    size_t examined = 0;
+namespace {
 
-    // 1. Due retries and expired locks, oldest due first: a range scan over what is due.
-    for (auto it = g->due.begin();
-         it != g->due.end() && it->due_ms <= now && !full() && ++examined <= max_examined;) {
-      const DueKey dk = *it++;
-      PelEntry& e = g->parts[static_cast<size_t>(dk.partition)].pel[dk.offset];
-      RUNNEL_ASSIGN_OR_RETURN(auto rec, LoadPending(*g, dk.partition, dk.offset, now));
-      if (!rec) continue;
-      if (e.state == fmt::PendingState::kLocked) {  // the lock expired: a failed attempt
-        if (e.first_failure_ms == 0) e.first_failure_ms = now;
-        e.last_failure_ms = now;
-      }
-      std::string reason = expired(*rec)                              ? "expired"
-                           : e.deliveries >= g->config.max_deliveries ? "max_deliveries"
-                                                                      : "";
-      if (!reason.empty()) {
-        dead.push_back({dk.partition, dk.offset, std::move(rec).value(), e.deliveries,
-                        e.first_failure_ms ? e.first_failure_ms : now, std::move(reason)});
-        Finish(*g, dk.partition, dk.offset, now);
-        continue;
-      }
-      Lock(*g, dk.partition, dk.offset, e, c, now);
-      PutEntry(*g, dk.partition, dk.offset, e);
-      bytes += rec->size;
-      out.push_back(ToDelivered(dk.partition, dk.offset, std::move(rec).value(), e));
-    }
+// Runs a Groups *Async operation and waits for its answer.
+template <typename T, typename Start>
+T Await(Start&& start) {
+  std::promise<T> promise;
+  std::future<T> f = promise.get_future();
+  start([&promise](T r) { promise.set_value(std::move(r)); });
+  return f.get();
+}
 
-    // 2. Records never looked at, round-robin over partitions.
-    const size_t n = g->parts.size();
-    Status scan_error;
-    for (size_t k = 0; k < n && !full(); ++k) {
-      const int32_t p = static_cast<int32_t>((g->next_partition + k) % n);
-      QueuePartition& qp = g->parts[static_cast<size_t>(p)];
-      auto start = store_.ListOffset(g->config.topic, Partition(p), OffsetQuery::Earliest());
-      if (start.ok() && qp.cursor < start->value())
-        qp.cursor = start->value();  // retention passed it
-      const int64_t before = qp.cursor;
-      Status scan = reader.Scan(p, qp.cursor, [&](const Record& r) {
-        if (full() || ++examined > max_examined) return false;
-        qp.cursor = r.offset + 1;
-        if (qp.pel.count(r.offset)) return true;  // already pending (cursor was behind)
-        PelEntry e;
-        LoadedRecord rec = Copy(r);
-        if (g->config.ordered_keys && rec.key) {
-          e.key = rec.key;
-          auto& q = g->key_queues[{p, *rec.key}];
-          q.push_back(r.offset);
-          if (q.size() > 1) {  // its key is in flight: park it behind the earlier one
-            e.state = fmt::PendingState::kParked;
-            PutEntry(*g, p, r.offset, e, /*fresh=*/true);
-            qp.pel.emplace(r.offset, std::move(e));
+}  // namespace
+
+Result<std::vector<DeliveredRecord>> Groups::Deliver(std::string_view group,
+                                                     std::string_view consumer, int32_t max_records,
+                                                     size_t max_bytes) {
+  return Await<Result<std::vector<DeliveredRecord>>>(
+      [&](RecordsFn done) { DeliverAsync(group, consumer, max_records, max_bytes, done); });
+}
+
+Status Groups::Ack(std::string_view group, std::string_view consumer,
+                   std::span<const RecordRef> refs) {
+  return Await<Status>([&](DoneFn done) { AckAsync(group, consumer, refs, done); });
+}
+
+Status Groups::Nack(std::string_view group, std::string_view consumer,
+                    std::span<const RecordRef> refs, int64_t delay_ms) {
+  return Await<Status>([&](DoneFn done) { NackAsync(group, consumer, refs, delay_ms, done); });
+}
+
+Status Groups::Reject(std::string_view group, std::string_view consumer,
+                      std::span<const RecordRef> refs, std::string_view reason) {
+  return Await<Status>([&](DoneFn done) { RejectAsync(group, consumer, refs, reason, done); });
+}
+
+Result<int64_t> Groups::Extend(std::string_view group, std::string_view consumer,
+                               std::span<const RecordRef> refs) {
+  return Await<Result<int64_t>>(
+      [&](std::function<void(Result<int64_t>)> done) { ExtendAsync(group, consumer, refs, done); });
+}
+
+Result<std::vector<DeliveredRecord>> Groups::Claim(std::string_view group,
+                                                   std::string_view consumer, int64_t min_idle_ms,
+                                                   int32_t max_records) {
+  return Await<Result<std::vector<DeliveredRecord>>>(
+      [&](RecordsFn done) { ClaimAsync(group, consumer, min_idle_ms, max_records, done); });
+}
+
+std::function<void(Status)> CallWrites::Part(const std::shared_ptr<CallWrites>& self, bool counts) {
+  return [self, counts](Status s) {
+    if (!counts || s.ok()) return;
+    std::lock_guard lk(self->mu_);
+    if (self->first_.ok()) self->first_ = std::move(s);
+  };
+}
+
+void GroupManager::Flush(GroupState& g, const std::shared_ptr<CallWrites>& call) {
+  SubmitAsync(g.overlay.Take(), g.config.ack_durability == SettleDurability::kDurable,
+              CallWrites::Part(call));
+}
+
+namespace {
+
+// What a queue operation answers once its writes complete: its own error (set under g.mu before
+// any write was queued, or a read error after some were), else the writes' first failure, else
+// its value.
+template <typename T>
+struct Outcome {
+  Status error;
+  T value{};
+};
+
+template <typename T, typename Done>
+std::shared_ptr<CallWrites> AnswerWith(const std::shared_ptr<Outcome<T>>& outcome, Done done) {
+  return std::make_shared<CallWrites>([outcome, done = std::move(done)](Status s) mutable {
+    if (!outcome->error.ok()) return done(std::move(outcome->error));
+    if (!s.ok()) return done(std::move(s));
+    done(std::move(outcome->value));
+  });
+}
+
+}  // namespace
+
+template <typename T, typename Done, typename Body>
+void GroupManager::QueueOp(std::string_view group, Done done, Body body) {
+  auto found = FindQueue(group);
+  if (!found.ok()) return done(found.status());
+  const std::shared_ptr<GroupState> g = std::move(found).value();
+  auto outcome = std::make_shared<Outcome<T>>();
+  // Dropped after the group mutex is released: `done` never runs under it.
+  std::shared_ptr<CallWrites> call = AnswerWith(outcome, std::move(done));
+  std::lock_guard lk(g->mu);
+  outcome->error = body(g, call, outcome->value);
+}
+
+void GroupManager::DeliverAsync(std::string_view group, std::string_view consumer,
+                                int32_t max_records, size_t max_bytes, RecordsFn done) {
+  if (Status s = ValidateConsumerName(consumer); !s.ok()) return done(std::move(s));
+  if (max_records <= 0) return done(Status::InvalidArgument("max_records must be positive"));
+  QueueOp<std::vector<DeliveredRecord>>(
+      group, std::move(done),
+      [&](const std::shared_ptr<GroupState>& g, const std::shared_ptr<CallWrites>& call,
+          std::vector<DeliveredRecord>& out) -> Status {
+        RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
+        const int64_t now = store_.clock_->NowMs();
+        const uint32_t c = ConsumerId(*g, consumer, now);
+        GrowPartitions(*g);
+        if (g->parts.empty())
+          return Status::NotFound("topic '" + g->config.topic + "' of group '" + g->name +
+                                  "' is gone");
+        GroupRecordReader& reader = ReaderFor(*g);
+        std::vector<DeadLetterMove> dead;
+        size_t bytes = 0;
+        auto full = [&] {
+          return out.size() >= static_cast<size_t>(max_records) || bytes >= max_bytes;
+        };
+        auto expired = [&](const LoadedRecord& r) {
+          return g->config.message_ttl_ms > 0 && r.timestamp_ms < now - g->config.message_ttl_ms;
+        };
+
+        // Records dead-lettered, parked or skipped count against a bound too, so one call never
+        // walks an unbounded backlog under the group mutex.
+        const size_t max_examined = std::max<size_t>(4096, 16 * static_cast<size_t>(max_records));
+        size_t examined = 0;
+
+        // 1. Due retries and expired locks, oldest due first: a range scan over what is due.
+        for (auto it = g->due.begin();
+             it != g->due.end() && it->due_ms <= now && !full() && ++examined <= max_examined;) {
+          const DueKey dk = *it++;
+          PelEntry& e = g->parts[static_cast<size_t>(dk.partition)].pel[dk.offset];
+          RUNNEL_ASSIGN_OR_RETURN(auto rec, LoadPending(*g, dk.partition, dk.offset, now));
+          if (!rec) continue;
+          if (e.state == fmt::PendingState::kLocked) {  // the lock expired: a failed attempt
+            if (e.first_failure_ms == 0) e.first_failure_ms = now;
+            e.last_failure_ms = now;
+          }
+          std::string reason = expired(*rec)                              ? "expired"
+                               : e.deliveries >= g->config.max_deliveries ? "max_deliveries"
+                                                                          : "";
+          if (!reason.empty()) {
+            dead.push_back({dk.partition, dk.offset, std::move(rec).value(), e.deliveries,
+                            e.first_failure_ms ? e.first_failure_ms : now, std::move(reason)});
+            Finish(*g, dk.partition, dk.offset, now);
+            continue;
+          }
+          Lock(*g, dk.partition, dk.offset, e, c, now);
+          PutEntry(*g, dk.partition, dk.offset, e);
+          bytes += rec->size;
+          out.push_back(ToDelivered(dk.partition, dk.offset, std::move(rec).value(), e));
+        }
+
+        // 2. Records never looked at, round-robin over partitions.
+        const size_t n = g->parts.size();
+        Status scan_error;
+        for (size_t k = 0; k < n && !full(); ++k) {
+          const int32_t p = static_cast<int32_t>((g->next_partition + k) % n);
+          QueuePartition& qp = g->parts[static_cast<size_t>(p)];
+          auto start = store_.ListOffset(g->config.topic, Partition(p), OffsetQuery::Earliest());
+          if (start.ok() && qp.cursor < start->value())
+            qp.cursor = start->value();  // retention passed it
+          const int64_t before = qp.cursor;
+          Status scan = reader.Scan(p, qp.cursor, [&](const Record& r) {
+            if (full() || ++examined > max_examined) return false;
+            qp.cursor = r.offset + 1;
+            if (qp.pel.count(r.offset)) return true;  // already pending (cursor was behind)
+            PelEntry e;
+            LoadedRecord rec = Copy(r);
+            if (g->config.ordered_keys && rec.key) {
+              e.key = rec.key;
+              auto& q = g->key_queues[{p, *rec.key}];
+              q.push_back(r.offset);
+              if (q.size() > 1) {  // its key is in flight: park it behind the earlier one
+                e.state = fmt::PendingState::kParked;
+                PutEntry(*g, p, r.offset, e, /*fresh=*/true);
+                qp.pel.emplace(r.offset, std::move(e));
+                return true;
+              }
+            }
+            if (expired(rec)) {
+              // Persist it as pending first, so a crash before the dead-letter write loses nothing.
+              e.state = fmt::PendingState::kRetry;
+              e.due_ms = now;
+              PutEntry(*g, p, r.offset, e, /*fresh=*/true);
+              qp.pel.emplace(r.offset, std::move(e));
+              g->due.insert(DueKey{now, p, r.offset});
+              dead.push_back({p, r.offset, std::move(rec), 0, now, "expired"});
+              Finish(*g, p, r.offset, now);
+              return true;
+            }
+            auto& stored = qp.pel.emplace(r.offset, std::move(e)).first->second;
+            Lock(*g, p, r.offset, stored, c, now);
+            PutEntry(*g, p, r.offset, stored, /*fresh=*/true);
+            bytes += rec.size;
+            out.push_back(ToDelivered(p, r.offset, std::move(rec), stored));
             return true;
+          });
+          if (qp.cursor != before) PutCursor(*g, p);
+          if (!scan.ok()) {
+            scan_error = std::move(scan);
+            break;
           }
         }
-        if (expired(rec)) {
-          // Persist it as pending first, so a crash before the dead-letter write loses nothing.
-          e.state = fmt::PendingState::kRetry;
-          e.due_ms = now;
-          PutEntry(*g, p, r.offset, e, /*fresh=*/true);
-          auto& stored = qp.pel.emplace(r.offset, std::move(e)).first->second;
-          g->due.insert(DueKey{now, p, r.offset});
-          dead.push_back({p, r.offset, std::move(rec), 0, now, "expired"});
-          (void)stored;
-          Finish(*g, p, r.offset, now);
-          return true;
-        }
-        auto& stored = qp.pel.emplace(r.offset, std::move(e)).first->second;
-        Lock(*g, p, r.offset, stored, c, now);
-        PutEntry(*g, p, r.offset, stored, /*fresh=*/true);
-        bytes += rec.size;
-        out.push_back(ToDelivered(p, r.offset, std::move(rec), stored));
-        return true;
+        ++g->next_partition;
+        // The deliveries (locks, counts, cursors) first, then the dead-letter moves, whose failures
+        // are only logged: their records stay pending on disk and come back after a restart.
+        Flush(*g, call);
+        SubmitDeadLetters(*g, std::move(dead), now, call, /*failures_count=*/false);
+        // A read error after some deliveries still returns them (their state is recorded above).
+        if (!scan_error.ok() && out.empty()) return scan_error;
+        return Status::OK();
       });
-      if (qp.cursor != before) PutCursor(*g, p);
-      if (!scan.ok()) {
-        scan_error = std::move(scan);
-        break;
-      }
-    }
-    ++g->next_partition;
-    // Deliveries are not flushed: a lost one is only a redelivery, and an ack before the next
-    // flush cancels them. Dead-letter moves always go after everything written before them.
-    if (!dead.empty() || g->overlay.size() >= kMaxOverlayWrites) FlushAsync(*g);
-    SubmitDeadLetters(*g, std::move(dead), now, &pending);
-    // A read error after some deliveries still returns them (their state is recorded above).
-    if (!scan_error.ok() && out.empty()) return scan_error;
-  }
-  (void)Wait(pending);  // dead-letter failures are logged; the records stay pending on disk
-  return out;
 }
 
-Status GroupManager::Ack(std::string_view group, std::string_view consumer,
-                         std::span<const RecordRef> refs) {
-  RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
-  std::future<Status> done;
-  {
-    std::lock_guard lk(g->mu);
-    const int64_t now = store_.clock_->NowMs();
-    RUNNEL_ASSIGN_OR_RETURN(auto entries, BeginRefOp(*g, consumer, refs, now));
-    for (const auto& [p, off] : entries) {
-      const PelEntry& e = g->parts[static_cast<size_t>(p)].pel.at(off);
-      ++g->counters.acks;
-      g->counters.ack_latency_ms_total += std::max<int64_t>(0, now - e.first_delivery_ms);
-      Finish(*g, p, off, now);
-      g->overlay.Delete(fmt::PendingKey(g->id, p, off));
-    }
-    done = Flush(*g);
-  }
-  return done.get();
+void GroupManager::AckAsync(std::string_view group, std::string_view consumer,
+                            std::span<const RecordRef> refs, DoneFn done) {
+  QueueOp<Status>(group, std::move(done),
+                  [&](const std::shared_ptr<GroupState>& g, const std::shared_ptr<CallWrites>& call,
+                      Status& /*unused*/) -> Status {
+                    const int64_t now = store_.clock_->NowMs();
+                    RUNNEL_ASSIGN_OR_RETURN(auto entries, BeginRefOp(*g, consumer, refs, now));
+                    for (const auto& [p, off] : entries) {
+                      const PelEntry& e = g->parts[static_cast<size_t>(p)].pel.at(off);
+                      ++g->counters.acks;
+                      g->counters.ack_latency_ms_total +=
+                          std::max<int64_t>(0, now - e.first_delivery_ms);
+                      Finish(*g, p, off, now);
+                      g->overlay.Delete(fmt::PendingKey(g->id, p, off));
+                    }
+                    Flush(*g, call);
+                    return Status::OK();
+                  });
 }
 
-Status GroupManager::Nack(std::string_view group, std::string_view consumer,
-                          std::span<const RecordRef> refs, int64_t delay_ms) {
+void GroupManager::NackAsync(std::string_view group, std::string_view consumer,
+                             std::span<const RecordRef> refs, int64_t delay_ms, DoneFn done) {
   if (delay_ms < 0 || delay_ms > kMaxDelayMs) {
-    return Status::InvalidArgument("nack delay must be between 0 and 30 days, not " +
-                                   std::to_string(delay_ms) + " ms");
+    return done(Status::InvalidArgument("nack delay must be between 0 and 30 days, not " +
+                                        std::to_string(delay_ms) + " ms"));
   }
-  RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
-  Pending pending;
-  {
-    std::lock_guard lk(g->mu);
-    const int64_t now = store_.clock_->NowMs();
-    RUNNEL_ASSIGN_OR_RETURN(auto entries, BeginRefOp(*g, consumer, refs, now));
-    std::vector<DeadLetterMove> dead;
-    g->counters.nacks += static_cast<int64_t>(entries.size());
-    for (const auto& [p, off] : entries) {
-      PelEntry& e = g->parts[static_cast<size_t>(p)].pel[off];
-      if (e.first_failure_ms == 0) e.first_failure_ms = now;
-      e.last_failure_ms = now;
-      if (e.deliveries >= g->config.max_deliveries) {
-        RetireToDeadLetters(*g, p, off, "max_deliveries", now, &dead);
-        continue;
-      }
-      EraseDue(*g, p, off, e);
-      e.state = fmt::PendingState::kRetry;
-      e.due_ms = now + delay_ms;
-      g->due.insert(DueKey{e.due_ms, p, off});
-      PutEntry(*g, p, off, e);
-    }
-    pending.waits.push_back(Flush(*g));
-    SubmitDeadLetters(*g, std::move(dead), now, &pending);
-  }
-  return Wait(pending);
+  QueueOp<Status>(group, std::move(done),
+                  [&](const std::shared_ptr<GroupState>& g, const std::shared_ptr<CallWrites>& call,
+                      Status& /*unused*/) -> Status {
+                    const int64_t now = store_.clock_->NowMs();
+                    RUNNEL_ASSIGN_OR_RETURN(auto entries, BeginRefOp(*g, consumer, refs, now));
+                    std::vector<DeadLetterMove> dead;
+                    g->counters.nacks += static_cast<int64_t>(entries.size());
+                    for (const auto& [p, off] : entries) {
+                      PelEntry& e = g->parts[static_cast<size_t>(p)].pel[off];
+                      if (e.first_failure_ms == 0) e.first_failure_ms = now;
+                      e.last_failure_ms = now;
+                      if (e.deliveries >= g->config.max_deliveries) {
+                        RetireToDeadLetters(*g, p, off, "max_deliveries", now, &dead);
+                        continue;
+                      }
+                      EraseDue(*g, p, off, e);
+                      e.state = fmt::PendingState::kRetry;
+                      e.due_ms = now + delay_ms;
+                      g->due.insert(DueKey{e.due_ms, p, off});
+                      PutEntry(*g, p, off, e);
+                    }
+                    Flush(*g, call);
+                    SubmitDeadLetters(*g, std::move(dead), now, call, /*failures_count=*/true);
+                    return Status::OK();
+                  });
 }
 
-Status GroupManager::Reject(std::string_view group, std::string_view consumer,
-                            std::span<const RecordRef> refs, std::string_view reason) {
-  RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
-  Pending pending;
-  {
-    std::lock_guard lk(g->mu);
-    const int64_t now = store_.clock_->NowMs();
-    RUNNEL_ASSIGN_OR_RETURN(auto entries, BeginRefOp(*g, consumer, refs, now));
-    std::vector<DeadLetterMove> dead;
-    const std::string why = reason.empty() ? std::string("rejected") : std::string(reason);
-    g->counters.rejects += static_cast<int64_t>(entries.size());
-    for (const auto& [p, off] : entries) RetireToDeadLetters(*g, p, off, why, now, &dead);
-    pending.waits.push_back(Flush(*g));
-    SubmitDeadLetters(*g, std::move(dead), now, &pending);
-  }
-  return Wait(pending);
+void GroupManager::RejectAsync(std::string_view group, std::string_view consumer,
+                               std::span<const RecordRef> refs, std::string_view reason,
+                               DoneFn done) {
+  QueueOp<Status>(group, std::move(done),
+                  [&](const std::shared_ptr<GroupState>& g, const std::shared_ptr<CallWrites>& call,
+                      Status& /*unused*/) -> Status {
+                    const int64_t now = store_.clock_->NowMs();
+                    RUNNEL_ASSIGN_OR_RETURN(auto entries, BeginRefOp(*g, consumer, refs, now));
+                    std::vector<DeadLetterMove> dead;
+                    const std::string why =
+                        reason.empty() ? std::string("rejected") : std::string(reason);
+                    g->counters.rejects += static_cast<int64_t>(entries.size());
+                    for (const auto& [p, off] : entries)
+                      RetireToDeadLetters(*g, p, off, why, now, &dead);
+                    Flush(*g, call);
+                    SubmitDeadLetters(*g, std::move(dead), now, call, /*failures_count=*/true);
+                    return Status::OK();
+                  });
 }
 
-Result<int64_t> GroupManager::Extend(std::string_view group, std::string_view consumer,
-                                     std::span<const RecordRef> refs) {
-  RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
-  std::future<Status> done;
-  int64_t until = 0;
-  {
-    std::lock_guard lk(g->mu);
-    const int64_t now = store_.clock_->NowMs();
-    RUNNEL_ASSIGN_OR_RETURN(auto entries, BeginRefOp(*g, consumer, refs, now));
-    until = now + g->config.lock_timeout_ms;
-    for (const auto& [p, off] : entries) {
-      PelEntry& e = g->parts[static_cast<size_t>(p)].pel[off];
-      g->due.erase(DueKey{e.due_ms, p, off});
-      e.due_ms = until;
-      e.last_active_ms = now;
-      g->due.insert(DueKey{until, p, off});
-      PutEntry(*g, p, off, e);
-    }
-    done = Flush(*g);
-  }
-  RUNNEL_RETURN_IF_ERROR(done.get());
-  return until;
+void GroupManager::ExtendAsync(std::string_view group, std::string_view consumer,
+                               std::span<const RecordRef> refs,
+                               std::function<void(Result<int64_t>)> done) {
+  QueueOp<int64_t>(group, std::move(done),
+                   [&](const std::shared_ptr<GroupState>& g,
+                       const std::shared_ptr<CallWrites>& call, int64_t& value) -> Status {
+                     const int64_t now = store_.clock_->NowMs();
+                     RUNNEL_ASSIGN_OR_RETURN(auto entries, BeginRefOp(*g, consumer, refs, now));
+                     const int64_t until = now + g->config.lock_timeout_ms;
+                     for (const auto& [p, off] : entries) {
+                       PelEntry& e = g->parts[static_cast<size_t>(p)].pel[off];
+                       g->due.erase(DueKey{e.due_ms, p, off});
+                       e.due_ms = until;
+                       e.last_active_ms = now;
+                       g->due.insert(DueKey{until, p, off});
+                       PutEntry(*g, p, off, e);
+                     }
+                     value = until;
+                     Flush(*g, call);
+                     return Status::OK();
+                   });
 }
 
-Result<std::vector<DeliveredRecord>> GroupManager::Claim(std::string_view group,
-                                                         std::string_view consumer,
-                                                         int64_t min_idle_ms, int32_t max_records) {
-  RUNNEL_RETURN_IF_ERROR(ValidateConsumerName(consumer));
-  if (min_idle_ms < 0) return Status::InvalidArgument("min_idle must not be negative");
-  if (max_records <= 0) return Status::InvalidArgument("max_records must be positive");
-  RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
-  std::vector<DeliveredRecord> out;
-  Pending pending;
-  {
-    std::lock_guard lk(g->mu);
-    RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
-    const int64_t now = store_.clock_->NowMs();
-    const uint32_t c = ConsumerId(*g, consumer, now);
-    std::vector<DeadLetterMove> dead;
-    // A locked entry is idle for now - last_active, and due at last_active + lock timeout, so
-    // "idle >= min_idle" is "due <= now - min_idle + lock timeout": a range scan of the due index.
-    const int64_t bound = now - min_idle_ms + g->config.lock_timeout_ms;
-    // Pick the candidates first: claiming re-inserts entries into the due index at now + lock
-    // timeout, which may still be within `bound` and must not be visited twice.
-    std::vector<DueKey> candidates;
-    for (auto it = g->due.begin(); it != g->due.end() && it->due_ms <= bound &&
-                                   candidates.size() < static_cast<size_t>(max_records);
-         ++it) {
-      if (g->parts[static_cast<size_t>(it->partition)].pel.at(it->offset).state ==
-          fmt::PendingState::kLocked) {
-        candidates.push_back(*it);
-      }
-    }
-    for (const DueKey& dk : candidates) {
-      PelEntry& e = g->parts[static_cast<size_t>(dk.partition)].pel[dk.offset];
-      RUNNEL_ASSIGN_OR_RETURN(auto rec, LoadPending(*g, dk.partition, dk.offset, now));
-      if (!rec) continue;
-      if (e.deliveries >= g->config.max_deliveries) {
-        if (e.first_failure_ms == 0) e.first_failure_ms = now;
-        dead.push_back({dk.partition, dk.offset, std::move(rec).value(), e.deliveries,
-                        e.first_failure_ms, "max_deliveries"});
-        Finish(*g, dk.partition, dk.offset, now);
-        continue;
-      }
-      Lock(*g, dk.partition, dk.offset, e, c, now);
-      PutEntry(*g, dk.partition, dk.offset, e);
-      out.push_back(ToDelivered(dk.partition, dk.offset, std::move(rec).value(), e));
-    }
-    // Deliveries are not flushed: a lost one is only a redelivery, and an ack before the next
-    // flush cancels them. Dead-letter moves always go after everything written before them.
-    if (!dead.empty() || g->overlay.size() >= kMaxOverlayWrites) FlushAsync(*g);
-    SubmitDeadLetters(*g, std::move(dead), now, &pending);
-  }
-  (void)Wait(pending);
-  return out;
+void GroupManager::ClaimAsync(std::string_view group, std::string_view consumer,
+                              int64_t min_idle_ms, int32_t max_records, RecordsFn done) {
+  if (Status s = ValidateConsumerName(consumer); !s.ok()) return done(std::move(s));
+  if (min_idle_ms < 0) return done(Status::InvalidArgument("min_idle must not be negative"));
+  if (max_records <= 0) return done(Status::InvalidArgument("max_records must be positive"));
+  QueueOp<std::vector<DeliveredRecord>>(
+      group, std::move(done),
+      [&](const std::shared_ptr<GroupState>& g, const std::shared_ptr<CallWrites>& call,
+          std::vector<DeliveredRecord>& out) -> Status {
+        RUNNEL_RETURN_IF_ERROR(CheckLive(*g));
+        const int64_t now = store_.clock_->NowMs();
+        const uint32_t c = ConsumerId(*g, consumer, now);
+        std::vector<DeadLetterMove> dead;
+        // A locked entry is idle for now - last_active, and due at last_active + lock timeout, so
+        // "idle >= min_idle" is "due <= now - min_idle + lock timeout": a range scan of the due
+        // index.
+        const int64_t bound = now - min_idle_ms + g->config.lock_timeout_ms;
+        // Pick the candidates first: claiming re-inserts entries into the due index at now + lock
+        // timeout, which may still be within `bound` and must not be visited twice.
+        std::vector<DueKey> candidates;
+        for (auto it = g->due.begin(); it != g->due.end() && it->due_ms <= bound &&
+                                       candidates.size() < static_cast<size_t>(max_records);
+             ++it) {
+          if (g->parts[static_cast<size_t>(it->partition)].pel.at(it->offset).state ==
+              fmt::PendingState::kLocked) {
+            candidates.push_back(*it);
+          }
+        }
+        for (const DueKey& dk : candidates) {
+          PelEntry& e = g->parts[static_cast<size_t>(dk.partition)].pel[dk.offset];
+          RUNNEL_ASSIGN_OR_RETURN(auto rec, LoadPending(*g, dk.partition, dk.offset, now));
+          if (!rec) continue;
+          if (e.deliveries >= g->config.max_deliveries) {
+            if (e.first_failure_ms == 0) e.first_failure_ms = now;
+            dead.push_back({dk.partition, dk.offset, std::move(rec).value(), e.deliveries,
+                            e.first_failure_ms, "max_deliveries"});
+            Finish(*g, dk.partition, dk.offset, now);
+            continue;
+          }
+          Lock(*g, dk.partition, dk.offset, e, c, now);
+          PutEntry(*g, dk.partition, dk.offset, e);
+          out.push_back(ToDelivered(dk.partition, dk.offset, std::move(rec).value(), e));
+        }
+        Flush(*g, call);
+        SubmitDeadLetters(*g, std::move(dead), now, call, /*failures_count=*/false);
+        return Status::OK();
+      });
 }
 
 // ---- group lifecycle --------------------------------------------------------------------------
@@ -953,9 +1051,8 @@ Status GroupManager::DeleteGroup(std::string_view name) {
     (void)g->overlay.Take();  // nothing of this group is written any more
     MetaWrites w;
     w.Delete(fmt::GroupKey(name));
-    for (auto type :
-         {fmt::MetaKeyType::kOffset, fmt::MetaKeyType::kPending, fmt::MetaKeyType::kDeadLetter,
-          fmt::MetaKeyType::kRedrive}) {
+    for (auto type : {fmt::MetaKeyType::kOffset, fmt::MetaKeyType::kPending,
+                      fmt::MetaKeyType::kDeadLetter, fmt::MetaKeyType::kRedrive}) {
       w.range_deletes.emplace_back(fmt::IdPrefixBegin(type, g->id), fmt::IdPrefixEnd(type, g->id));
     }
     // Through the committer, so writes of this group queued earlier land before the deletion.
@@ -1120,9 +1217,9 @@ Result<std::shared_ptr<GroupState>> GroupManager::FindOrCreateStream(std::string
   }
   if (g->protocol != protocol) {
     auto display = [](GroupProtocol p) { return p == GroupProtocol::kKafka ? "Kafka" : "native"; };
-    return Status::InvalidArgument("group '" + std::string(group) + "' is a " +
-                                   display(g->protocol) + " consumer group; a " +
-                                   display(protocol) + " client cannot join it (use another group id)");
+    return Status::InvalidArgument(
+        "group '" + std::string(group) + "' is a " + display(g->protocol) + " consumer group; a " +
+        display(protocol) + " client cannot join it (use another group id)");
   }
   return g;
 }
@@ -1369,8 +1466,7 @@ Result<GroupDescription> GroupManager::DescribeGroup(std::string_view name) cons
   if (!g) return Status::NotFound("unknown group '" + std::string(name) + "'");
   std::lock_guard lk(g->mu);
   const int64_t now = store_.clock_->NowMs();
-  GroupDescription d{g->name, g->mode,   g->protocol, g->config, g->generation,
-                     {},      {},        g->counters};
+  GroupDescription d{g->name, g->mode, g->protocol, g->config, g->generation, {}, {}, g->counters};
   auto log_end = [&](const std::string& topic, int32_t p) {
     auto r = store_.ListOffset(topic, Partition(p), OffsetQuery::Latest());
     return r.ok() ? r->value() : 0;
@@ -1543,7 +1639,8 @@ Result<std::vector<PendingEntry>> GroupManager::ListPending(std::string_view gro
           pe.kind = PendingKind::kParked;
           break;
       }
-      if (pe.kind != PendingKind::kParked) pe.idle_ms = std::max<int64_t>(0, now - e.last_active_ms);
+      if (pe.kind != PendingKind::kParked)
+        pe.idle_ms = std::max<int64_t>(0, now - e.last_active_ms);
       if (!q.consumer.empty() && pe.consumer != q.consumer) continue;
       if (pe.idle_ms < q.min_idle_ms) continue;
       out.push_back(std::move(pe));
@@ -1552,8 +1649,8 @@ Result<std::vector<PendingEntry>> GroupManager::ListPending(std::string_view gro
   return out;
 }
 
-Status GroupManager::SetQueuePositions(
-    std::string_view group, const std::vector<std::pair<Partition, Offset>>& positions) {
+Status GroupManager::SetQueuePositions(std::string_view group,
+                                       const std::vector<std::pair<Partition, Offset>>& positions) {
   if (positions.empty()) return Status::InvalidArgument("no positions given");
   RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
   std::future<Status> written;
@@ -1682,7 +1779,8 @@ Result<int64_t> GroupManager::Redrive(std::string_view group, const RedriveSpec&
   const bool move = !spec.reason && spec.from.value() == 0 &&
                     spec.to.value() == std::numeric_limits<int64_t>::max() &&
                     dlq_topic == source + ".dlq." + g->name;
-  RUNNEL_ASSIGN_OR_RETURN(auto letters, ListDeadLetters(group, std::numeric_limits<size_t>::max(), Offset(0)));
+  RUNNEL_ASSIGN_OR_RETURN(auto letters,
+                          ListDeadLetters(group, std::numeric_limits<size_t>::max(), Offset(0)));
   std::map<int32_t, int64_t> listed_end;  // per DLQ partition: one past the last listed offset
   for (const DeadLetter& d : letters) {
     auto& e = listed_end[d.dlq_partition.value()];
@@ -1713,7 +1811,8 @@ Result<int64_t> GroupManager::Redrive(std::string_view group, const RedriveSpec&
     RUNNEL_RETURN_IF_ERROR(store_.Prepare(req, op.get()));
     if (move) {
       op->extra = [meta, cursor = fmt::RedriveKey(g->id, dlq->id, d.dlq_partition.value()),
-                   next = d.dlq_offset.value() + 1](const AppendResult*, rocksdb::WriteBatch& round) {
+                   next = d.dlq_offset.value() + 1](const AppendResult*,
+                                                    rocksdb::WriteBatch& round) {
         round.Put(meta, cursor, fmt::Encode(fmt::OffsetValue{next, 0, {}}));
       };
     }
@@ -1763,7 +1862,8 @@ Status GroupManager::Load() {
         for (const auto& [ck, cv] : gv.config) {
           if (ck == kProtocolKey) {
             if (cv != GroupProtocolName(GroupProtocol::kKafka))
-              return Status::Corruption("group '" + g->name + "' has unknown protocol '" + cv + "'");
+              return Status::Corruption("group '" + g->name + "' has unknown protocol '" + cv +
+                                        "'");
             g->protocol = GroupProtocol::kKafka;
             continue;
           }

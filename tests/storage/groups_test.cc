@@ -339,6 +339,77 @@ TEST_CASE("Queue group: pending entries, cursors, consumers and DLQ state surviv
   CHECK(retry[0].deliveries == 2);
 }
 
+TEST_CASE("Queue group: ack.durability is durable unless a group opts into written") {
+  GroupFixture f;
+  f.Topic("t");
+  f.Produce("t", 0, 4, "x");
+  GroupConfig written;
+  REQUIRE(written.Set("ack.durability", "written").ok());
+  CHECK(written.ack_durability == SettleDurability::kWritten);
+  CHECK(written.Set("ack.durability", "fsync").IsInvalidArgument());
+  CHECK(written.ack_durability == SettleDurability::kWritten);  // unchanged by the bad value
+  f.Queue("fast", "t", written);
+  f.Queue("safe", "t");
+  auto config_of = [&](const std::string& group) {
+    auto d = f.g().DescribeGroup(group);
+    REQUIRE(d.ok());
+    for (const auto& [k, v] : d->config.ToList())
+      if (k == "ack.durability") return v;
+    return std::string("(missing)");
+  };
+  CHECK(config_of("safe") == "durable");
+  CHECK(config_of("fast") == "written");
+  // Both work the same; the setting survives a reopen.
+  for (const std::string group : {"fast", "safe"}) {
+    auto d = f.Deliver(group, "c", 2);
+    REQUIRE(d.size() == 2);
+    REQUIRE(f.g().Ack(group, "c", std::vector<RecordRef>{Refs(d)[0]}).ok());
+    REQUIRE(f.g().Nack(group, "c", std::vector<RecordRef>{Refs(d)[1]}, 0).ok());
+  }
+  f.Reopen();
+  CHECK(config_of("safe") == "durable");
+  CHECK(config_of("fast") == "written");
+  for (const std::string group : {"fast", "safe"}) {
+    CHECK(f.StateOf("t", 0, 0, group) == RecordState::kAcked);
+    auto again = f.Deliver(group, "c", 10);
+    REQUIRE(again.size() == 3);  // the nacked record, then the two never delivered
+    CHECK(again[0].offset == Offset(1));
+    CHECK(again[0].deliveries == 2);
+  }
+}
+
+TEST_CASE("Queue group: the async forms answer once, with errors through the callback too") {
+  GroupFixture f;
+  f.Topic("t");
+  f.Produce("t", 0, 3, "x");
+  f.Queue("g", "t");
+  std::promise<Result<std::vector<DeliveredRecord>>> delivered;
+  f.g().DeliverAsync("g", "c", 3, 1 << 20, [&](Result<std::vector<DeliveredRecord>> r) {
+    delivered.set_value(std::move(r));  // a second call would throw future_error
+  });
+  auto d = delivered.get_future().get();
+  REQUIRE(d.ok());
+  REQUIRE(d->size() == 3);
+  std::promise<Result<int64_t>> extended;
+  f.g().ExtendAsync("g", "c", Refs(*d), [&](Result<int64_t> r) { extended.set_value(r); });
+  auto until = extended.get_future().get();
+  REQUIRE(until.ok());
+  CHECK(*until == kT0 + 30'000);
+  std::promise<Status> acked, unknown, stranger;
+  f.g().AckAsync("g", "c", Refs(*d), [&](Status s) { acked.set_value(s); });
+  f.g().AckAsync("nope", "c", Refs(*d), [&](Status s) { unknown.set_value(s); });
+  f.g().AckAsync("g", "other", Refs(*d), [&](Status s) { stranger.set_value(s); });
+  CHECK(acked.get_future().get().ok());
+  CHECK(unknown.get_future().get().IsNotFound());
+  CHECK(stranger.get_future().get().IsNotFound());  // acked already: no longer pending
+  std::promise<Result<std::vector<DeliveredRecord>>> claimed;
+  f.g().ClaimAsync("g", "c", -1, 1, [&](Result<std::vector<DeliveredRecord>> r) {
+    claimed.set_value(std::move(r));
+  });
+  CHECK(claimed.get_future().get().status().IsInvalidArgument());
+  CHECK(f.StateOf("t", 0, 2, "g") == RecordState::kAcked);
+}
+
 TEST_CASE("Queue group: bad input gets a clear error and changes nothing") {
   GroupFixture f;
   f.Topic("t");
@@ -467,7 +538,8 @@ TEST_CASE("Queue group: redrive moves dead letters back to the source and purges
   CHECK(f.g().Redrive("g", RedriveSpec{"nope"}).status().IsNotFound());
 }
 
-TEST_CASE("Queue group: redrive and listing match reasons as globs; the DLQ never expires letters") {
+TEST_CASE(
+    "Queue group: redrive and listing match reasons as globs; the DLQ never expires letters") {
   GroupFixture f;
   f.Topic("t");
   f.Produce("t", 0, 4, "x");
@@ -787,7 +859,8 @@ TEST_CASE("Queue group: SetQueuePositions rewinds and skips, durably, and checks
   CHECK(f.g().DescribeGroup("g")->partitions[0].lag == 0);
   // Errors change nothing.
   CHECK(f.g().SetQueuePositions("g", {{Partition(0), Offset(6)}}).IsOutOfRange());
-  CHECK(f.g().SetQueuePositions("g", {{Partition(0), Offset(1)}, {Partition(3), Offset(0)}})
+  CHECK(f.g()
+            .SetQueuePositions("g", {{Partition(0), Offset(1)}, {Partition(3), Offset(0)}})
             .IsInvalidArgument());
   CHECK(f.g().DescribeGroup("g")->partitions[0].position == Offset(5));
   CHECK(f.g().SetQueuePositions("g", {}).IsInvalidArgument());
@@ -795,7 +868,8 @@ TEST_CASE("Queue group: SetQueuePositions rewinds and skips, durably, and checks
   // An admin CommitOffsets (no member, generation -1) on a queue group is the same move.
   REQUIRE(f.g().CommitOffsets("g", "", -1, {{{"t", Partition(0)}, Offset(2), ""}}).ok());
   CHECK(f.g().DescribeGroup("g")->partitions[0].position == Offset(2));
-  CHECK(f.g().CommitOffsets("g", "", -1, {{{"other", Partition(0)}, Offset(0), ""}})
+  CHECK(f.g()
+            .CommitOffsets("g", "", -1, {{{"other", Partition(0)}, Offset(0), ""}})
             .IsInvalidArgument());
 }
 
@@ -833,7 +907,8 @@ TEST_CASE("Stream group: a Kafka group keeps its protocol, external commits and 
     return p.get_future().get();
   };
   // Any offset >= 0 of an existing partition is kept as given (past the log end too).
-  REQUIRE(commit({{{"t", Partition(0)}, Offset(3), "m"}, {{"t", Partition(1)}, Offset(9), ""}}).ok());
+  REQUIRE(
+      commit({{{"t", Partition(0)}, Offset(3), "m"}, {{"t", Partition(1)}, Offset(9), ""}}).ok());
   CHECK(commit({{{"t", Partition(0)}, Offset(-1), ""}}).code() == StatusCode::kOutOfRange);
   CHECK(commit({{{"t", Partition(5)}, Offset(0), ""}}).code() == StatusCode::kNotFound);
   CHECK(commit({{{"nope", Partition(0)}, Offset(0), ""}}).code() == StatusCode::kNotFound);

@@ -516,9 +516,11 @@ TEST_CASE("LogStore: retention frees disk space, not just offsets") {
     REQUIRE(store->Append(Req("big", 0, MakeBatch(rs))).ok());
   }
   const uint64_t before = StoreFileBytes(o.data_dir);
-  // Flushes and L0 moves are asynchronous; each retention pass reclaims what has settled.
+  // Flushes and compactions are asynchronous and slow on a loaded machine; each retention pass
+  // reclaims the files that have settled, so pass again until they have (a generous bound, not
+  // a timing assertion).
   uint64_t after = before;
-  for (int i = 0; i < 100 && after * 3 > before; ++i) {
+  for (int i = 0; i < 600 && after * 3 > before; ++i) {
     REQUIRE(store->EnforceRetention().ok());
     after = StoreFileBytes(o.data_dir);
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -97,18 +97,21 @@ struct Ledger {
   std::map<TopicPart, int64_t> log_start;                       // after confirmed retention
   std::set<int64_t> producer_ids;                               // confirmed reservations
   enum class Dyn { kAbsent, kPresent, kUnknown } dyn = Dyn::kAbsent;
-  // Queue ops confirmed this round whose outcome a cut may revert (not fsynced on their own).
+  // The last settle confirmed for each queue record this round, and the delivery count of every
+  // confirmed delivery.
   enum class Op { kAck, kNack, kExtend };
   struct LastOp {
     Op op;
-    int64_t until = 0;  // kExtend: the lock expiry it returned
+    int32_t deliveries = 0;  // the record's delivery count when it was settled
+    int64_t until = 0;       // kExtend: the lock expiry it returned
   };
   std::map<Key, LastOp> queue_ops;
+  std::map<Key, int32_t> delivered;
 };
 
 struct Figures {
   uint64_t cuts = 0, records_checked = 0, commits_checked = 0, rejects_checked = 0;
-  uint64_t reverted_acks = 0, reverted_nacks = 0, reverted_extends = 0, confirmed_queue_ops = 0;
+  uint64_t settles_checked = 0, deliveries_checked = 0;
   uint64_t bytes_dropped = 0, files_removed = 0, files_restored = 0;
   uint64_t redrives = 0, retention_moves = 0, dyn_changes = 0;
 };
@@ -243,12 +246,15 @@ void QueueLoop(LogStore& store, Ledger& ledger, PowerCutFs& fs, std::atomic<bool
     }
     std::vector<RecordRef> ack, nack, extend, reject;
     std::map<Key, std::string> values;
+    std::map<Key, int32_t> counts;
     {
       std::lock_guard lk(ledger.mu);
       for (const DeliveredRecord& r : *d) {
         const Key k{r.partition.value(), r.offset.value()};
         ledger.queue_ops.erase(k);  // delivered again: whatever was confirmed before is moot
+        if (!fs.frozen()) ledger.delivered[k] = r.deliveries;
         values[k] = r.value.value_or("");
+        counts[k] = r.deliveries;
         const unsigned roll = static_cast<unsigned>(rng() % 20);
         auto& to = roll < 11   ? ack
                    : roll < 14 ? nack
@@ -264,24 +270,30 @@ void QueueLoop(LogStore& store, Ledger& ledger, PowerCutFs& fs, std::atomic<bool
       if (!until.ok()) return fail("extend", until.status());
       std::lock_guard lk(ledger.mu);
       if (fs.frozen()) return;
-      for (const RecordRef& r : extend)
-        ledger.queue_ops[{r.partition.value(), r.offset.value()}] = {Ledger::Op::kExtend, *until};
+      for (const RecordRef& r : extend) {
+        const Key k{r.partition.value(), r.offset.value()};
+        ledger.queue_ops[k] = {Ledger::Op::kExtend, counts[k], *until};
+      }
     }
     if (!ack.empty()) {
       Status s = g.Ack(kQueue, consumer, ack);
       if (!s.ok()) return fail("ack", s);
       std::lock_guard lk(ledger.mu);
       if (fs.frozen()) return;
-      for (const RecordRef& r : ack)
-        ledger.queue_ops[{r.partition.value(), r.offset.value()}] = {Ledger::Op::kAck, 0};
+      for (const RecordRef& r : ack) {
+        const Key k{r.partition.value(), r.offset.value()};
+        ledger.queue_ops[k] = {Ledger::Op::kAck, counts[k], 0};
+      }
     }
     if (!nack.empty()) {
       Status s = g.Nack(kQueue, consumer, nack, static_cast<int64_t>(rng() % 30));
       if (!s.ok()) return fail("nack", s);
       std::lock_guard lk(ledger.mu);
       if (fs.frozen()) return;
-      for (const RecordRef& r : nack)
-        ledger.queue_ops[{r.partition.value(), r.offset.value()}] = {Ledger::Op::kNack, 0};
+      for (const RecordRef& r : nack) {
+        const Key k{r.partition.value(), r.offset.value()};
+        ledger.queue_ops[k] = {Ledger::Op::kNack, counts[k], 0};
+      }
     }
     if (!reject.empty()) {
       Status s = g.Reject(kQueue, consumer, reject, "power-cut");
@@ -486,27 +498,55 @@ void Verify(LogStore& store, Ledger& ledger, Figures& figures, bool queue_checks
   }
   CHECK_MESSAGE(reject_lost == 0, reject_lost << " confirmed rejects lost");
 
-  // Acks, nacks and lock renewals are written to the WAL but not fsynced before they are
-  // confirmed (issue 21): count how many the cut took back.
-  for (const auto& q : ledger.queue_ops) {
-    auto st = g.StatusOf(kJobs, Partition(q.first.first), Offset(q.first.second));
+  // Deliveries and settles are answered after their fsync: none may be taken back. A later
+  // delivery (its write fsynced, its answer cut off) may have moved a record on since.
+  size_t reverted_deliveries = 0, reverted_settles = 0;
+  for (const auto& entry : ledger.delivered) {
+    const Key& k = entry.first;
+    const int32_t count = entry.second;
+    auto st = g.StatusOf(kJobs, Partition(k.first), Offset(k.second));
     REQUIRE(st.ok());
     const RecordStatus& s = (*st)[0];
-    ++figures.confirmed_queue_ops;
-    switch (q.second.op) {
-      case Ledger::Op::kAck:
-        figures.reverted_acks += s.state != RecordState::kAcked;
-        break;
-      case Ledger::Op::kNack:  // retry-waiting (no owner), or dead-lettered at max.deliveries
-        figures.reverted_nacks += s.state != RecordState::kDeadLettered &&
-                                  (s.state != RecordState::kPending || !s.consumer.empty());
-        break;
-      case Ledger::Op::kExtend:
-        figures.reverted_extends +=
-            s.state != RecordState::kPending || s.lock_until_ms < q.second.until;
-        break;
+    ++figures.deliveries_checked;
+    if (s.state == RecordState::kUndelivered ||
+        (s.state == RecordState::kPending && s.deliveries < count)) {
+      ++reverted_deliveries;
+      MESSAGE("delivery reverted: jobs/" << k.first << "@" << k.second << " confirmed with "
+                                         << count << " deliveries, now " << RecordStateName(s.state)
+                                         << " with " << s.deliveries);
     }
   }
+  for (const auto& entry : ledger.queue_ops) {
+    const Key& k = entry.first;
+    const Ledger::LastOp& op = entry.second;
+    auto st = g.StatusOf(kJobs, Partition(k.first), Offset(k.second));
+    REQUIRE(st.ok());
+    const RecordStatus& s = (*st)[0];
+    ++figures.settles_checked;
+    const bool redelivered = s.state == RecordState::kPending && s.deliveries > op.deliveries;
+    bool kept = false;
+    switch (op.op) {
+      case Ledger::Op::kAck:
+        kept = s.state == RecordState::kAcked;
+        break;
+      case Ledger::Op::kNack:  // retry-waiting (no owner), dead-lettered or delivered again
+        kept = s.state == RecordState::kDeadLettered || redelivered ||
+               (s.state == RecordState::kPending && s.consumer.empty());
+        break;
+      case Ledger::Op::kExtend:  // locked until at least then, dead-lettered or delivered again
+        kept = s.state == RecordState::kDeadLettered || redelivered ||
+               (s.state == RecordState::kPending && s.lock_until_ms >= op.until);
+        break;
+    }
+    if (!kept) {
+      ++reverted_settles;
+      MESSAGE("settle reverted: jobs/"
+              << k.first << "@" << k.second << " op " << static_cast<int>(op.op) << ", now "
+              << RecordStateName(s.state) << " with " << s.deliveries << " deliveries");
+    }
+  }
+  CHECK_MESSAGE(reverted_deliveries == 0, reverted_deliveries << " confirmed deliveries reverted");
+  CHECK_MESSAGE(reverted_settles == 0, reverted_settles << " confirmed settles reverted");
   ledger.queue_ops.clear();
 }
 
@@ -578,20 +618,21 @@ TEST_CASE("Power cut: every confirmed record, commit, reject and topic change su
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   uint64_t records = 0;
   for (const auto& e : ledger.records) records += e.second.size();
-  MESSAGE("power cuts: "
-          << figures.cuts << " in " << secs << " s; confirmed records: " << records
-          << " (record checks: " << figures.records_checked << "), commit checks: "
-          << figures.commits_checked << ", reject checks: " << figures.rejects_checked
-          << ", redrives: " << figures.redrives << ", retention moves: " << figures.retention_moves
-          << ", topic creates/deletes: " << figures.dyn_changes
-          << "; dropped at cuts: " << figures.bytes_dropped << " unsynced bytes, "
-          << figures.files_removed << " undurable files removed, " << figures.files_restored
-          << " unsynced deletes/renames undone; reverted unsynced queue ops (issue 21, not "
-             "asserted): acks "
-          << figures.reverted_acks << ", nacks " << figures.reverted_nacks << ", extends "
-          << figures.reverted_extends << " of " << figures.confirmed_queue_ops << " confirmed");
+  MESSAGE("power cuts: " << figures.cuts << " in " << secs << " s; confirmed records: " << records
+                         << " (record checks: " << figures.records_checked
+                         << "), commit checks: " << figures.commits_checked << ", reject checks: "
+                         << figures.rejects_checked << ", redrives: " << figures.redrives
+                         << ", retention moves: " << figures.retention_moves
+                         << ", topic creates/deletes: " << figures.dyn_changes
+                         << "; dropped at cuts: " << figures.bytes_dropped << " unsynced bytes, "
+                         << figures.files_removed << " undurable files removed, "
+                         << figures.files_restored
+                         << " unsynced deletes/renames undone; confirmed deliveries checked: "
+                         << figures.deliveries_checked
+                         << ", settles (ack, nack, extend) checked: " << figures.settles_checked);
   CHECK(records > 0);
   CHECK(figures.commits_checked > 0);
+  CHECK(figures.settles_checked > 0);
 }
 
 // Waits (bounded by a generous deadline, never asserted on) until `done` holds.
@@ -605,7 +646,9 @@ bool WaitFor(F done) {
   return true;
 }
 
-TEST_CASE("Power cut: EIO on a WAL write or sync degrades the store, which recovers once the disk works") {
+TEST_CASE(
+    "Power cut: EIO on a WAL write or sync degrades the store, which recovers once the disk "
+    "works") {
   const uint64_t seed = Seed();
   std::mt19937_64 rng(seed);
   PowerCutStore s;

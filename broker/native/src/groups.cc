@@ -79,8 +79,8 @@ void NativeFrontEnd::Impl::GroupRequest(const CallPtr& c) {
         proto::FetchOffsetsResponse resp;
         for (size_t i = 0; i < tps.size() && i < r->size(); ++i) {
           const auto& o = (*r)[i];
-          resp.offsets.push_back({tps[i].topic, tps[i].partition.value(), o.offset.value(),
-                                  o.metadata, o.commit_ms});
+          resp.offsets.push_back(
+              {tps[i].topic, tps[i].partition.value(), o.offset.value(), o.metadata, o.commit_ms});
         }
         Reply(c, Status::OK(), &resp);
       });
@@ -127,33 +127,47 @@ void NativeFrontEnd::Impl::GroupRequest(const CallPtr& c) {
                           Reply(c, Status::OK(), &resp);
                         });
       });
+    // Settles and claims answer from the committer thread once their fsync is done (see
+    // Groups::AckAsync): encoding the reply and handing it to the connection is quick and never
+    // calls back into the store, and no worker waits on the disk.
     case Api::kAck:
       return WithRequest<proto::AckRequest>(c, [&](proto::AckRequest& req) {
-        ReplyStatus(c, groups().Ack(req.group, req.consumer, ToRefs(req.refs)));
+        groups().AckAsync(req.group, req.consumer, ToRefs(req.refs),
+                          [this, c](Status s) { ReplyStatus(c, s); });
       });
     case Api::kNack:
       return WithRequest<proto::NackRequest>(c, [&](proto::NackRequest& req) {
-        ReplyStatus(c, groups().Nack(req.group, req.consumer, ToRefs(req.refs), req.delay_ms));
+        groups().NackAsync(req.group, req.consumer, ToRefs(req.refs), req.delay_ms,
+                           [this, c](Status s) { ReplyStatus(c, s); });
       });
     case Api::kReject:
       return WithRequest<proto::RejectRequest>(c, [&](proto::RejectRequest& req) {
-        ReplyStatus(c, groups().Reject(req.group, req.consumer, ToRefs(req.refs), req.reason));
+        groups().RejectAsync(req.group, req.consumer, ToRefs(req.refs), req.reason,
+                             [this, c](Status s) { ReplyStatus(c, s); });
       });
     case Api::kExtend:
       return WithRequest<proto::ExtendRequest>(c, [&](proto::ExtendRequest& req) {
-        auto r = groups().Extend(req.group, req.consumer, ToRefs(req.refs));
-        if (!r.ok()) return Reply<proto::ExtendResponse>(c, r.status(), nullptr);
-        proto::ExtendResponse resp{*r};
-        Reply(c, Status::OK(), &resp);
+        groups().ExtendAsync(req.group, req.consumer, ToRefs(req.refs),
+                             [this, c](Result<int64_t> r) {
+                               if (!r.ok())
+                                 return Reply<proto::ExtendResponse>(c, r.status(), nullptr);
+                               proto::ExtendResponse resp{*r};
+                               Reply(c, Status::OK(), &resp);
+                             });
       });
     case Api::kClaim:
       return WithRequest<proto::ClaimRequest>(c, [&](proto::ClaimRequest& req) {
-        auto r = groups().Claim(req.group, req.consumer, req.min_idle_ms, req.max_records);
-        if (!r.ok()) return Reply<proto::DeliverResponse>(c, r.status(), nullptr);
-        proto::DeliverResponse resp;
-        if (auto t = broker_.GroupTopic(req.group); t.ok()) resp.topic = *t;
-        for (auto& rec : *r) resp.records.push_back(ToWire(std::move(rec)));
-        Reply(c, Status::OK(), &resp);
+        auto topic = broker_.GroupTopic(req.group);
+        groups().ClaimAsync(req.group, req.consumer, req.min_idle_ms, req.max_records,
+                            [this, c, topic = topic.ok() ? *topic : std::string()](
+                                Result<std::vector<storage::DeliveredRecord>> r) {
+                              if (!r.ok())
+                                return Reply<proto::DeliverResponse>(c, r.status(), nullptr);
+                              proto::DeliverResponse resp;
+                              resp.topic = topic;
+                              for (auto& rec : *r) resp.records.push_back(ToWire(std::move(rec)));
+                              Reply(c, Status::OK(), &resp);
+                            });
       });
     case Api::kListPending:
       static_assert(static_cast<int>(storage::PendingKind::kParked) ==
@@ -169,10 +183,9 @@ void NativeFrontEnd::Impl::GroupRequest(const CallPtr& c) {
         proto::ListPendingResponse resp;
         if (auto t = broker_.GroupTopic(req.group); t.ok()) resp.topic = *t;
         for (auto& e : *r) {
-          resp.entries.push_back({e.partition.value(), e.offset.value(),
-                                  static_cast<proto::PendingKindWire>(e.kind),
-                                  std::move(e.consumer), e.deliveries, e.idle_ms, e.due_ms,
-                                  e.first_delivery_ms});
+          resp.entries.push_back(
+              {e.partition.value(), e.offset.value(), static_cast<proto::PendingKindWire>(e.kind),
+               std::move(e.consumer), e.deliveries, e.idle_ms, e.due_ms, e.first_delivery_ms});
         }
         Reply(c, Status::OK(), &resp);
       });

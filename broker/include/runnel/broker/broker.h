@@ -159,7 +159,9 @@ class Broker {
   void Fetch(FetchSpec spec, FetchCallback done);
 
   // Delivers from a queue group; with nothing deliverable parks until the topic grows, a retry
-  // comes due or max_wait_ms passes. `done` runs exactly once, on the worker pool.
+  // comes due or max_wait_ms passes. `done` runs exactly once, after the locks and delivery
+  // counts it hands out are confirmed (see storage::Groups::DeliverAsync): on the store's
+  // committer thread or the worker pool, so it must be quick and must not block.
   void Deliver(DeliverSpec spec, DeliverCallback done);
 
   // A topic's description. An unknown topic is created first when `auto_create` is set, the

@@ -28,6 +28,11 @@ enum class GroupMode : uint8_t { kStream = 1, kQueue = 2 };
 enum class GroupProtocol : uint8_t { kNative = 0, kKafka = 1 };
 std::string_view GroupProtocolName(GroupProtocol p);
 
+// When a queue group's deliveries and settles are confirmed: after their fsync ("durable") or
+// after their WAL write ("written").
+enum class SettleDurability : uint8_t { kDurable, kWritten };
+std::string_view SettleDurabilityName(SettleDurability d);
+
 // Queue-group settings. A value type. Keys are the string names used by Set / ToList.
 struct GroupConfig {
   std::string topic;                 // "topic": the topic a queue group consumes
@@ -37,6 +42,8 @@ struct GroupConfig {
   int64_t message_ttl_ms = 0;        // "message.ttl.ms": older records are dead-lettered; 0 = off
   std::string dlq_topic;             // "dlq.topic": default "<topic>.dlq.<group>"
   bool retain_until_acked = false;   // "retain.until.acked": pin retention below the ack floor
+  // "ack.durability": when deliveries and settles are confirmed (see Groups::DeliverAsync).
+  SettleDurability ack_durability = SettleDurability::kDurable;
 
   Status Set(std::string_view key, std::string_view value);
   std::vector<std::pair<std::string, std::string>> ToList() const;
@@ -160,16 +167,16 @@ struct PendingEntry {
   Partition partition{0};
   Offset offset{0};
   PendingKind kind = PendingKind::kLocked;
-  std::string consumer;         // locked: the owner
+  std::string consumer;  // locked: the owner
   int32_t deliveries = 0;
-  int64_t idle_ms = 0;          // since its last delivery, claim or extend (0 when parked)
-  int64_t due_ms = 0;           // locked: lock expiry; retry: redelivery time
+  int64_t idle_ms = 0;  // since its last delivery, claim or extend (0 when parked)
+  int64_t due_ms = 0;   // locked: lock expiry; retry: redelivery time
   int64_t first_delivery_ms = 0;
 };
 
 struct PendingQuery {
-  std::string consumer;             // empty: every consumer
-  int64_t min_idle_ms = 0;          // only entries idle at least this long
+  std::string consumer;              // empty: every consumer
+  int64_t min_idle_ms = 0;           // only entries idle at least this long
   std::optional<int32_t> partition;  // only this partition
   size_t max = 100;
 };
@@ -252,28 +259,49 @@ class Groups {
   virtual Status DeleteOffsets(std::string_view group,
                                const std::vector<TopicPartition>& partitions) = 0;
 
-  // Queue groups. Deliver hands out due retries, records whose lock expired and never-delivered
-  // records, each locked to `consumer` until now + lock.timeout.ms. Records past max.deliveries
-  // or the TTL are dead-lettered instead. NotFound, InvalidArgument.
-  virtual Result<std::vector<DeliveredRecord>> Deliver(std::string_view group,
-                                                       std::string_view consumer,
-                                                       int32_t max_records, size_t max_bytes) = 0;
+  // Queue groups. Each operation answers once what it changed is confirmed: after the fsync that
+  // covers it (the default, ack.durability "durable"), or after the WAL write (ack.durability
+  // "written": a power cut may revert it, a process crash does not). That covers the locks and
+  // delivery counts Deliver and Claim hand out as well as acks, nacks, extends and rejects.
+  // The *Async forms never block on the disk: `done` runs on the calling thread (validation
+  // errors, nothing to write) or on the store's committer thread, so it must be quick and must
+  // not call back into Groups or wait on the store (hand the result to another thread instead).
+  // The plain forms wait for it.
+  using DoneFn = std::function<void(Status)>;
+  using RecordsFn = std::function<void(Result<std::vector<DeliveredRecord>>)>;
+
+  // Deliver hands out due retries, records whose lock expired and never-delivered records, each
+  // locked to `consumer` until now + lock.timeout.ms. Records past max.deliveries or the TTL are
+  // dead-lettered instead. NotFound, InvalidArgument.
+  virtual void DeliverAsync(std::string_view group, std::string_view consumer, int32_t max_records,
+                            size_t max_bytes, RecordsFn done) = 0;
+  Result<std::vector<DeliveredRecord>> Deliver(std::string_view group, std::string_view consumer,
+                                               int32_t max_records, size_t max_bytes);
   // Each of these checks every ref first (pending, locked by `consumer`) and changes nothing if
-  // one fails (NotFound / InvalidArgument naming it). Ack, Nack and Extend are written to the WAL
-  // before returning; Reject is durable.
-  virtual Status Ack(std::string_view group, std::string_view consumer,
-                     std::span<const RecordRef> refs) = 0;
-  virtual Status Nack(std::string_view group, std::string_view consumer,
-                      std::span<const RecordRef> refs, int64_t delay_ms) = 0;
-  virtual Status Reject(std::string_view group, std::string_view consumer,
-                        std::span<const RecordRef> refs, std::string_view reason) = 0;
-  // Renews the locks; returns the new lock expiry.
-  virtual Result<int64_t> Extend(std::string_view group, std::string_view consumer,
-                                 std::span<const RecordRef> refs) = 0;
+  // one fails (NotFound / InvalidArgument naming it). Reject's dead letters are always durable.
+  virtual void AckAsync(std::string_view group, std::string_view consumer,
+                        std::span<const RecordRef> refs, DoneFn done) = 0;
+  Status Ack(std::string_view group, std::string_view consumer, std::span<const RecordRef> refs);
+  virtual void NackAsync(std::string_view group, std::string_view consumer,
+                         std::span<const RecordRef> refs, int64_t delay_ms, DoneFn done) = 0;
+  Status Nack(std::string_view group, std::string_view consumer, std::span<const RecordRef> refs,
+              int64_t delay_ms);
+  virtual void RejectAsync(std::string_view group, std::string_view consumer,
+                           std::span<const RecordRef> refs, std::string_view reason,
+                           DoneFn done) = 0;
+  Status Reject(std::string_view group, std::string_view consumer, std::span<const RecordRef> refs,
+                std::string_view reason);
+  // Renews the locks; answers the new lock expiry.
+  virtual void ExtendAsync(std::string_view group, std::string_view consumer,
+                           std::span<const RecordRef> refs,
+                           std::function<void(Result<int64_t>)> done) = 0;
+  Result<int64_t> Extend(std::string_view group, std::string_view consumer,
+                         std::span<const RecordRef> refs);
   // Takes over up to max_records locked entries idle for at least min_idle_ms (any owner).
-  virtual Result<std::vector<DeliveredRecord>> Claim(std::string_view group,
-                                                     std::string_view consumer, int64_t min_idle_ms,
-                                                     int32_t max_records) = 0;
+  virtual void ClaimAsync(std::string_view group, std::string_view consumer, int64_t min_idle_ms,
+                          int32_t max_records, RecordsFn done) = 0;
+  Result<std::vector<DeliveredRecord>> Claim(std::string_view group, std::string_view consumer,
+                                             int64_t min_idle_ms, int32_t max_records);
 
   // Where one record is, for every group consuming its topic.
   virtual Result<std::vector<RecordStatus>> StatusOf(std::string_view topic, Partition partition,
