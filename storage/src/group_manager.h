@@ -41,9 +41,10 @@ struct MetaWrites {
   bool empty() const { return ops.empty() && range_deletes.empty(); }
 };
 
-// Group writes not yet handed to the committer: the latest value per key. An entry created since
-// the last flush and deleted before the next one (a delivery acked quickly) is dropped without
-// ever reaching RocksDB. Not thread-safe: owned by a group under its mutex.
+// Group writes not yet handed to the committer: the latest value per key. Each queue operation
+// flushes it before answering; an entry it created and deleted again (a record past its TTL
+// dead-lettered as it is first seen) never reaches RocksDB. Not thread-safe: owned by a group
+// under its mutex.
 class WriteOverlay {
  public:
   // `fresh`: the key does not exist on disk (a pending entry just created).

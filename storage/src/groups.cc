@@ -251,8 +251,6 @@ void GroupManager::FlushAll() {
   }
 }
 
-// Overlays are flushed once they hold this many writes, bounding their memory.
-constexpr size_t kMaxOverlayWrites = 65536;
 // The longest nack delay (a retry backoff).
 constexpr int64_t kMaxDelayMs = 30LL * 24 * 3600 * 1000;
 

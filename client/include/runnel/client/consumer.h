@@ -47,7 +47,11 @@ struct ConsumerOptions {
   // Queue groups.
   std::string consumer_name;  // default: "<hostname>-<pid>-<n>"
   bool create_queue_group = true;  // create the group on first use when it does not exist
-  std::vector<std::pair<std::string, std::string>> queue_config;  // e.g. lock.timeout.ms
+  // The new group's settings (storage::GroupConfig keys): lock.timeout.ms, max.deliveries,
+  // ordered.keys, message.ttl.ms, dlq.topic, retain.until.acked, and ack.durability ("durable",
+  // the default: deliveries and settles are answered after their fsync; "written": after the
+  // WAL write, faster, but a power cut may revert them).
+  std::vector<std::pair<std::string, std::string>> queue_config;
   OffsetReset queue_start = OffsetReset::kEarliest;
 };
 
