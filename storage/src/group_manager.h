@@ -110,6 +110,9 @@ struct LoadedRecord {
   size_t size = 0;
 };
 
+// Copies a record out of its batch.
+LoadedRecord CopyRecord(const Record& r);
+
 // Reads records of one topic for a group, caching the last decoded batch of each partition so
 // consecutive deliveries do not decode the same batch again. Not thread-safe: used under the
 // group mutex.

@@ -4,10 +4,8 @@
 #include <charconv>
 
 namespace runnel::storage {
-namespace {
-
-Status ParseInt(std::string_view key, std::string_view value, int64_t min, int64_t max,
-                int64_t* out) {
+Status ParseConfigInt(std::string_view key, std::string_view value, int64_t min, int64_t max,
+                      int64_t* out) {
   int64_t v = 0;
   auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
   if (ec != std::errc() || ptr != value.data() + value.size() || value.empty()) {
@@ -21,8 +19,6 @@ Status ParseInt(std::string_view key, std::string_view value, int64_t min, int64
   *out = v;
   return Status::OK();
 }
-
-}  // namespace
 
 Status ValidateTopicName(std::string_view name) {
   if (name.empty()) return Status::InvalidArgument("topic name is empty");
@@ -46,22 +42,22 @@ Status ValidateTopicName(std::string_view name) {
 Status TopicConfig::Set(std::string_view key, std::string_view value) {
   int64_t v = 0;
   if (key == "retention.ms") {
-    RUNNEL_RETURN_IF_ERROR(ParseInt(key, value, -1, INT64_MAX, &v));
+    RUNNEL_RETURN_IF_ERROR(ParseConfigInt(key, value, -1, INT64_MAX, &v));
     retention_ms = v;
   } else if (key == "retention.bytes") {
-    RUNNEL_RETURN_IF_ERROR(ParseInt(key, value, -1, INT64_MAX, &v));
+    RUNNEL_RETURN_IF_ERROR(ParseConfigInt(key, value, -1, INT64_MAX, &v));
     retention_bytes = v;
   } else if (key == "max.message.bytes") {
-    RUNNEL_RETURN_IF_ERROR(ParseInt(key, value, 64, 64 << 20, &v));
+    RUNNEL_RETURN_IF_ERROR(ParseConfigInt(key, value, 64, 64 << 20, &v));
     max_message_bytes = static_cast<int32_t>(v);
   } else if (key == "dedup.window.ms") {
-    RUNNEL_RETURN_IF_ERROR(ParseInt(key, value, 0, 7LL * 24 * 3600 * 1000, &v));
+    RUNNEL_RETURN_IF_ERROR(ParseConfigInt(key, value, 0, 7LL * 24 * 3600 * 1000, &v));
     dedup_window_ms = v;
   } else if (key == "index.interval.bytes") {
-    RUNNEL_RETURN_IF_ERROR(ParseInt(key, value, 1, 1LL << 30, &v));
+    RUNNEL_RETURN_IF_ERROR(ParseConfigInt(key, value, 1, 1LL << 30, &v));
     index_interval_bytes = v;
   } else if (key == "index.interval.ms") {
-    RUNNEL_RETURN_IF_ERROR(ParseInt(key, value, 1, INT64_MAX, &v));
+    RUNNEL_RETURN_IF_ERROR(ParseConfigInt(key, value, 1, INT64_MAX, &v));
     index_interval_ms = v;
   } else {
     return Status::InvalidArgument("unknown topic config '" + std::string(key) + "'");

@@ -14,6 +14,10 @@ namespace runnel::storage {
 // Valid topic names: 1..249 characters of [A-Za-z0-9._-], not "." or ".." (Kafka's rule, which
 // also keeps names safe as file or metric labels). Returns InvalidArgument explaining why not.
 Status ValidateTopicName(std::string_view name);
+// Parses a config value `key` = `value` as an integer in [min, max]; InvalidArgument naming the
+// key.
+Status ParseConfigInt(std::string_view key, std::string_view value, int64_t min, int64_t max,
+                      int64_t* out);
 
 // Upper bound on partitions per topic.
 inline constexpr int32_t kMaxPartitionsPerTopic = 10'000;
