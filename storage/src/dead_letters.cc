@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <limits>
+#include <set>
 
 #include "group_manager.h"
 #include "log_store_impl.h"
@@ -155,8 +156,10 @@ Result<std::vector<DeadLetter>> GroupManager::ListDeadLetters(std::string_view g
     RUNNEL_ASSIGN_OR_RETURN(const int64_t redriven,
                             RedriveCursor(*g, dlq->id, static_cast<int32_t>(p)));
     const int64_t from = std::max({start.value(), from_offset.value(), redriven});
+    RUNNEL_ASSIGN_OR_RETURN(const std::set<int64_t> marked,
+                            RedrivenLetters(*g, dlq->id, static_cast<int32_t>(p), from));
     RUNNEL_RETURN_IF_ERROR(reader.Scan(static_cast<int32_t>(p), from, [&](const Record& r) {
-      if (header(r, "runnel.dlq.group") != g->name) return true;
+      if (header(r, "runnel.dlq.group") != g->name || marked.count(r.offset)) return true;
       DeadLetter d;
       d.dlq_partition = Partition(static_cast<int32_t>(p));
       d.dlq_offset = Offset(r.offset);
@@ -188,6 +191,22 @@ Result<int64_t> GroupManager::RedriveCursor(const GroupState& g, uint32_t dlq_to
   return ov.offset;
 }
 
+Result<std::set<int64_t>> GroupManager::RedrivenLetters(const GroupState& g, uint32_t dlq_topic_id,
+                                                        int32_t dlq_partition, int64_t from) const {
+  std::set<int64_t> out;
+  RUNNEL_RETURN_IF_ERROR(store_.ForEachMeta(
+      fmt::RedrivenKey(g.id, dlq_topic_id, dlq_partition, from),
+      fmt::RedrivenKey(g.id, dlq_topic_id, dlq_partition, std::numeric_limits<int64_t>::max()),
+      [&](std::string_view key, std::string_view) {
+        uint32_t gid = 0, tid = 0;
+        int32_t p = 0;
+        int64_t offset = 0;
+        if (fmt::ParseRedrivenKey(key, &gid, &tid, &p, &offset)) out.insert(offset);
+        return Status::OK();
+      }));
+  return out;
+}
+
 Result<int64_t> GroupManager::Redrive(std::string_view group, const RedriveSpec& spec) {
   std::lock_guard redrive_lk(redrive_mu_);
   RUNNEL_ASSIGN_OR_RETURN(auto g, FindQueue(group));
@@ -209,16 +228,31 @@ Result<int64_t> GroupManager::Redrive(std::string_view group, const RedriveSpec&
   }
   // An unfiltered redrive empties a private DLQ: it moves the letters rather than copying them.
   // Each copy then advances the group's redrive cursor in the same WriteBatch, and the DLQ is
-  // truncated to the cursor at the end; a crash anywhere in between neither loses a letter nor
-  // redrives one twice. A filtered redrive copies and leaves the DLQ as it is.
+  // truncated at the end; a crash anywhere in between neither loses a letter nor redrives one
+  // twice. A filtered redrive (or one from a shared DLQ) leaves the DLQ as it is, but marks each
+  // letter it copies (a "Y" key in the copy's WriteBatch): listings and later redrives skip it.
   const bool move = !spec.reason && spec.from.value() == 0 &&
                     spec.to.value() == std::numeric_limits<int64_t>::max() &&
                     dlq_topic == source + ".dlq." + g->name;
+  // A move truncates each DLQ partition past every letter it copies and every letter earlier
+  // filtered redrives marked; letters after those stay.
+  std::map<int32_t, int64_t> truncate_to;
+  if (move) {
+    size_t dlq_partitions;
+    {
+      std::shared_lock lk(store_.topics_mu_);
+      dlq_partitions = dlq->partitions.size();
+    }
+    for (size_t p = 0; p < dlq_partitions; ++p) {
+      RUNNEL_ASSIGN_OR_RETURN(auto marked,
+                              RedrivenLetters(*g, dlq->id, static_cast<int32_t>(p), 0));
+      if (!marked.empty()) truncate_to[static_cast<int32_t>(p)] = *marked.rbegin() + 1;
+    }
+  }
   RUNNEL_ASSIGN_OR_RETURN(auto letters,
                           ListDeadLetters(group, std::numeric_limits<size_t>::max(), Offset(0)));
-  std::map<int32_t, int64_t> listed_end;  // per DLQ partition: one past the last listed offset
   for (const DeadLetter& d : letters) {
-    auto& e = listed_end[d.dlq_partition.value()];
+    auto& e = truncate_to[d.dlq_partition.value()];
     e = std::max(e, d.dlq_offset.value() + 1);
   }
   int64_t moved = 0;
@@ -250,6 +284,14 @@ Result<int64_t> GroupManager::Redrive(std::string_view group, const RedriveSpec&
                                                     rocksdb::WriteBatch& round) {
         round.Put(meta, cursor, fmt::Encode(fmt::OffsetValue{next, 0, {}}));
       };
+    } else {
+      op->extra = [meta, target,
+                   mark = fmt::RedrivenKey(g->id, dlq->id, d.dlq_partition.value(),
+                                           d.dlq_offset.value()),
+                   now = store_.clock_->NowMs()](const AppendResult* r,
+                                                 rocksdb::WriteBatch& round) {
+        round.Put(meta, mark, fmt::Encode(fmt::OffsetValue{r->OffsetOf(0).value(), now, target}));
+      };
     }
     std::promise<Status> appended;
     std::future<Status> done = appended.get_future();
@@ -258,7 +300,15 @@ Result<int64_t> GroupManager::Redrive(std::string_view group, const RedriveSpec&
     RUNNEL_RETURN_IF_ERROR(done.get());
     ++moved;
   }
-  if (move) RUNNEL_RETURN_IF_ERROR(store_.TruncateTopic(dlq_topic, &listed_end));
+  if (move) {
+    RUNNEL_RETURN_IF_ERROR(store_.TruncateTopic(dlq_topic, &truncate_to));
+    // Every mark is now below the log start: drop them (a crash before this leaves marks of
+    // letters that are gone, which nothing reads).
+    MetaWrites w;
+    w.range_deletes.emplace_back(fmt::IdPrefixBegin(fmt::MetaKeyType::kRedriven, g->id),
+                                 fmt::IdPrefixEnd(fmt::MetaKeyType::kRedriven, g->id));
+    RUNNEL_RETURN_IF_ERROR(Submit(std::move(w), /*durable=*/true).get());
+  }
   return moved;
 }
 

@@ -142,8 +142,8 @@ std::string Encode(const CountersValue& v) {
 Status Decode(std::string_view in, CountersValue* v) {
   ByteReader r(in);
   uint8_t version;
-  if (!r.ReadU8(&version) || version < 1 || version > 3 ||
-      !r.ReadFixed32BE(&v->next_topic_id) || !r.ReadFixed32BE(&v->next_partition_uid)) {
+  if (!r.ReadU8(&version) || version < 1 || version > 3 || !r.ReadFixed32BE(&v->next_topic_id) ||
+      !r.ReadFixed32BE(&v->next_partition_uid)) {
     return Bad("counters");
   }
   v->next_group_id = 1;
@@ -187,6 +187,26 @@ std::string RedriveKey(uint32_t group_id, uint32_t dlq_topic_id, int32_t dlq_par
   PutFixed32BE(&k, dlq_topic_id);
   PutFixed32BE(&k, static_cast<uint32_t>(dlq_partition));
   return k;
+}
+
+std::string RedrivenKey(uint32_t group_id, uint32_t dlq_topic_id, int32_t dlq_partition,
+                        int64_t dlq_offset) {
+  std::string k = RedriveKey(group_id, dlq_topic_id, dlq_partition);
+  k[0] = static_cast<char>(MetaKeyType::kRedriven);
+  PutFixed64BE(&k, static_cast<uint64_t>(dlq_offset));
+  return k;
+}
+
+bool ParseRedrivenKey(std::string_view key, uint32_t* group_id, uint32_t* dlq_topic_id,
+                      int32_t* dlq_partition, int64_t* dlq_offset) {
+  if (key.size() != 1 + 4 + 4 + 4 + 8 || key[0] != static_cast<char>(MetaKeyType::kRedriven))
+    return false;
+  const char* p = key.data() + 1;
+  *group_id = DecodeFixed32BE(p);
+  *dlq_topic_id = DecodeFixed32BE(p + 4);
+  *dlq_partition = static_cast<int32_t>(DecodeFixed32BE(p + 8));
+  *dlq_offset = static_cast<int64_t>(DecodeFixed64BE(p + 12));
+  return true;
 }
 
 std::string Encode(const GroupValue& v) {

@@ -259,6 +259,9 @@ class GroupManager final : public Groups {
     std::string reason;
   };
 
+  // The DLQ offsets from `from` on in `dlq_partition` that a filtered redrive copied back.
+  Result<std::set<int64_t>> RedrivenLetters(const GroupState& g, uint32_t dlq_topic_id,
+                                            int32_t dlq_partition, int64_t from) const;
   // The group's redrive cursor in `dlq_partition` of its DLQ topic (0 when it never redrove).
   Result<int64_t> RedriveCursor(const GroupState& g, uint32_t dlq_topic_id,
                                 int32_t dlq_partition) const;

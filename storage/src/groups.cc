@@ -225,8 +225,9 @@ Status GroupManager::DeleteGroup(std::string_view name) {
     (void)g->overlay.Take();  // nothing of this group is written any more
     MetaWrites w;
     w.Delete(fmt::GroupKey(name));
-    for (auto type : {fmt::MetaKeyType::kOffset, fmt::MetaKeyType::kPending,
-                      fmt::MetaKeyType::kDeadLetter, fmt::MetaKeyType::kRedrive}) {
+    for (auto type :
+         {fmt::MetaKeyType::kOffset, fmt::MetaKeyType::kPending, fmt::MetaKeyType::kDeadLetter,
+          fmt::MetaKeyType::kRedrive, fmt::MetaKeyType::kRedriven}) {
       w.range_deletes.emplace_back(fmt::IdPrefixBegin(type, g->id), fmt::IdPrefixEnd(type, g->id));
     }
     // Through the committer, so writes of this group queued earlier land before the deletion.

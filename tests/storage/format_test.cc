@@ -68,6 +68,28 @@ TEST_CASE("Format: keys have the documented layout") {
         "00000002"
         "00000001"
         "000000000000012c");
+  CHECK(Hex(RedriveKey(2, 7, 1)) ==
+        "52"
+        "00000002"
+        "00000007"
+        "00000001");
+  CHECK(Hex(RedrivenKey(2, 7, 1, 300)) ==
+        "59"
+        "00000002"
+        "00000007"
+        "00000001"
+        "000000000000012c");
+  uint32_t gid = 0, tid = 0;
+  int32_t dp = 0;
+  int64_t doff = 0;
+  REQUIRE(ParseRedrivenKey(RedrivenKey(2, 7, 1, 300), &gid, &tid, &dp, &doff));
+  CHECK(gid == 2);
+  CHECK(tid == 7);
+  CHECK(dp == 1);
+  CHECK(doff == 300);
+  CHECK_FALSE(ParseRedrivenKey(RedriveKey(2, 7, 1), &gid, &tid, &dp, &doff));
+  CHECK(IdPrefixBegin(MetaKeyType::kRedriven, 2) < RedrivenKey(2, 0, 0, 0));
+  CHECK(RedrivenKey(2, UINT32_MAX, -1, INT64_MAX) < IdPrefixEnd(MetaKeyType::kRedriven, 2));
   CHECK(IdPrefixBegin(MetaKeyType::kIndex, 5) < IndexKey(5, 0));
   CHECK(IndexKey(5, INT64_MAX) < IdPrefixEnd(MetaKeyType::kIndex, 5));
   CHECK(IdPrefixEnd(MetaKeyType::kIndex, UINT32_MAX) == "J");
@@ -91,7 +113,8 @@ TEST_CASE("Format: values have the documented layout and round-trip") {
     CheckTruncationsFail<CountersValue>(b);
     // Layout version 2 (before persisted producer ids) still decodes, with none handed out.
     CountersValue v2;
-    REQUIRE(Decode(std::string("\x02\x00\x00\x00\x04\x00\x00\x00\x11\x00\x00\x00\x03", 13), &v2).ok());
+    REQUIRE(
+        Decode(std::string("\x02\x00\x00\x00\x04\x00\x00\x00\x11\x00\x00\x00\x03", 13), &v2).ok());
     CHECK(v2.next_group_id == 3);
     CHECK(v2.next_producer_id == 0);
     // Layout version 1 (before groups) still decodes.

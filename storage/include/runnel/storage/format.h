@@ -34,6 +34,8 @@ enum class MetaKeyType : char {
   kPending = 'E',     // "E" group_id:u32be partition:u32be offset:u64be   -> PendingValue
   kDeadLetter = 'X',  // "X" group_id:u32be partition:u32be offset:u64be   -> DeadLetterValue
   kRedrive = 'R',     // "R" group_id:u32be dlq_topic_id:u32be dlq_partition:u32be -> OffsetValue
+  kRedriven = 'Y',    // "Y" group_id:u32be dlq_topic_id:u32be dlq_partition:u32be dlq_offset:u64be
+                      //   -> OffsetValue
 };
 
 // Every value starts with a one-byte layout version (currently 1 for all of them).
@@ -174,6 +176,13 @@ std::string DeadLetterKey(uint32_t group_id, int32_t partition, int64_t offset);
 // yet redriven. Written in the same WriteBatch as each redriven copy, so a redrive cut short by a
 // crash neither lists nor copies a record twice.
 std::string RedriveKey(uint32_t group_id, uint32_t dlq_topic_id, int32_t dlq_partition);
+// A dead letter a filtered redrive copied back (so no later redrive copies it again), written in
+// the same WriteBatch as the copy. Its OffsetValue: offset = where the copy went, commit_ms = when,
+// metadata = the topic it went to.
+std::string RedrivenKey(uint32_t group_id, uint32_t dlq_topic_id, int32_t dlq_partition,
+                        int64_t dlq_offset);
+bool ParseRedrivenKey(std::string_view key, uint32_t* group_id, uint32_t* dlq_topic_id,
+                      int32_t* dlq_partition, int64_t* dlq_offset);
 
 std::string Encode(const CountersValue& v);
 std::string Encode(const GroupValue& v);

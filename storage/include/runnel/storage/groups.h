@@ -325,8 +325,9 @@ class Groups {
                                                           Offset from = Offset(0)) const = 0;
   // Re-appends matching dead letters (without their runnel.dlq.* headers) to their source
   // partition of spec.to_topic and returns how many. An unfiltered redrive (every reason, every
-  // offset) then purges the DLQ, so nothing is redriven twice; a filtered one leaves the dead
-  // letters in place.
+  // offset) then purges the DLQ; a filtered one leaves the DLQ as it is but durably marks each
+  // letter it copied, which listings and later redrives skip. Either way no letter is redriven
+  // twice.
   virtual Result<int64_t> Redrive(std::string_view group, const RedriveSpec& spec) = 0;
   // Deletes every dead letter of the group (moves the DLQ topic's log start to its end).
   virtual Status PurgeDeadLetters(std::string_view group) = 0;
