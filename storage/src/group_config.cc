@@ -60,6 +60,9 @@ Status GroupConfig::Set(std::string_view key, std::string_view value) {
   } else if (key == "message.ttl.ms") {
     RUNNEL_RETURN_IF_ERROR(ParseConfigInt(key, value, 0, std::numeric_limits<int64_t>::max(), &v));
     message_ttl_ms = v;
+  } else if (key == "dlq.retention.ms") {
+    RUNNEL_RETURN_IF_ERROR(ParseConfigInt(key, value, -1, std::numeric_limits<int64_t>::max(), &v));
+    dlq_retention_ms = v;
   } else if (key == "dlq.topic") {
     if (!value.empty()) RUNNEL_RETURN_IF_ERROR(ValidateTopicName(value));
     dlq_topic = std::string(value);
@@ -81,7 +84,7 @@ Status GroupConfig::Set(std::string_view key, std::string_view value) {
 }
 
 std::vector<std::pair<std::string, std::string>> GroupConfig::ToList() const {
-  return {
+  std::vector<std::pair<std::string, std::string>> out = {
       {"ack.durability", std::string(SettleDurabilityName(ack_durability))},
       {"dlq.topic", dlq_topic},
       {"lock.timeout.ms", std::to_string(lock_timeout_ms)},
@@ -91,6 +94,10 @@ std::vector<std::pair<std::string, std::string>> GroupConfig::ToList() const {
       {"retain.until.acked", retain_until_acked ? "true" : "false"},
       {"topic", topic},
   };
+  if (dlq_retention_ms) {
+    out.insert(out.begin() + 1, {"dlq.retention.ms", std::to_string(*dlq_retention_ms)});
+  }
+  return out;
 }
 
 }  // namespace runnel::storage

@@ -333,6 +333,14 @@ class GroupManager final : public Groups {
   Result<std::shared_ptr<GroupState>> FindOrCreateStream(std::string_view group,
                                                          GroupProtocol protocol);
   Status PersistGroup(const GroupState& g, bool durable);
+
+ public:
+  // Once per group stored before dlq.retention.ms existed: a private DLQ topic still on the
+  // store's default retention is switched to keep letters until purged (logged), and the
+  // decision is stored in the group. Called by the store once its committer runs.
+  Status UpgradeDeadLetterTopics();
+
+ private:
   void PersistGroupAsync(const GroupState& g);
   // NotFound if the group was deleted or its queue topic was deleted (and maybe recreated).
   Status CheckLive(const GroupState& g) const;

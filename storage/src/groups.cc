@@ -131,6 +131,7 @@ Status GroupManager::CreateQueueGroup(std::string_view name, const GroupConfig& 
     return Status::InvalidArgument("a group's dead-letter topic cannot be the topic it consumes");
   }
   if (Find(name)) return Status::AlreadyExists("group '" + std::string(name) + "' already exists");
+  if (!config.dlq_retention_ms) config.dlq_retention_ms = -1;
   size_t partitions;
   {
     std::shared_lock lk(store_.topics_mu_);
@@ -139,9 +140,9 @@ Status GroupManager::CreateQueueGroup(std::string_view name, const GroupConfig& 
   if (!store_.FindTopic(config.dlq_topic)) {
     TopicConfig dlq_config = store_.options_.default_topic_config;
     dlq_config.dedup_window_ms = 0;  // every dead letter is kept, even repeats
-    // Dead letters wait for an operator: they are kept until purged or redriven, never expired
-    // by the default retention (an operator may still set one on the topic).
-    dlq_config.retention_ms = -1;
+    // Dead letters wait for an operator: by default they are kept until purged or redriven,
+    // never expired by the default retention (dlq.retention.ms, or the topic's config later).
+    dlq_config.retention_ms = *config.dlq_retention_ms;
     dlq_config.retention_bytes = -1;
     {
       // Room for the largest source record plus its runnel.dlq.* headers.
@@ -206,6 +207,44 @@ Status GroupManager::CreateQueueGroup(std::string_view name, const GroupConfig& 
   }
   RUNNEL_RETURN_IF_ERROR(store_.WriteMeta(&wb, "creating group '" + g->name + "'"));
   groups_[g->name] = std::move(g);
+  return Status::OK();
+}
+
+Status GroupManager::UpgradeDeadLetterTopics() {
+  std::vector<std::shared_ptr<GroupState>> groups;
+  {
+    std::shared_lock lk(mu_);
+    for (const auto& [name, g] : groups_) groups.push_back(g);
+  }
+  const TopicConfig defaults = store_.options_.default_topic_config;
+  for (const auto& g : groups) {
+    if (g->mode != GroupMode::kQueue) continue;
+    std::string dlq_topic, private_name;
+    {
+      std::lock_guard lk(g->mu);
+      if (g->config.dlq_retention_ms) continue;  // created or upgraded since it existed
+      dlq_topic = g->config.dlq_topic;
+      private_name = g->config.topic + ".dlq." + g->name;
+    }
+    auto info = store_.DescribeTopic(dlq_topic);
+    int64_t keep = -1;
+    if (info.ok() && dlq_topic == private_name &&
+        info->config.retention_ms == defaults.retention_ms &&
+        info->config.retention_bytes == defaults.retention_bytes) {
+      // Created with the store's default retention, which would expire dead letters nobody
+      // has looked at yet.
+      RUNNEL_RETURN_IF_ERROR(
+          store_.AlterTopic(dlq_topic, {{"retention.ms", "-1"}, {"retention.bytes", "-1"}}, 0));
+      log::Warn("group '" + g->name + "': its dead-letter topic '" + dlq_topic +
+                "' now keeps letters until purged or redriven (it had the default retention of " +
+                std::to_string(defaults.retention_ms) + " ms)");
+    } else if (info.ok()) {
+      keep = info->config.retention_ms;  // chosen by someone: respected
+    }
+    std::lock_guard lk(g->mu);
+    g->config.dlq_retention_ms = keep;
+    RUNNEL_RETURN_IF_ERROR(PersistGroup(*g, /*durable=*/true));
+  }
   return Status::OK();
 }
 

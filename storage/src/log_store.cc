@@ -1,8 +1,8 @@
 // LogStoreImpl: opening and recovery, topic administration, reads and offset lookups.
 #include <rocksdb/cache.h>
 #include <rocksdb/env.h>
-#include <rocksdb/listener.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_buffer_manager.h>
@@ -338,6 +338,7 @@ Status LogStoreImpl::Init() {
   RUNNEL_RETURN_IF_ERROR(PutRecoveryMarker());
 
   committer_ = std::thread([this] { CommitterLoop(); });
+  RUNNEL_RETURN_IF_ERROR(groups_->UpgradeDeadLetterTopics());
   if (options_.retention_check_interval_ms > 0) {
     retention_ = std::thread([this] { RetentionLoop(); });
   }
@@ -563,8 +564,8 @@ Result<int64_t> LogStoreImpl::ReserveProducerIds(int64_t count) {
   RUNNEL_ASSIGN_OR_RETURN(fmt::CountersValue counters, ReadCounters());
   // Stores from before ids were persisted took them from the wall clock (milliseconds << 12):
   // start above what that scheme can have handed out up to now.
-  const int64_t first = counters.next_producer_id > 0 ? counters.next_producer_id
-                                                       : (clock_->NowMs() + 1) << 12;
+  const int64_t first =
+      counters.next_producer_id > 0 ? counters.next_producer_id : (clock_->NowMs() + 1) << 12;
   if (first > INT64_MAX - count) return Status::IOError("producer ids exhausted");
   counters.next_producer_id = first + count;
   rocksdb::WriteBatch wb;

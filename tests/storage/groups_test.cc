@@ -9,7 +9,9 @@
 #include <set>
 #include <thread>
 
+#include "runnel/storage/format.h"
 #include "runnel/storage/log_store.h"
+#include "runnel/testing/raw_store.h"
 #include "runnel/testing/temp_dir.h"
 #include "store_test_util.h"
 
@@ -586,6 +588,67 @@ TEST_CASE(
   CHECK(*f.g().Redrive("g", server_errors) == 0);
   server_errors.reason = "tim?out";
   CHECK(*f.g().Redrive("g", server_errors) == 1);
+}
+
+// Rewrites group `name`'s stored config without `key`, as a store written before it existed.
+void DropStoredGroupKey(const std::string& data_dir, const std::string& name,
+                        const std::string& key) {
+  testing::RawStore raw(data_dir);
+  rocksdb::ColumnFamilyHandle* meta = raw.Family(format::kMetaColumnFamily);
+  std::string v;
+  REQUIRE(raw.db().Get(rocksdb::ReadOptions(), meta, format::GroupKey(name), &v).ok());
+  format::GroupValue gv;
+  REQUIRE(format::Decode(v, &gv).ok());
+  std::erase_if(gv.config, [&](const auto& kv) { return kv.first == key; });
+  REQUIRE(
+      raw.db().Put(rocksdb::WriteOptions(), meta, format::GroupKey(name), format::Encode(gv)).ok());
+}
+
+TEST_CASE("Queue group: a DLQ created with the default retention is upgraded to keep letters") {
+  GroupFixture f;
+  f.Topic("t");
+  f.Topic("u");
+  f.Queue("old", "t");
+  f.Queue("chosen", "u");
+  // As an older store left them: both DLQs with a retention, neither group with
+  // dlq.retention.ms. "old" still has the default; someone chose one for "chosen".
+  const TopicConfig defaults;
+  REQUIRE(f.store
+              ->AlterTopic("t.dlq.old",
+                           {{"retention.ms", std::to_string(defaults.retention_ms)},
+                            {"retention.bytes", std::to_string(defaults.retention_bytes)}},
+                           0)
+              .ok());
+  REQUIRE(f.store->AlterTopic("u.dlq.chosen", {{"retention.ms", "3600000"}}, 0).ok());
+  f.store.reset();
+  DropStoredGroupKey(f.dir.Sub("data"), "old", "dlq.retention.ms");
+  DropStoredGroupKey(f.dir.Sub("data"), "chosen", "dlq.retention.ms");
+  auto dlq_retention = [&](const std::string& group) {
+    auto d = f.g().DescribeGroup(group);
+    REQUIRE(d.ok());
+    return d->config.dlq_retention_ms;
+  };
+  for (int open = 0; open < 2; ++open) {  // the upgrade happens once and is then stored
+    f.Open();
+    CHECK(f.store->DescribeTopic("t.dlq.old")->config.retention_ms == -1);
+    CHECK(f.store->DescribeTopic("t.dlq.old")->config.retention_bytes == -1);
+    CHECK(dlq_retention("old") == std::optional<int64_t>(-1));
+    CHECK(f.store->DescribeTopic("u.dlq.chosen")->config.retention_ms == 3'600'000);
+    CHECK(dlq_retention("chosen") == std::optional<int64_t>(3'600'000));
+    f.store.reset();
+  }
+  f.Open();
+  // Once stored, a retention set on the DLQ later is the operator's and stays.
+  REQUIRE(f.store->AlterTopic("t.dlq.old", {{"retention.ms", "60000"}}, 0).ok());
+  f.Reopen();
+  CHECK(f.store->DescribeTopic("t.dlq.old")->config.retention_ms == 60'000);
+  // New groups store the key: their DLQ keeps letters unless dlq.retention.ms says otherwise.
+  GroupConfig c;
+  REQUIRE(c.Set("dlq.retention.ms", "86400000").ok());
+  CHECK(c.Set("dlq.retention.ms", "-2").IsInvalidArgument());
+  f.Queue("daily", "u", c);
+  CHECK(f.store->DescribeTopic("u.dlq.daily")->config.retention_ms == 86'400'000);
+  CHECK(dlq_retention("daily") == std::optional<int64_t>(86'400'000));
 }
 
 TEST_CASE("Stream group: members get even, sticky assignments and stale generations are fenced") {

@@ -1,7 +1,6 @@
 #include "runnel/storage/inspect.h"
 
 #include <doctest/doctest.h>
-
 #include <rocksdb/db.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -9,6 +8,7 @@
 
 #include "runnel/storage/groups.h"
 #include "runnel/storage/log_store.h"
+#include "runnel/testing/raw_store.h"
 #include "store_test_util.h"
 
 namespace runnel::storage {
@@ -64,10 +64,13 @@ TEST_CASE("DataDirInspector: reads topics, batches and groups of a closed store 
   REQUIRE(t->partitions.size() == 2);
   CHECK(t->partitions[0].state.next_offset == 5);
   std::vector<InspectedBatch> batches;
-  REQUIRE((*in)->ForEachBatch(t->partitions[0].uid, [&](const InspectedBatch& b) {
-    batches.push_back(b);
-    return true;
-  }).ok());
+  REQUIRE((*in)
+              ->ForEachBatch(t->partitions[0].uid,
+                             [&](const InspectedBatch& b) {
+                               batches.push_back(b);
+                               return true;
+                             })
+              .ok());
   REQUIRE(batches.size() == 2);
   CHECK(batches[0].base_offset == 0);
   CHECK(batches[0].last_offset == 2);
@@ -85,32 +88,23 @@ TEST_CASE("DataDirInspector: reads topics, batches and groups of a closed store 
 
   // A batch damaged on disk is reported, not trusted: flip a byte through RocksDB directly.
   {
-    const std::string path = f.Options().data_dir + "/store";
-    std::vector<std::string> names;
-    REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* raw = nullptr;
-    REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions(), path, cfs, &handles, &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
-    rocksdb::ColumnFamilyHandle* log = nullptr;
-    for (auto* h : handles)
-      if (h->GetName() == format::LogColumnFamilyName(uid)) log = h;
-    REQUIRE(log != nullptr);
+    testing::RawStore raw(f.Options().data_dir);
+    rocksdb::ColumnFamilyHandle* log = raw.Family(format::LogColumnFamilyName(uid));
     std::string v;
-    REQUIRE(db->Get(rocksdb::ReadOptions(), log, format::LogKey(uid, 3), &v).ok());
+    REQUIRE(raw.db().Get(rocksdb::ReadOptions(), log, format::LogKey(uid, 3), &v).ok());
     v[v.size() - 1] ^= 0x5a;
-    REQUIRE(db->Put(rocksdb::WriteOptions(), log, format::LogKey(uid, 3), v).ok());
-    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    REQUIRE(raw.db().Put(rocksdb::WriteOptions(), log, format::LogKey(uid, 3), v).ok());
   }
   auto again = DataDirInspector::Open(f.Options().data_dir);
   REQUIRE(again.ok());
   std::vector<Status> checks;
-  REQUIRE((*again)->ForEachBatch(uid, [&](const InspectedBatch& b) {
-    checks.push_back(b.check);
-    return true;
-  }).ok());
+  REQUIRE((*again)
+              ->ForEachBatch(uid,
+                             [&](const InspectedBatch& b) {
+                               checks.push_back(b.check);
+                               return true;
+                             })
+              .ok());
   REQUIRE(checks.size() == 2);
   CHECK(checks[0].ok());
   CHECK(checks[1].IsCorruption());

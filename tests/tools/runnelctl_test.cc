@@ -1,23 +1,21 @@
 // runnelctl against a real runneld: every command's human output (key columns) and its --json
 // document, and the error paths with their exit codes.
 #include <doctest/doctest.h>
-
-#include <algorithm>
-#include <chrono>
-#include <filesystem>
-#include <fstream>
-#include <map>
-#include <mutex>
-#include <set>
-#include <thread>
-
 #include <rocksdb/db.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
 #include <random>
+#include <set>
+#include <thread>
 
 #include "../broker/raw_net.h"
 #include "../broker/test_broker.h"
@@ -26,6 +24,7 @@
 #include "runnel/client/producer.h"
 #include "runnel/common/json.h"
 #include "runnel/storage/format.h"
+#include "runnel/testing/raw_store.h"
 
 namespace runnel {
 namespace {
@@ -34,7 +33,8 @@ using testing::TestBroker;
 
 struct Ctl {
   explicit Ctl(const TestBroker& b) : broker("127.0.0.1:" + std::to_string(b.port())) {}
-  broker::ProcessOutput operator()(std::vector<std::string> args, const std::string& input = {}) const {
+  broker::ProcessOutput operator()(std::vector<std::string> args,
+                                   const std::string& input = {}) const {
     std::vector<std::string> full = {RUNNEL_RUNNELCTL, "--broker", broker, "--timeout", "10s"};
     full.insert(full.end(), args.begin(), args.end());
     return broker::RunProcess(full, input);
@@ -52,7 +52,9 @@ struct Ctl {
   std::string broker;
 };
 
-bool Contains(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
+bool Contains(const std::string& s, const std::string& what) {
+  return s.find(what) != std::string::npos;
+}
 
 // The line of a table whose first cell is `first`, split on whitespace.
 std::vector<std::string> Row(const std::string& table, const std::string& first) {
@@ -105,8 +107,10 @@ TEST_CASE("runnelctl backup: a copy taken under load restores every acknowledged
   std::vector<Key> ack_order;
   auto send = [&](int i) {
     const std::string v = "entry-" + std::to_string(i);
-    auto md = producer->Send(client::ProducerRecord{"ledger", "k" + std::to_string(i % 13), v,
-                                                    {}, {}, {}}).get();
+    auto md =
+        producer
+            ->Send(client::ProducerRecord{"ledger", "k" + std::to_string(i % 13), v, {}, {}, {}})
+            .get();
     CHECK(md.ok());  // (not REQUIRE: this also runs on the load thread)
     if (!md.ok()) return false;
     std::lock_guard lk(mu);
@@ -148,8 +152,8 @@ TEST_CASE("runnelctl backup: a copy taken under load restores every acknowledged
   CHECK(r.exit_code == 1);
   CHECK(Contains(r.err, "is not empty"));
 
-  broker::RunneldProcess restored(broker::RunneldOptions{RUNNEL_RUNNELD, restore.path(), 0, false,
-                                                         "warn", {"--auto-create-topics=false"}});
+  broker::RunneldProcess restored(broker::RunneldOptions{
+      RUNNEL_RUNNELD, restore.path(), 0, false, "warn", {"--auto-create-topics=false"}});
   REQUIRE_MESSAGE(restored.Start().ok(), restored.Log());
   Ctl rctl(b);
   rctl.broker = "127.0.0.1:" + std::to_string(restored.port());
@@ -158,8 +162,10 @@ TEST_CASE("runnelctl backup: a copy taken under load restores every acknowledged
   auto all = rctl.Json({"consume", "ledger", "--from", "earliest"});
   std::map<Key, std::string> stored;
   for (const auto& rec : all.Find("records")->array) {
-    CHECK(stored.emplace(Key{static_cast<int32_t>(rec.Int("partition")), rec.Int("offset")},
-                         rec.Str("value")).second);
+    CHECK(stored
+              .emplace(Key{static_cast<int32_t>(rec.Int("partition")), rec.Int("offset")},
+                       rec.Str("value"))
+              .second);
   }
   std::map<int32_t, int64_t> next;  // offsets contiguous from 0 per partition
   for (const auto& [key, value] : stored) CHECK(key.second == next[key.first]++);
@@ -216,7 +222,8 @@ TEST_CASE("runnelctl: topics, produce and consume") {
   CHECK(desc.Find("config")->Str("retention.ms") == "604800000");
   CHECK(desc.Find("config")->Str("retention.bytes") == "1073741824");
   int64_t total = 0;
-  for (const auto& p : desc.Find("partitions")->array) total += p.Int("log_end") - p.Int("log_start");
+  for (const auto& p : desc.Find("partitions")->array)
+    total += p.Int("log_end") - p.Int("log_start");
   CHECK(total == 5);
   r = ctl({"topic", "describe", "orders"});
   CHECK(Contains(r.out, "retention.bytes:"));
@@ -254,7 +261,8 @@ TEST_CASE("runnelctl: topics, produce and consume") {
   CHECK(row[3] == "0");
 
   // Reset: a dry run changes nothing; the real one rewinds so the records are read again.
-  auto dry = ctl.Json({"group", "reset-offsets", "g1", "--topic", "orders", "--to", "earliest", "--dry-run"});
+  auto dry = ctl.Json(
+      {"group", "reset-offsets", "g1", "--topic", "orders", "--to", "earliest", "--dry-run"});
   CHECK_FALSE(dry.Find("applied")->boolean);
   CHECK(ctl.Json({"group", "describe", "g1"}).Int("lag") == 0);
   r = ctl({"group", "reset-offsets", "g1", "--topic", "orders", "--to", "offset", "1"});
@@ -419,7 +427,8 @@ TEST_CASE("runnelctl: stats, dump and completion") {
     for (const auto& batch : p.Find("batches")->array) CHECK(batch.Find("crc_ok")->boolean);
   }
   CHECK(records == 3);
-  auto missing = broker::RunProcess({RUNNEL_RUNNELCTL, "dump", "--data-dir", b.data_dir() + "/nope"});
+  auto missing =
+      broker::RunProcess({RUNNEL_RUNNELCTL, "dump", "--data-dir", b.data_dir() + "/nope"});
   CHECK(missing.exit_code == 1);
   CHECK(Contains(missing.err, "holds no Runnel store"));
 
@@ -434,7 +443,8 @@ TEST_CASE("runnelctl: errors give the documented exit code and one line on stder
   TestBroker b({"--auto-create-topics=false"});
   Ctl ctl(b);
   auto one_line = [](const broker::ProcessOutput& r) {
-    return !r.err.empty() && r.err.find('\n') == r.err.size() - 1 && r.err.starts_with("runnelctl: ");
+    return !r.err.empty() && r.err.find('\n') == r.err.size() - 1 &&
+           r.err.starts_with("runnelctl: ");
   };
   auto r = ctl({"topic", "describe", "nope"});
   CHECK(r.exit_code == 1);
@@ -533,7 +543,8 @@ TEST_CASE("runnelctl: token new makes a working token; refusals exit 4") {
   CHECK(Contains(r.out, "orders"));
 }
 
-// ---- damaged data directories: runneld refuses or truncates, runnelctl verify names the damage ----
+// ---- damaged data directories: runneld refuses or truncates, runnelctl verify names the damage
+// ----
 
 // `runnelctl verify DATA_DIR [--json]`.
 broker::ProcessOutput RunVerify(const std::string& data_dir, bool json = false) {
@@ -548,8 +559,9 @@ void ProduceOneByOne(TestBroker& b, int n) {
   po.linger_ms = 0;
   auto producer = std::move(client::Producer::Create(b.Connect(), po)).value();
   for (int i = 0; i < n; ++i) {
-    auto md = producer->Send(client::ProducerRecord{"t", std::nullopt, "v" + std::to_string(i),
-                                                    {}, 0, 0}).get();
+    auto md =
+        producer->Send(client::ProducerRecord{"t", std::nullopt, "v" + std::to_string(i), {}, 0, 0})
+            .get();
     REQUIRE(md.ok());
     REQUIRE(md->offset == i);
   }
@@ -573,8 +585,9 @@ TEST_CASE("runneld: a first start on an empty data directory logs no error") {
   CHECK_FALSE(Contains(b.Log(), "NotFound"));
 }
 
-TEST_CASE("runneld: a WAL damaged in its middle refuses the start in one line; "
-          "--recover-truncate starts without what follows the damage") {
+TEST_CASE(
+    "runneld: a WAL damaged in its middle refuses the start in one line; "
+    "--recover-truncate starts without what follows the damage") {
   if (testing::EmbeddedMode()) return;
   TestBroker b({"--auto-create-topics=false"});
   Ctl ctl(b);
@@ -616,11 +629,16 @@ TEST_CASE("runneld: a WAL damaged in its middle refuses the start in one line; "
   CHECK(Contains(v.err, "store WAL " + wal_name + " is corrupt at byte "));
 
   // --recover-truncate starts, logs what it dropped, and serves what precedes the damage.
-  broker::RunneldProcess recovered(broker::RunneldOptions{
-      RUNNEL_RUNNELD, std::filesystem::path(data_dir).parent_path().string(), 0, true, "warn",
-      {"--recover-truncate", "--auto-create-topics=false"}});
+  broker::RunneldProcess recovered(
+      broker::RunneldOptions{RUNNEL_RUNNELD,
+                             std::filesystem::path(data_dir).parent_path().string(),
+                             0,
+                             true,
+                             "warn",
+                             {"--recover-truncate", "--auto-create-topics=false"}});
   REQUIRE_MESSAGE(recovered.Start().ok(), recovered.Log());
-  CHECK(Contains(recovered.Log(), "recover-truncate: store WAL " + wal_name + " is corrupt at byte"));
+  CHECK(
+      Contains(recovered.Log(), "recover-truncate: store WAL " + wal_name + " is corrupt at byte"));
   CHECK(Contains(recovered.Log(), "records acknowledged in it are lost"));
   auto consumed = broker::RunProcess({RUNNEL_RUNNELCTL, "--broker",
                                       "127.0.0.1:" + std::to_string(recovered.port()), "consume",
@@ -674,19 +692,13 @@ TEST_CASE("runnelctl verify: passes on a healthy directory, names partition and 
   // Damage t/0's batch at offset 2 (a flipped byte in its records: the CRC fails) and lose t/1's
   // batch at offset 2 (a gap), through RocksDB itself: its own checksums hold.
   {
-    const std::string path = b.data_dir() + "/store";
-    std::vector<std::string> names;
-    REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* raw = nullptr;
-    REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions(), path, cfs, &handles, &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
+    testing::RawStore raw(b.data_dir());
+    rocksdb::DB* db = &raw.db();
     // The topic's partitions are the first two log column families created.
     std::vector<std::pair<uint32_t, rocksdb::ColumnFamilyHandle*>> logs;
-    for (auto* h : handles)
-      if (auto uid = storage::format::ParseLogColumnFamilyName(h->GetName())) logs.emplace_back(*uid, h);
+    for (auto* h : raw.families())
+      if (auto uid = storage::format::ParseLogColumnFamilyName(h->GetName()))
+        logs.emplace_back(*uid, h);
     std::sort(logs.begin(), logs.end());
     REQUIRE(logs.size() >= 2);
     const auto [uid0, cf0] = logs[0];
@@ -696,8 +708,6 @@ TEST_CASE("runnelctl verify: passes on a healthy directory, names partition and 
     v[v.size() - 1] ^= 0x5a;
     REQUIRE(db->Put(rocksdb::WriteOptions(), cf0, storage::format::LogKey(uid0, 2), v).ok());
     REQUIRE(db->Delete(rocksdb::WriteOptions(), cf1, storage::format::LogKey(uid1, 2)).ok());
-    for (auto* h : handles) REQUIRE(db->DestroyColumnFamilyHandle(h).ok());
-    REQUIRE(db->Close().ok());
   }
   auto bad = RunVerify(b.data_dir());
   INFO(bad.out << bad.err);
@@ -736,7 +746,8 @@ class SmallFilesystem {
   bool mounted_ = false;
 };
 
-TEST_CASE("runneld: /health answers 503 naming the reason while the store is degraded (disk full)") {
+TEST_CASE(
+    "runneld: /health answers 503 naming the reason while the store is degraded (disk full)") {
   if (testing::EmbeddedMode()) return;
   if (::geteuid() != 0) {
     MESSAGE("skipped: mounting a small tmpfs needs root");
@@ -751,7 +762,8 @@ TEST_CASE("runneld: /health answers 503 naming the reason while the store is deg
     const std::string chunk(1 << 20, 'b');
     for (int i = 0; i < 90; ++i) out << chunk;
   }
-  broker::RunneldProcess runneld({RUNNEL_RUNNELD, dir.Sub("disk/broker"), 0, /*http=*/true, "warn"});
+  broker::RunneldProcess runneld(
+      {RUNNEL_RUNNELD, dir.Sub("disk/broker"), 0, /*http=*/true, "warn"});
   REQUIRE_MESSAGE(runneld.Start().ok(), runneld.Log());
   const std::string ok = testing::HttpGet(runneld.http_port(), "/health");
   CHECK(Contains(ok, "HTTP/1.1 200"));
@@ -789,9 +801,8 @@ TEST_CASE("runneld: /health answers 503 naming the reason while the store is deg
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (!resumed && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    resumed = producer->Send(client::ProducerRecord{"fill", std::nullopt, "after", {}, 0, 0})
-                  .get()
-                  .ok();
+    resumed =
+        producer->Send(client::ProducerRecord{"fill", std::nullopt, "after", {}, 0, 0}).get().ok();
   }
   REQUIRE(resumed);
   CHECK(Contains(testing::HttpGet(runneld.http_port(), "/health"), "HTTP/1.1 200"));

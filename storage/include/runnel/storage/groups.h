@@ -41,7 +41,10 @@ struct GroupConfig {
   bool ordered_keys = false;         // "ordered.keys": one record per (partition, key) in flight
   int64_t message_ttl_ms = 0;        // "message.ttl.ms": older records are dead-lettered; 0 = off
   std::string dlq_topic;             // "dlq.topic": default "<topic>.dlq.<group>"
-  bool retain_until_acked = false;   // "retain.until.acked": pin retention below the ack floor
+  // "dlq.retention.ms": the retention of the DLQ topic the group creates; -1 (the default) keeps
+  // dead letters until purged or redriven. Unset only in groups stored before it existed.
+  std::optional<int64_t> dlq_retention_ms;
+  bool retain_until_acked = false;  // "retain.until.acked": pin retention below the ack floor
   // "ack.durability": when deliveries and settles are confirmed (see Groups::DeliverAsync).
   SettleDurability ack_durability = SettleDurability::kDurable;
 
