@@ -192,6 +192,10 @@ void CommitLoop(LogStore& store, Ledger& ledger, PowerCutFs& fs, std::atomic<boo
   while (!stop.load()) {
     if (!m.ok()) {
       m = g.Join(kStream, "", {"t0"}, 60'000);
+      if (!m.ok() && tolerate_io_errors && m.status().code() == StatusCode::kIOError) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));  // degraded; try again
+        continue;
+      }
       if (!m.ok()) {
         if (!fs.frozen()) FAIL_CHECK("join: " << m.status().ToString());
         return;
